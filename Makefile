@@ -1,0 +1,53 @@
+# raysplat developer commands. `make demo` and `make test` work on a fresh machine.
+PY      ?= python3
+VENV    := .venv
+VPY     := $(VENV)/bin/python
+PIP     := $(VPY) -m pip
+STAMP   := $(VENV)/.raysplat-deps
+
+.PHONY: demo test test-rust test-python build wheel bench lint fmt clean
+
+$(VPY):
+	$(PY) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+
+# Dependencies: torch is installed only when it is not importable already (it is several GB).
+$(STAMP): $(VPY) pyproject.toml
+	$(VPY) -c "import torch" 2>/dev/null || $(PIP) install "torch>=2.1"
+	$(PIP) install --quiet "maturin>=1.9,<2" "numpy>=1.26" "tqdm>=4.60" "pytest>=8" "hypothesis>=6.100" "ruff>=0.6" "scipy>=1.11"
+	touch $(STAMP)
+
+# Release build of the extension, installed editable into .venv.
+build: $(STAMP)
+	rm -f python/raysplat/_core*.so
+	$(VPY) -m maturin develop --release --quiet
+
+demo: build
+	$(VPY) examples/demo.py
+
+test-rust:
+	cargo test -p raysplat-core --release
+
+test-python: build
+	$(VPY) -m pytest -q tests
+
+test: build test-rust test-python
+
+wheel: $(STAMP)
+	$(VPY) -m maturin build --release --out dist
+
+bench: build
+	cargo bench -p raysplat-core
+	$(VPY) benches/sampling.py
+
+lint: $(STAMP)
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+	$(VPY) -m ruff check python tests benches examples
+
+fmt:
+	cargo fmt --all
+	$(VPY) -m ruff format python tests benches examples
+
+clean:
+	rm -rf target dist python/raysplat/_core*.so

@@ -1,0 +1,331 @@
+//! Ray marching through a cascaded binary occupancy grid (Instant-NGP / nerfacc style).
+//!
+//! Level `l` covers the base box scaled by `2^l` about its centre, at the same resolution. A
+//! point belongs to the finest level whose box contains it. Samples are the uniform steps
+//! `t_k = t_start + k * dt` (`dt` grows as `cone_angle * t` when `cone_angle > 0`) whose
+//! midpoint falls in an occupied cell; runs of steps inside one empty cell are skipped in one
+//! jump using the cell's exit distance.
+
+use rayon::prelude::*;
+
+use crate::error::{expect_finite, expect_len, Error, Result};
+use crate::rays::slab;
+
+/// Geometry of a cascaded occupancy grid.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GridSpec {
+    /// Base (level 0) box `[xmin, ymin, zmin, xmax, ymax, zmax]`.
+    pub aabb: [f32; 6],
+    /// Cells per axis.
+    pub resolution: [usize; 3],
+    /// Number of cascade levels (>= 1).
+    pub levels: usize,
+}
+
+impl GridSpec {
+    /// Checks the box and sizes.
+    pub fn validate(&self) -> Result<()> {
+        if self.levels == 0 {
+            return Err(Error::value("levels", "must be at least 1"));
+        }
+        if self.resolution.iter().any(|&r| r == 0) {
+            return Err(Error::value("resolution", "must be at least 1 per axis"));
+        }
+        if self.aabb.iter().any(|v| !v.is_finite()) || (0..3).any(|a| self.aabb[a] >= self.aabb[a + 3]) {
+            return Err(Error::value("aabb", "must be finite with min < max on every axis"));
+        }
+        Ok(())
+    }
+
+    /// Number of cells over all levels.
+    pub fn n_cells(&self) -> usize {
+        self.levels * self.resolution.iter().product::<usize>()
+    }
+
+    /// The box of level `l`.
+    pub fn level_aabb(&self, l: usize) -> [f32; 6] {
+        let s = (1u64 << l) as f32;
+        let mut b = [0f32; 6];
+        for a in 0..3 {
+            let c = 0.5 * (self.aabb[a] + self.aabb[a + 3]);
+            let h = 0.5 * (self.aabb[a + 3] - self.aabb[a]) * s;
+            b[a] = c - h;
+            b[a + 3] = c + h;
+        }
+        b
+    }
+
+    /// Level and flat cell index of point `x`, or `None` outside the coarsest box.
+    #[inline]
+    pub fn locate(&self, x: [f32; 3]) -> Option<(usize, usize, [usize; 3])> {
+        let mut m = 0f32;
+        for a in 0..3 {
+            let c = 0.5 * (self.aabb[a] + self.aabb[a + 3]);
+            let h = 0.5 * (self.aabb[a + 3] - self.aabb[a]);
+            m = m.max((x[a] - c).abs() / h);
+        }
+        if !m.is_finite() {
+            return None;
+        }
+        let level = if m < 1.0 { 0 } else { (m.log2().floor() as usize) + 1 };
+        // log2 rounding can land one level off at the boundary; fix it exactly.
+        let mut level = level;
+        while level > 0 && m < (1u64 << (level - 1)) as f32 {
+            level -= 1;
+        }
+        while level < self.levels && m >= (1u64 << level) as f32 {
+            level += 1;
+        }
+        if level >= self.levels {
+            return None;
+        }
+        let b = self.level_aabb(level);
+        let mut ijk = [0usize; 3];
+        for a in 0..3 {
+            let f = (x[a] - b[a]) / (b[a + 3] - b[a]) * self.resolution[a] as f32;
+            ijk[a] = (f.max(0.0) as usize).min(self.resolution[a] - 1);
+        }
+        let [rx, ry, rz] = self.resolution;
+        let flat = level * rx * ry * rz + (ijk[0] * ry + ijk[1]) * rz + ijk[2];
+        Some((level, flat, ijk))
+    }
+
+    /// Box of cell `ijk` at `level`.
+    fn cell_box(&self, level: usize, ijk: [usize; 3]) -> [f32; 6] {
+        let b = self.level_aabb(level);
+        let mut c = [0f32; 6];
+        for a in 0..3 {
+            let size = (b[a + 3] - b[a]) / self.resolution[a] as f32;
+            c[a] = b[a] + size * ijk[a] as f32;
+            c[a + 3] = c[a] + size;
+        }
+        c
+    }
+}
+
+/// Marching parameters shared by all rays.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MarchParams {
+    /// Minimum step size.
+    pub step: f32,
+    /// Step growth with distance (`dt = max(step, cone_angle * t)`), 0 for uniform steps.
+    pub cone_angle: f32,
+}
+
+/// Packed output of [`march`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Marched {
+    /// Ray of each sample, sorted.
+    pub ray_indices: Vec<i64>,
+    /// Interval starts.
+    pub t_starts: Vec<f32>,
+    /// Interval ends.
+    pub t_ends: Vec<f32>,
+}
+
+#[inline]
+fn step_size(t: f32, p: &MarchParams) -> f32 {
+    if p.cone_angle > 0.0 {
+        (t * p.cone_angle).clamp(p.step, 1e10)
+    } else {
+        p.step
+    }
+}
+
+/// Marches every ray through the occupied cells of `binaries` (`[levels, rx, ry, rz]`).
+///
+/// `near` / `far` hold one value per ray or a single shared value; `jitter` (one value in
+/// `[0, 1)` per ray) shifts the first step by `jitter * step` for stratified sampling.
+#[allow(clippy::too_many_arguments)]
+pub fn march(
+    origins: &[f32],
+    directions: &[f32],
+    near: &[f32],
+    far: &[f32],
+    binaries: &[bool],
+    spec: &GridSpec,
+    params: MarchParams,
+    jitter: Option<&[f32]>,
+) -> Result<Marched> {
+    spec.validate()?;
+    if origins.len() % 3 != 0 {
+        return Err(Error::shape("origins", "length must be a multiple of 3"));
+    }
+    let n = origins.len() / 3;
+    expect_len("directions", directions.len(), origins.len())?;
+    expect_len("binaries", binaries.len(), spec.n_cells())?;
+    for (name, v) in [("near", near), ("far", far)] {
+        if v.len() != 1 && v.len() != n {
+            return Err(Error::shape(name, format!("expected 1 or {n} values, got {}", v.len())));
+        }
+    }
+    if let Some(j) = jitter {
+        expect_len("jitter", j.len(), n)?;
+    }
+    if !(params.step > 0.0) || !params.step.is_finite() {
+        return Err(Error::value("render_step_size", "must be a positive finite number"));
+    }
+    if !(params.cone_angle >= 0.0) || !params.cone_angle.is_finite() {
+        return Err(Error::value("cone_angle", "must be a non-negative finite number"));
+    }
+    expect_finite("origins", origins)?;
+    expect_finite("directions", directions)?;
+    expect_finite("near", near)?;
+    if far.iter().any(|v| v.is_nan()) {
+        return Err(Error::value("far", "contains NaN"));
+    }
+    let outer = spec.level_aabb(spec.levels - 1);
+    let per_ray = |r: usize, out: &mut (Vec<i64>, Vec<f32>, Vec<f32>)| {
+        let o = [origins[3 * r], origins[3 * r + 1], origins[3 * r + 2]];
+        let d = [directions[3 * r], directions[3 * r + 1], directions[3 * r + 2]];
+        let (t0, t1) = slab(o, d, &outer);
+        let t_lo = t0.max(near[if near.len() == 1 { 0 } else { r }]);
+        let t_hi = t1.min(far[if far.len() == 1 { 0 } else { r }]);
+        if !(t_hi > t_lo) {
+            return;
+        }
+        let t_start = t_lo + jitter.map_or(0.0, |j| j[r]) * params.step;
+        march_ray(r, o, d, t_start, t_hi, binaries, spec, &params, out);
+    };
+    let chunks: Vec<(Vec<i64>, Vec<f32>, Vec<f32>)> = crate::parallel::install(|| {
+        let chunk = (n / (crate::parallel::num_threads() * 16)).clamp(64, 4096);
+        (0..n.div_ceil(chunk))
+            .into_par_iter()
+            .map(|c| {
+                let mut out = (Vec::new(), Vec::new(), Vec::new());
+                for r in c * chunk..((c + 1) * chunk).min(n) {
+                    per_ray(r, &mut out);
+                }
+                out
+            })
+            .collect()
+    });
+    let total: usize = chunks.iter().map(|c| c.0.len()).sum();
+    let mut m = Marched {
+        ray_indices: Vec::with_capacity(total),
+        t_starts: Vec::with_capacity(total),
+        t_ends: Vec::with_capacity(total),
+    };
+    for (ri, ts, te) in chunks {
+        m.ray_indices.extend_from_slice(&ri);
+        m.t_starts.extend_from_slice(&ts);
+        m.t_ends.extend_from_slice(&te);
+    }
+    Ok(m)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn march_ray(
+    r: usize,
+    o: [f32; 3],
+    d: [f32; 3],
+    t_start: f32,
+    t_hi: f32,
+    binaries: &[bool],
+    spec: &GridSpec,
+    p: &MarchParams,
+    out: &mut (Vec<i64>, Vec<f32>, Vec<f32>),
+) {
+    let uniform = p.cone_angle <= 0.0;
+    let mut k: u64 = 0; // step counter for uniform steps (t = t_start + k * step, no drift)
+    let mut t = t_start;
+    loop {
+        if uniform {
+            t = t_start + k as f32 * p.step;
+        }
+        let dt = step_size(t, p);
+        let mid = t + 0.5 * dt;
+        if !(mid < t_hi) {
+            break;
+        }
+        let x = [o[0] + mid * d[0], o[1] + mid * d[1], o[2] + mid * d[2]];
+        let Some((level, flat, ijk)) = spec.locate(x) else {
+            k += 1;
+            t += dt;
+            continue;
+        };
+        if binaries[flat] {
+            out.0.push(r as i64);
+            out.1.push(t);
+            out.2.push(t + dt);
+            k += 1;
+            t += dt;
+            continue;
+        }
+        // Empty cell: leave it where the ray exits the cell or enters the next finer level.
+        let (_, mut t_exit) = slab(o, d, &spec.cell_box(level, ijk));
+        if level > 0 {
+            let (t_in, t_out) = slab(o, d, &spec.level_aabb(level - 1));
+            if t_out >= t_in && t_in > mid {
+                t_exit = t_exit.min(t_in);
+            }
+        }
+        let t_exit = t_exit.min(t_hi);
+        if uniform {
+            // Jump over the steps whose midpoint is surely inside this cell, and re-test the
+            // last one before the exit (it may sit on the boundary after rounding).
+            let gap = ((t_exit - mid) / p.step).ceil();
+            let jump = if gap.is_finite() && gap > 2.0 { gap as u64 - 1 } else { 1 };
+            k += jump;
+        } else {
+            // Conical steps: advance step by step (cheap arithmetic, no lookups).
+            let mut steps = 0;
+            loop {
+                t += step_size(t, p);
+                steps += 1;
+                let next_mid = t + 0.5 * step_size(t, p);
+                if next_mid >= t_exit - step_size(t, p) || steps > 1 << 20 {
+                    break;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(levels: usize) -> GridSpec {
+        GridSpec { aabb: [-1., -1., -1., 1., 1., 1.], resolution: [8, 8, 8], levels }
+    }
+
+    #[test]
+    fn full_grid_gives_uniform_steps() {
+        let s = spec(1);
+        let b = vec![true; s.n_cells()];
+        let m = march(&[0., 0., -3.], &[0., 0., 1.], &[0.0], &[1e10], &b, &s, MarchParams { step: 0.1, cone_angle: 0.0 }, None).unwrap();
+        assert_eq!(m.t_starts.len(), 20);
+        for (a, b) in m.t_starts.iter().zip(&m.t_ends) {
+            assert!((b - a - 0.1).abs() < 1e-6);
+        }
+    }
+
+    #[test]
+    fn empty_grid_gives_nothing() {
+        let s = spec(2);
+        let b = vec![false; s.n_cells()];
+        let m = march(&[0., 0., -3.], &[0., 0., 1.], &[0.0], &[1e10], &b, &s, MarchParams { step: 0.01, cone_angle: 0.0 }, None).unwrap();
+        assert!(m.t_starts.is_empty());
+    }
+
+    #[test]
+    fn locate_picks_finest_level() {
+        let s = spec(3);
+        assert_eq!(s.locate([0.5, 0.0, 0.0]).unwrap().0, 0);
+        assert_eq!(s.locate([1.5, 0.0, 0.0]).unwrap().0, 1);
+        assert_eq!(s.locate([-3.0, 0.0, 0.0]).unwrap().0, 2);
+        assert!(s.locate([4.5, 0.0, 0.0]).is_none());
+    }
+
+    #[test]
+    fn cone_steps_grow() {
+        let s = spec(4);
+        let b = vec![true; s.n_cells()];
+        let m = march(&[0., 0., 0.], &[1., 0., 0.], &[0.1], &[1e10], &b, &s, MarchParams { step: 0.01, cone_angle: 0.1 }, None).unwrap();
+        for i in 0..m.t_starts.len() {
+            let dt = m.t_ends[i] - m.t_starts[i];
+            assert!((dt - (0.1 * m.t_starts[i]).max(0.01)).abs() < 1e-5);
+        }
+    }
+}

@@ -1,0 +1,19 @@
+//! raysplat-core: the pure-Rust kernels behind raysplat.
+//!
+//! Every kernel reads flat, row-major `f32` / `i64` slices plus explicit sizes, validates them,
+//! runs on raysplat's own rayon pool, and returns owned `Vec`s or an [`Error`]. Nothing here
+//! knows about Python; the `raysplat-py` crate converts arrays and errors.
+
+pub mod error;
+pub mod grid;
+pub mod parallel;
+pub mod rays;
+pub mod real;
+pub mod sampling;
+pub mod scan;
+pub mod segments;
+pub mod volrend;
+
+pub use error::{Error, Result};
+pub use real::Real;
+pub use segments::Segments;

@@ -1,0 +1,442 @@
+//! Distances along rays: stratified interval edges, inverse-CDF (importance) sampling of
+//! piecewise-constant densities, and the mip-NeRF 360 outer measure used by the interlevel loss.
+
+use rayon::prelude::*;
+
+use crate::error::{expect_finite, expect_len, Error, Result};
+use crate::real::Real;
+
+/// How `[near, far]` is divided between `n_samples` intervals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Spacing {
+    /// Uniform in distance `t`.
+    Linear,
+    /// Uniform in disparity `1 / t` (needs `near > 0`).
+    Disparity,
+    /// Uniform in mip-NeRF 360's contracted distance: `t` below 1, `2 - 1/t` above.
+    Contracted,
+}
+
+#[inline]
+fn contract(t: f32) -> f32 {
+    if t <= 1.0 {
+        t
+    } else {
+        2.0 - 1.0 / t
+    }
+}
+
+#[inline]
+fn uncontract(s: f32) -> f32 {
+    if s <= 1.0 {
+        s
+    } else {
+        1.0 / (2.0 - s).max(f32::MIN_POSITIVE)
+    }
+}
+
+/// Interval edges `[n_rays, n_samples + 1]` between `t_near` and `t_far`.
+///
+/// With `jitter` (`[n_rays, n_samples + 1]` uniforms in `[0, 1)`), each interior edge moves
+/// uniformly between the midpoints of its neighbouring bins and the end edges move inwards
+/// (nerfstudio's stratified scheme), so edges stay sorted and cover at most `[near, far]`.
+pub fn stratified_edges(
+    t_near: &[f32],
+    t_far: &[f32],
+    n_samples: usize,
+    spacing: Spacing,
+    jitter: Option<&[f32]>,
+) -> Result<Vec<f32>> {
+    let n_rays = t_near.len();
+    expect_len("t_far", t_far.len(), n_rays)?;
+    if n_samples == 0 {
+        return Err(Error::value("n_samples", "must be at least 1"));
+    }
+    let e = n_samples + 1;
+    if let Some(j) = jitter {
+        expect_len("jitter", j.len(), n_rays * e)?;
+    }
+    expect_finite("t_near", t_near)?;
+    expect_finite("t_far", t_far)?;
+    for r in 0..n_rays {
+        if t_far[r] < t_near[r] {
+            return Err(Error::value("t_far", format!("ray {r} has t_far < t_near")));
+        }
+        if spacing == Spacing::Disparity && t_near[r] <= 0.0 {
+            return Err(Error::value("t_near", "disparity spacing needs t_near > 0"));
+        }
+        if spacing == Spacing::Contracted && t_near[r] < 0.0 {
+            return Err(Error::value("t_near", "contracted spacing needs t_near >= 0"));
+        }
+    }
+    let mut out = vec![0f32; n_rays * e];
+    let inv = 1.0 / n_samples as f32;
+    crate::parallel::install(|| {
+        out.par_chunks_mut(e).enumerate().with_min_len(256).for_each(|(r, edges)| {
+            let (near, far) = (t_near[r], t_far[r]);
+            for (k, edge) in edges.iter_mut().enumerate() {
+                let mut s = k as f32 * inv;
+                if let Some(j) = jitter {
+                    let lo = if k == 0 { 0.0 } else { (k as f32 - 0.5) * inv };
+                    let hi = if k == n_samples { 1.0 } else { (k as f32 + 0.5) * inv };
+                    s = lo + (hi - lo) * j[r * e + k];
+                }
+                *edge = match spacing {
+                    Spacing::Linear => near + (far - near) * s,
+                    Spacing::Disparity => 1.0 / ((1.0 - s) / near + s / far),
+                    Spacing::Contracted => {
+                        let (a, b) = (contract(near), contract(far));
+                        uncontract(a + (b - a) * s).clamp(near, far)
+                    }
+                };
+            }
+            // Guard against rounding breaking monotonicity or the [near, far] range.
+            edges[0] = edges[0].max(near);
+            for k in 1..e {
+                edges[k] = edges[k].max(edges[k - 1]).min(far);
+            }
+        });
+    });
+    Ok(out)
+}
+
+fn check_histogram(edges: &[f32], weights: &[f32], n_rays: usize, n_bins: usize) -> Result<()> {
+    if n_bins == 0 {
+        return Err(Error::shape("weights", "needs at least one bin per ray"));
+    }
+    expect_len("t_edges", edges.len(), n_rays * (n_bins + 1))?;
+    expect_len("weights", weights.len(), n_rays * n_bins)?;
+    expect_finite("t_edges", edges)?;
+    expect_finite("weights", weights)?;
+    if weights.iter().any(|&w| w < 0.0) {
+        return Err(Error::value("weights", "must be non-negative"));
+    }
+    for (r, e) in edges.chunks(n_bins + 1).enumerate() {
+        if e.windows(2).any(|p| p[1] < p[0]) {
+            return Err(Error::value("t_edges", format!("ray {r} has decreasing edges")));
+        }
+    }
+    Ok(())
+}
+
+/// Normalised CDF (`n_bins + 1` values from 0 to 1) of one ray's histogram. Rays whose weights
+/// sum to zero fall back to the uniform density over `[t_0, t_B]` (weights = bin widths).
+fn ray_cdf(edges: &[f32], weights: &[f32], cdf: &mut Vec<f32>) {
+    let n = weights.len();
+    cdf.clear();
+    cdf.push(0.0);
+    let total: f32 = weights.iter().sum();
+    let width = edges[n] - edges[0];
+    let uniform = !(total > 0.0);
+    let (norm, use_width) = if !uniform {
+        (1.0 / total, false)
+    } else if width > 0.0 {
+        (1.0 / width, true)
+    } else {
+        (1.0 / n as f32, false)
+    };
+    let mut acc = 0f32;
+    for b in 0..n {
+        let w = if use_width {
+            edges[b + 1] - edges[b]
+        } else if uniform {
+            1.0
+        } else {
+            weights[b]
+        };
+        acc += w;
+        cdf.push((acc * norm).min(1.0));
+    }
+    cdf[n] = 1.0;
+}
+
+/// Inverts a CDF at `u`, with `bin` the index such that `cdf[bin] <= u < cdf[bin + 1]`.
+#[inline]
+fn invert_in_bin(edges: &[f32], cdf: &[f32], bin: usize, u: f32) -> f32 {
+    let (c0, c1) = (cdf[bin], cdf[bin + 1]);
+    let (t0, t1) = (edges[bin], edges[bin + 1]);
+    let denom = c1 - c0;
+    let frac = if denom > 1e-10 { ((u - c0) / denom).clamp(0.0, 1.0) } else { 0.5 };
+    t0 + frac * (t1 - t0)
+}
+
+/// Inverse-transform samples `t = F^{-1}(u)` of each ray's piecewise-constant density.
+///
+/// `edges` is `[n_rays, n_bins + 1]`, `weights` `[n_rays, n_bins]`, `u` `[n_rays, n_u]` in `[0, 1]`.
+pub fn inverse_cdf(edges: &[f32], weights: &[f32], n_rays: usize, u: &[f32]) -> Result<Vec<f32>> {
+    if n_rays == 0 {
+        return Ok(Vec::new());
+    }
+    let n_bins = weights.len() / n_rays;
+    check_histogram(edges, weights, n_rays, n_bins)?;
+    if u.len() % n_rays != 0 {
+        return Err(Error::shape("u", "must have one row per ray"));
+    }
+    expect_finite("u", u)?;
+    let n_u = u.len() / n_rays;
+    let mut out = vec![0f32; u.len()];
+    if n_u == 0 {
+        return Ok(out);
+    }
+    crate::parallel::install(|| {
+        out.par_chunks_mut(n_u).enumerate().with_min_len(64).for_each_init(Vec::new, |cdf, (r, t)| {
+            let e = &edges[r * (n_bins + 1)..(r + 1) * (n_bins + 1)];
+            ray_cdf(e, &weights[r * n_bins..(r + 1) * n_bins], cdf);
+            for (k, tk) in t.iter_mut().enumerate() {
+                let uk = u[r * n_u + k].clamp(0.0, 1.0);
+                // last bin whose lower CDF is <= u
+                let bin = cdf[1..n_bins].partition_point(|&c| c <= uk);
+                *tk = invert_in_bin(e, cdf, bin, uk);
+            }
+        });
+    });
+    Ok(out)
+}
+
+/// Importance sampling: `n_samples` new intervals per ray (`[n_rays, n_samples + 1]` edges).
+///
+/// Sample `k` sits at `F^{-1}((k + b) / n)` with `b = 0.5` or, with `jitter` (`[n_rays]` values
+/// in `[0, 1)`), one shared offset per ray. New edges are the midpoints between consecutive
+/// samples; the first and last edge reflect the adjacent midpoint and are clipped to the
+/// ray's original range (nerfacc / mip-NeRF 360 semantics).
+pub fn importance_sampling(
+    edges: &[f32],
+    weights: &[f32],
+    n_rays: usize,
+    n_samples: usize,
+    jitter: Option<&[f32]>,
+) -> Result<Vec<f32>> {
+    if n_samples == 0 {
+        return Err(Error::value("n_samples", "must be at least 1"));
+    }
+    if n_rays == 0 {
+        return Ok(Vec::new());
+    }
+    let n_bins = weights.len() / n_rays;
+    check_histogram(edges, weights, n_rays, n_bins)?;
+    if let Some(j) = jitter {
+        expect_len("jitter", j.len(), n_rays)?;
+    }
+    let e_out = n_samples + 1;
+    let mut out = vec![0f32; n_rays * e_out];
+    crate::parallel::install(|| {
+        out.par_chunks_mut(e_out).enumerate().with_min_len(64).for_each_init(
+            || (Vec::new(), Vec::new()),
+            |(cdf, samples), (r, new_edges)| {
+                let e = &edges[r * (n_bins + 1)..(r + 1) * (n_bins + 1)];
+                ray_cdf(e, &weights[r * n_bins..(r + 1) * n_bins], cdf);
+                let b = jitter.map_or(0.5, |j| j[r].clamp(0.0, 1.0));
+                samples.clear();
+                // u is increasing, so walk the bins once (merge) instead of binary searching.
+                let mut bin = 0usize;
+                for k in 0..n_samples {
+                    let u = ((k as f32 + b) / n_samples as f32).min(1.0);
+                    while bin + 1 < n_bins && cdf[bin + 1] <= u {
+                        bin += 1;
+                    }
+                    samples.push(invert_in_bin(e, cdf, bin, u));
+                }
+                let (t_min, t_max) = (e[0], e[n_bins]);
+                if n_samples == 1 {
+                    new_edges[0] = t_min;
+                    new_edges[1] = t_max;
+                    return;
+                }
+                for k in 1..n_samples {
+                    new_edges[k] = 0.5 * (samples[k - 1] + samples[k]);
+                }
+                new_edges[0] = (samples[0] - 0.5 * (samples[1] - samples[0])).max(t_min);
+                let last = n_samples - 1;
+                new_edges[n_samples] =
+                    (samples[last] + 0.5 * (samples[last] - samples[last - 1])).min(t_max);
+            },
+        );
+    });
+    Ok(out)
+}
+
+/// Index pairs for the outer measure: for each query edge, the last key edge `<=` it and the
+/// first key edge `>` it (clamped), as in mip-NeRF 360's `searchsorted`.
+#[inline]
+fn outer_bounds<T: Real>(key: &[T], q: T) -> (usize, usize) {
+    let p = key.partition_point(|&k| k <= q);
+    let lo = p.saturating_sub(1);
+    let hi = p.min(key.len() - 1);
+    (lo, hi)
+}
+
+/// Mip-NeRF 360 outer measure: for each target interval `[s_j, s_{j+1}]`, the summed proposal
+/// weight of every proposal interval that overlaps it. Shapes: `prop_edges [R, P+1]`,
+/// `prop_weights [R, P]`, `edges [R, S+1]` → `[R, S]`.
+pub fn outer_measure<T: Real>(
+    prop_edges: &[T],
+    prop_weights: &[T],
+    edges: &[T],
+    n_rays: usize,
+) -> Result<Vec<T>> {
+    let (p, s) = outer_dims(prop_edges, prop_weights, edges, n_rays)?;
+    let mut out = vec![T::zero(); n_rays * s];
+    if s == 0 {
+        return Ok(out);
+    }
+    crate::parallel::install(|| {
+        out.par_chunks_mut(s).enumerate().with_min_len(64).for_each_init(Vec::new, |cum, (r, o)| {
+            let key = &prop_edges[r * (p + 1)..(r + 1) * (p + 1)];
+            let w = &prop_weights[r * p..(r + 1) * p];
+            cum.clear();
+            cum.push(T::zero());
+            let mut acc = T::zero();
+            for &x in w {
+                acc += x;
+                cum.push(acc);
+            }
+            let q = &edges[r * (s + 1)..(r + 1) * (s + 1)];
+            for j in 0..s {
+                let (lo, _) = outer_bounds(key, q[j]);
+                let (_, hi) = outer_bounds(key, q[j + 1]);
+                o[j] = cum[hi] - cum[lo];
+            }
+        });
+    });
+    Ok(out)
+}
+
+/// Gradient of [`outer_measure`] w.r.t. `prop_weights`, given `grad` `[R, S]`.
+pub fn outer_measure_backward<T: Real>(
+    prop_edges: &[T],
+    prop_weights: &[T],
+    edges: &[T],
+    n_rays: usize,
+    grad: &[T],
+) -> Result<Vec<T>> {
+    let (p, s) = outer_dims(prop_edges, prop_weights, edges, n_rays)?;
+    expect_len("grad", grad.len(), n_rays * s)?;
+    let mut out = vec![T::zero(); n_rays * p];
+    if p == 0 {
+        return Ok(out);
+    }
+    crate::parallel::install(|| {
+        out.par_chunks_mut(p).enumerate().with_min_len(64).for_each_init(Vec::new, |diff, (r, o)| {
+            let key = &prop_edges[r * (p + 1)..(r + 1) * (p + 1)];
+            let q = &edges[r * (s + 1)..(r + 1) * (s + 1)];
+            // o_j = cum[hi] - cum[lo] = sum of w_k for k in lo..hi: a difference array.
+            diff.clear();
+            diff.resize(p + 1, T::zero());
+            for j in 0..s {
+                let (lo, _) = outer_bounds(key, q[j]);
+                let (_, hi) = outer_bounds(key, q[j + 1]);
+                if hi > lo {
+                    diff[lo] += grad[r * s + j];
+                    diff[hi] -= grad[r * s + j];
+                }
+            }
+            let mut acc = T::zero();
+            for k in 0..p {
+                acc += diff[k];
+                o[k] = acc;
+            }
+        });
+    });
+    Ok(out)
+}
+
+fn outer_dims<T: Real>(prop_edges: &[T], prop_weights: &[T], edges: &[T], n_rays: usize) -> Result<(usize, usize)> {
+    if n_rays == 0 {
+        return Ok((0, 0));
+    }
+    let p = prop_weights.len() / n_rays;
+    expect_len("weights_prop", prop_weights.len(), n_rays * p)?;
+    expect_len("t_edges_prop", prop_edges.len(), n_rays * (p + 1))?;
+    if edges.len() % n_rays != 0 || edges.len() / n_rays < 1 {
+        return Err(Error::shape("t_edges", "must have one row per ray"));
+    }
+    let s = edges.len() / n_rays - 1;
+    expect_finite("t_edges_prop", prop_edges)?;
+    expect_finite("weights_prop", prop_weights)?;
+    expect_finite("t_edges", edges)?;
+    Ok((p, s))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn linear_edges_are_uniform() {
+        let e = stratified_edges(&[2.0], &[6.0], 4, Spacing::Linear, None).unwrap();
+        assert_eq!(e, vec![2.0, 3.0, 4.0, 5.0, 6.0]);
+    }
+
+    #[test]
+    fn disparity_edges_are_uniform_in_inverse_depth() {
+        let e = stratified_edges(&[1.0], &[4.0], 3, Spacing::Disparity, None).unwrap();
+        let inv: Vec<f32> = e.iter().map(|t| 1.0 / t).collect();
+        for k in 0..3 {
+            assert!((inv[k] - inv[k + 1] - 0.25).abs() < 1e-6);
+        }
+    }
+
+    #[test]
+    fn contracted_edges_cover_range_and_are_sorted() {
+        let j: Vec<f32> = (0..33).map(|k| ((k * 7919) % 100) as f32 / 100.0).collect();
+        let e = stratified_edges(&[0.1], &[1000.0], 32, Spacing::Contracted, Some(&j)).unwrap();
+        assert!(e.windows(2).all(|p| p[0] <= p[1]));
+        assert!(e[0] >= 0.1 && e[32] <= 1000.0);
+    }
+
+    #[test]
+    fn zero_length_ray_is_fine() {
+        let e = stratified_edges(&[1.0], &[1.0], 2, Spacing::Linear, None).unwrap();
+        assert_eq!(e, vec![1.0; 3]);
+    }
+
+    #[test]
+    fn importance_sampling_matches_nerfacc_example() {
+        // one ray with bins [0,1],[1,2] and equal mass, two samples: centres at 0.5 and 1.5
+        let e = importance_sampling(&[0.0, 1.0, 2.0], &[0.5, 0.5], 1, 2, None).unwrap();
+        assert_eq!(e, vec![0.0, 1.0, 2.0]);
+    }
+
+    #[test]
+    fn all_zero_weights_fall_back_to_uniform() {
+        let e = importance_sampling(&[0.0, 1.0, 4.0], &[0.0, 0.0], 1, 4, None).unwrap();
+        assert_eq!(e, vec![0.0, 1.0, 2.0, 3.0, 4.0]);
+    }
+
+    #[test]
+    fn inverse_cdf_reproduces_histogram_mass() {
+        let edges = [0.0, 1.0, 3.0, 4.0];
+        let w = [1.0, 0.0, 3.0];
+        let n = 4000;
+        let u: Vec<f32> = (0..n).map(|k| (k as f32 + 0.5) / n as f32).collect();
+        let t = inverse_cdf(&edges, &w, 1, &u).unwrap();
+        let in_first = t.iter().filter(|&&x| x < 1.0).count() as f32 / n as f32;
+        let in_middle = t.iter().filter(|&&x| x > 1.0 && x < 3.0).count();
+        assert!((in_first - 0.25).abs() < 1.0 / n as f32 + 1e-6);
+        assert_eq!(in_middle, 0);
+    }
+
+    #[test]
+    fn outer_measure_identical_histograms_is_identity() {
+        let e = [0.0, 1.0, 2.0, 3.0];
+        let w = [0.2, 0.5, 0.3];
+        let o = outer_measure(&e, &w, &e, 1).unwrap();
+        // identical edges: each interval's outer set also includes touching neighbours
+        assert!(o.iter().zip(&w).all(|(a, b)| a >= b));
+        let g = outer_measure_backward(&e, &w, &e, 1, &[1.0, 0.0, 0.0]).unwrap();
+        let fd: Vec<f32> = (0..3)
+            .map(|k| {
+                let mut wp = w;
+                wp[k] += 1.0;
+                outer_measure(&e, &wp, &e, 1).unwrap()[0] - o[0]
+            })
+            .collect();
+        assert_eq!(g, fd);
+    }
+
+    #[test]
+    fn rejects_negative_weights_and_nan() {
+        assert!(importance_sampling(&[0.0, 1.0], &[-1.0], 1, 2, None).is_err());
+        assert!(importance_sampling(&[0.0, f32::NAN], &[1.0], 1, 2, None).is_err());
+    }
+}

@@ -1,0 +1,363 @@
+//! Volume-rendering quadrature on packed samples, forward and backward.
+//!
+//! For the samples of one ray, with `s_i = sigma_i * (t_end_i - t_start_i)`:
+//! `alpha_i = 1 - exp(-s_i)`, `T_i = exp(-sum_{j<i} s_j)` and `w_i = T_i * alpha_i`,
+//! so that `sum_i w_i = 1 - T_final` exactly.
+
+use rayon::prelude::*;
+
+use crate::error::{expect_len, Error, Result};
+use crate::real::Real;
+use crate::segments::{Segments, SharedMut};
+
+/// Per-sample outputs of the weight kernels.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Weights<T> {
+    /// Contribution of each sample, `T_i * alpha_i`.
+    pub weights: Vec<T>,
+    /// Transmittance before each sample.
+    pub trans: Vec<T>,
+    /// Opacity of each sample.
+    pub alphas: Vec<T>,
+}
+
+fn check_opt<T>(name: &'static str, v: Option<&[T]>, n: usize) -> Result<()> {
+    match v {
+        Some(v) => expect_len(name, v.len(), n),
+        None => Ok(()),
+    }
+}
+
+#[inline]
+fn at<T: Real>(v: Option<&[T]>, i: usize) -> T {
+    v.map_or(T::zero(), |v| v[i])
+}
+
+/// Weights, transmittance and alphas from optical thickness `sigma_dt = sigma * dt`.
+pub fn weights_from_density<T: Real>(sigma_dt: &[T], segs: &Segments) -> Result<Weights<T>> {
+    let n = sigma_dt.len();
+    expect_len("sigmas", n, segs.n_samples())?;
+    let mut w = vec![T::zero(); n];
+    let mut t = vec![T::zero(); n];
+    let mut a = vec![T::zero(); n];
+    let (pw, pt, pa) = (SharedMut::new(&mut w), SharedMut::new(&mut t), SharedMut::new(&mut a));
+    segs.par_for_each(|_, rg| {
+        // SAFETY: segments are disjoint.
+        let (w, t, a) = unsafe { (pw.slice(rg.clone()), pt.slice(rg.clone()), pa.slice(rg.clone())) };
+        let mut acc = T::zero();
+        for (k, &s) in sigma_dt[rg].iter().enumerate() {
+            let trans = (-acc).exp();
+            let alpha = T::one() - (-s).exp();
+            t[k] = trans;
+            a[k] = alpha;
+            w[k] = trans * alpha;
+            acc += s;
+        }
+    });
+    Ok(Weights { weights: w, trans: t, alphas: a })
+}
+
+/// Gradient w.r.t. `sigma_dt` of [`weights_from_density`], given the saved `trans` and `alphas`
+/// and the gradients of its three outputs (`None` = zero).
+pub fn weights_from_density_backward<T: Real>(
+    trans: &[T],
+    alphas: &[T],
+    grad_weights: Option<&[T]>,
+    grad_trans: Option<&[T]>,
+    grad_alphas: Option<&[T]>,
+    segs: &Segments,
+) -> Result<Vec<T>> {
+    let n = segs.n_samples();
+    expect_len("trans", trans.len(), n)?;
+    expect_len("alphas", alphas.len(), n)?;
+    check_opt("grad_weights", grad_weights, n)?;
+    check_opt("grad_trans", grad_trans, n)?;
+    check_opt("grad_alphas", grad_alphas, n)?;
+    let mut out = vec![T::zero(); n];
+    let dst = SharedMut::new(&mut out);
+    segs.par_for_each(|_, rg| {
+        // SAFETY: segments are disjoint.
+        let o = unsafe { dst.slice(rg.clone()) };
+        // dL/ds_k = exp(-s_k) (gα_k + gw_k T_k) - sum_{i>k} (gT_i T_i + gw_i w_i)
+        let mut suffix = T::zero();
+        for (k, i) in rg.clone().enumerate().rev() {
+            let gw = at(grad_weights, i);
+            let one_minus_alpha = T::one() - alphas[i];
+            o[k] = one_minus_alpha * (at(grad_alphas, i) + gw * trans[i]) - suffix;
+            suffix += at(grad_trans, i) * trans[i] + gw * trans[i] * alphas[i];
+        }
+    });
+    Ok(out)
+}
+
+/// Weights and transmittance from per-sample opacities: `T_i = prod_{j<i} (1 - alpha_j)`.
+pub fn weights_from_alpha<T: Real>(alphas: &[T], segs: &Segments) -> Result<(Vec<T>, Vec<T>)> {
+    let n = alphas.len();
+    expect_len("alphas", n, segs.n_samples())?;
+    let mut w = vec![T::zero(); n];
+    let mut t = vec![T::zero(); n];
+    let (pw, pt) = (SharedMut::new(&mut w), SharedMut::new(&mut t));
+    segs.par_for_each(|_, rg| {
+        // SAFETY: segments are disjoint.
+        let (w, t) = unsafe { (pw.slice(rg.clone()), pt.slice(rg.clone())) };
+        let mut trans = T::one();
+        for (k, &a) in alphas[rg].iter().enumerate() {
+            t[k] = trans;
+            w[k] = trans * a;
+            trans *= T::one() - a;
+        }
+    });
+    Ok((w, t))
+}
+
+/// Gradient w.r.t. `alphas` of [`weights_from_alpha`] (division-free, exact at `alpha = 1`).
+pub fn weights_from_alpha_backward<T: Real>(
+    alphas: &[T],
+    trans: &[T],
+    grad_weights: Option<&[T]>,
+    grad_trans: Option<&[T]>,
+    segs: &Segments,
+) -> Result<Vec<T>> {
+    let n = segs.n_samples();
+    expect_len("alphas", alphas.len(), n)?;
+    expect_len("trans", trans.len(), n)?;
+    check_opt("grad_weights", grad_weights, n)?;
+    check_opt("grad_trans", grad_trans, n)?;
+    let mut out = vec![T::zero(); n];
+    let dst = SharedMut::new(&mut out);
+    segs.par_for_each(|_, rg| {
+        // SAFETY: segments are disjoint.
+        let o = unsafe { dst.slice(rg.clone()) };
+        // R_k = sum_{i>k} G_i prod_{k<j<i} (1 - α_j), G_i = gT_i + gw_i α_i;  dL/dα_k = T_k (gw_k - R_k)
+        let mut r = T::zero();
+        for (k, i) in rg.clone().enumerate().rev() {
+            o[k] = trans[i] * (at(grad_weights, i) - r);
+            r = at(grad_trans, i) + at(grad_weights, i) * alphas[i] + (T::one() - alphas[i]) * r;
+        }
+    });
+    Ok(out)
+}
+
+/// How samples map to rays in [`accumulate`].
+#[derive(Debug, Clone, Copy)]
+pub enum RayMap<'a> {
+    /// Contiguous per-ray segments (sorted packed or dense samples): parallel over rays.
+    Segments(&'a Segments),
+    /// Arbitrary (possibly unsorted) ray index per sample: serial scatter.
+    Indices {
+        /// Ray of each sample.
+        ray_indices: &'a [i64],
+        /// Number of rays.
+        n_rays: usize,
+    },
+}
+
+impl RayMap<'_> {
+    fn n_rays(&self) -> usize {
+        match self {
+            RayMap::Segments(s) => s.n_rays(),
+            RayMap::Indices { n_rays, .. } => *n_rays,
+        }
+    }
+
+    fn check(&self, n_samples: usize) -> Result<()> {
+        match self {
+            RayMap::Segments(s) => expect_len("weights", n_samples, s.n_samples()),
+            RayMap::Indices { ray_indices, n_rays } => {
+                expect_len("ray_indices", ray_indices.len(), n_samples)?;
+                match ray_indices.iter().find(|&&r| r < 0 || r as u64 >= *n_rays as u64) {
+                    Some(r) => Err(Error::value(
+                        "ray_indices",
+                        format!("index {r} is outside 0..{n_rays} (n_rays)"),
+                    )),
+                    None => Ok(()),
+                }
+            }
+        }
+    }
+}
+
+#[inline]
+fn add_weighted<T: Real>(o: &mut [T], w: T, values: Option<&[T]>, i: usize, c: usize) {
+    match values {
+        Some(v) => {
+            for (oc, vc) in o.iter_mut().zip(&v[i * c..(i + 1) * c]) {
+                *oc += w * *vc;
+            }
+        }
+        None => o[0] += w,
+    }
+}
+
+/// Sums `weights[i] * values[i, :]` into row `ray(i)` of a `[n_rays, channels]` output
+/// (`values = None` sums the weights: `channels` is then 1).
+pub fn accumulate<T: Real>(weights: &[T], values: Option<&[T]>, channels: usize, map: RayMap<'_>) -> Result<Vec<T>> {
+    let n = weights.len();
+    map.check(n)?;
+    let c = if values.is_some() { channels } else { 1 };
+    if let Some(v) = values {
+        expect_len("values", v.len(), n * c)?;
+    }
+    let mut out = vec![T::zero(); map.n_rays() * c];
+    match map {
+        RayMap::Segments(segs) => {
+            let dst = SharedMut::new(&mut out);
+            segs.par_for_each(|r, rg| {
+                // SAFETY: each ray writes only its own row.
+                let o = unsafe { dst.slice(r * c..(r + 1) * c) };
+                for i in rg {
+                    add_weighted(o, weights[i], values, i, c);
+                }
+            });
+        }
+        RayMap::Indices { ray_indices, .. } => {
+            for (i, &r) in ray_indices.iter().enumerate() {
+                let r = r as usize;
+                add_weighted(&mut out[r * c..(r + 1) * c], weights[i], values, i, c);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Gradients of [`accumulate`]: `(grad_weights, grad_values)`; `grad_values` is empty when
+/// `values` is `None`.
+pub fn accumulate_backward<T: Real>(
+    weights: &[T],
+    values: Option<&[T]>,
+    channels: usize,
+    map: RayMap<'_>,
+    grad_out: &[T],
+) -> Result<(Vec<T>, Vec<T>)> {
+    let n = weights.len();
+    map.check(n)?;
+    let c = if values.is_some() { channels } else { 1 };
+    expect_len("grad_out", grad_out.len(), map.n_rays() * c)?;
+    if let Some(v) = values {
+        expect_len("values", v.len(), n * c)?;
+    }
+    let mut gw = vec![T::zero(); n];
+    let mut gv = vec![T::zero(); if values.is_some() { n * c } else { 0 }];
+    let (pw, pv) = (SharedMut::new(&mut gw), SharedMut::new(&mut gv));
+    let sample = |i: usize, r: usize| {
+        let go = &grad_out[r * c..(r + 1) * c];
+        // SAFETY: every sample index is visited exactly once.
+        let gwi = unsafe { pw.slice(i..i + 1) };
+        match values {
+            Some(v) => {
+                let gvi = unsafe { pv.slice(i * c..(i + 1) * c) };
+                let vi = &v[i * c..(i + 1) * c];
+                let mut acc = T::zero();
+                for k in 0..c {
+                    acc += go[k] * vi[k];
+                    gvi[k] = weights[i] * go[k];
+                }
+                gwi[0] = acc;
+            }
+            None => gwi[0] = go[0],
+        }
+    };
+    match map {
+        RayMap::Segments(segs) => segs.par_for_each(|r, rg| rg.for_each(|i| sample(i, r))),
+        RayMap::Indices { ray_indices, .. } => crate::parallel::install(|| {
+            (0..n).into_par_iter().with_min_len(1024).for_each(|i| sample(i, ray_indices[i] as usize))
+        }),
+    }
+    Ok((gw, gv))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fd_check(f: impl Fn(&[f32]) -> f64, x: &[f32], analytic: &[f32], tol: f64) {
+        for k in 0..x.len() {
+            let h = 1e-3f32;
+            let (mut xp, mut xm) = (x.to_vec(), x.to_vec());
+            xp[k] += h;
+            xm[k] -= h;
+            let fd = (f(&xp) - f(&xm)) / (2.0 * h as f64);
+            assert!((fd - analytic[k] as f64).abs() < tol, "k={k}: fd {fd} vs {}", analytic[k]);
+        }
+    }
+
+    #[test]
+    fn weights_sum_to_one_minus_final_transmittance() {
+        let s = vec![0.1, 0.5, 2.0, 0.0, 0.3];
+        let segs = Segments::uniform(1, 5);
+        let out = weights_from_density(&s, &segs).unwrap();
+        let total: f32 = out.weights.iter().sum();
+        let final_t = (-s.iter().sum::<f32>()).exp();
+        assert!((total - (1.0 - final_t)).abs() < 1e-6);
+    }
+
+    #[test]
+    fn zero_density_gives_zero_weights() {
+        let segs = Segments::uniform(2, 3);
+        let out = weights_from_density(&[0.0; 6], &segs).unwrap();
+        assert!(out.weights.iter().all(|&w| w == 0.0));
+        assert!(out.trans.iter().all(|&t| t == 1.0));
+    }
+
+    #[test]
+    fn single_sample_and_empty_rays() {
+        let segs = Segments::from_ray_indices(&[1], 3).unwrap();
+        let out = weights_from_density(&[1.0], &segs).unwrap();
+        assert!((out.weights[0] - (1.0 - (-1f32).exp())).abs() < 1e-7);
+        let acc = accumulate(&out.weights, None, 1, RayMap::Segments(&segs)).unwrap();
+        assert_eq!(acc[0], 0.0);
+        assert_eq!(acc[2], 0.0);
+    }
+
+    #[test]
+    fn density_backward_matches_finite_differences() {
+        let s = vec![0.2f32, 0.9, 0.4, 1.3, 0.05, 0.7];
+        let segs = Segments::from_ray_indices(&[0, 0, 0, 1, 1, 1], 2).unwrap();
+        let gw = vec![0.3f32, -0.2, 0.8, 0.5, 0.1, -0.9];
+        let gt = vec![0.1f32, 0.4, -0.3, 0.2, 0.6, 0.3];
+        let ga = vec![-0.5f32, 0.2, 0.1, 0.7, -0.1, 0.2];
+        let out = weights_from_density(&s, &segs).unwrap();
+        let g = weights_from_density_backward(&out.trans, &out.alphas, Some(&gw), Some(&gt), Some(&ga), &segs).unwrap();
+        let loss = |x: &[f32]| {
+            let o = weights_from_density(x, &segs).unwrap();
+            (0..x.len())
+                .map(|i| (o.weights[i] * gw[i] + o.trans[i] * gt[i] + o.alphas[i] * ga[i]) as f64)
+                .sum()
+        };
+        fd_check(loss, &s, &g, 2e-3);
+    }
+
+    #[test]
+    fn alpha_backward_matches_finite_differences() {
+        let a = vec![0.2f32, 0.9, 0.4, 0.3, 0.05, 0.7];
+        let segs = Segments::from_ray_indices(&[0, 0, 0, 0, 2, 2], 3).unwrap();
+        let gw = vec![0.3f32, -0.2, 0.8, 0.5, 0.1, -0.9];
+        let gt = vec![0.1f32, 0.4, -0.3, 0.2, 0.6, 0.3];
+        let (_, t) = weights_from_alpha(&a, &segs).unwrap();
+        let g = weights_from_alpha_backward(&a, &t, Some(&gw), Some(&gt), &segs).unwrap();
+        let loss = |x: &[f32]| {
+            let (w, t) = weights_from_alpha(x, &segs).unwrap();
+            (0..x.len()).map(|i| (w[i] * gw[i] + t[i] * gt[i]) as f64).sum()
+        };
+        fd_check(loss, &a, &g, 2e-3);
+    }
+
+    #[test]
+    fn accumulate_unsorted_and_backward() {
+        let w = vec![0.5f32, 0.25, 1.0];
+        let v = vec![1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0];
+        let ri = vec![1i64, 0, 1];
+        let map = RayMap::Indices { ray_indices: &ri, n_rays: 2 };
+        let out = accumulate(&w, Some(&v), 2, map).unwrap();
+        assert_eq!(out, vec![0.75, 1.0, 5.5, 7.0]);
+        let (gw, gv) = accumulate_backward(&w, Some(&v), 2, map, &[1.0, 2.0, 3.0, 4.0]).unwrap();
+        assert_eq!(gw, vec![3.0 + 8.0, 3.0 + 8.0, 15.0 + 24.0]);
+        assert_eq!(gv, vec![1.5, 2.0, 0.25, 0.5, 3.0, 4.0]);
+    }
+
+    #[test]
+    fn accumulate_rejects_bad_indices() {
+        assert!(accumulate(&[1.0], None, 1, RayMap::Indices { ray_indices: &[5], n_rays: 2 }).is_err());
+        assert!(accumulate(&[1.0, 1.0], None, 1, RayMap::Indices { ray_indices: &[0], n_rays: 2 }).is_err());
+    }
+}

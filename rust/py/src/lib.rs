@@ -1,0 +1,47 @@
+//! `raysplat._core`: thin PyO3 bindings over `raysplat-core`.
+//!
+//! Each function borrows contiguous NumPy arrays (shared with the caller's torch tensors without
+//! copying), releases the GIL while the Rust kernel runs, moves the result `Vec` into a new 1-D
+//! NumPy array, and turns every core error into a Python `ValueError`. The Python package
+//! reshapes outputs and wraps the `*_backward` functions into autograd.
+
+mod convert;
+mod grid;
+mod rays;
+mod sampling;
+mod threads;
+mod volrend;
+
+use pyo3::prelude::*;
+
+#[pymodule]
+mod _core {
+    use super::*;
+
+    #[pymodule_export]
+    use crate::threads::{get_num_threads, set_num_threads};
+
+    #[pymodule_export]
+    use crate::rays::{generate_rays, ndc_rays, ray_aabb_intersect};
+
+    #[pymodule_export]
+    use crate::sampling::{
+        importance_sampling, inverse_cdf, outer_measure, outer_measure_backward, stratified_edges,
+    };
+
+    #[pymodule_export]
+    use crate::volrend::{
+        accumulate, accumulate_backward, scan, scan_backward, segment_offsets, weights_from_alpha,
+        weights_from_alpha_backward, weights_from_density, weights_from_density_backward,
+    };
+
+    #[pymodule_export]
+    use crate::grid::march;
+
+    #[pymodule_init]
+    fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {
+        m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+        crate::threads::install_fork_guard();
+        Ok(())
+    }
+}

@@ -1,0 +1,231 @@
+//! Bindings of `raysplat_core::{volrend, scan, segments}`.
+//!
+//! Samples are either dense (`offsets=None`: `n_rays` equal segments) or packed, described by
+//! `offsets` (`[n_rays + 1]`, from `segment_offsets`), computed once per forward pass. The float
+//! arguments of these differentiable kernels may be float32 or float64 (for gradient checks),
+//! all of the same dtype.
+
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use raysplat_core::scan::ScanOp;
+use raysplat_core::volrend::{self, RayMap};
+use raysplat_core::Segments;
+
+use crate::convert::{
+    borrow, borrow_opt, detached, float_dtype, opt_slice, out, out_any, slice, to_py, with_float, Any, In, Out,
+};
+
+fn segments(offsets: Option<&[i64]>, n_rays: usize, n_samples: usize) -> PyResult<Segments> {
+    match offsets {
+        Some(o) => Segments::from_offsets(o, n_samples).map_err(to_py),
+        None if n_rays == 0 && n_samples == 0 => Ok(Segments::uniform(0, 0)),
+        None if n_rays > 0 && n_samples % n_rays == 0 => Ok(Segments::uniform(n_rays, n_samples / n_rays)),
+        None => Err(PyValueError::new_err(format!(
+            "dense samples: {n_samples} samples cannot be split evenly over {n_rays} rays"
+        ))),
+    }
+}
+
+fn scan_op(op: &str) -> PyResult<ScanOp> {
+    match op {
+        "sum" => Ok(ScanOp::Sum),
+        "prod" => Ok(ScanOp::Prod),
+        other => Err(PyValueError::new_err(format!("op: expected 'sum' or 'prod', got {other:?}"))),
+    }
+}
+
+/// Segment offsets `[n_rays + 1]` of sorted `ray_indices` (errors if unsorted / out of range).
+#[pyfunction]
+pub fn segment_offsets<'py>(py: Python<'py>, ray_indices: In<'py, i64>, n_rays: usize) -> PyResult<Out<'py, i64>> {
+    let ri = slice(&ray_indices, "ray_indices")?;
+    let segs = detached(py, || Segments::from_ray_indices(ri, n_rays))?;
+    Ok(out(py, segs.offsets().iter().map(|&o| o as i64).collect()))
+}
+
+/// Segmented inclusive / exclusive sum or product.
+#[pyfunction]
+pub fn scan<'py>(
+    py: Python<'py>,
+    inputs: Any<'py>,
+    offsets: Option<In<'py, i64>>,
+    n_rays: usize,
+    op: &str,
+    exclusive: bool,
+) -> PyResult<Any<'py>> {
+    let op = scan_op(op)?;
+    let offsets = opt_slice(&offsets, "offsets")?;
+    with_float!(float_dtype(&inputs, "inputs")?, T => {
+        let xa = borrow::<T>(&inputs, "inputs")?;
+        let x = slice(&xa, "inputs")?;
+        let segs = segments(offsets, n_rays, x.len())?;
+        Ok(out_any(py, detached(py, || raysplat_core::scan::scan(x, &segs, op, exclusive))?))
+    })
+}
+
+/// Gradient of `scan` w.r.t. its inputs.
+#[pyfunction]
+pub fn scan_backward<'py>(
+    py: Python<'py>,
+    inputs: Any<'py>,
+    grad: Any<'py>,
+    offsets: Option<In<'py, i64>>,
+    n_rays: usize,
+    op: &str,
+    exclusive: bool,
+) -> PyResult<Any<'py>> {
+    let op = scan_op(op)?;
+    let offsets = opt_slice(&offsets, "offsets")?;
+    with_float!(float_dtype(&inputs, "inputs")?, T => {
+        let (xa, ga) = (borrow::<T>(&inputs, "inputs")?, borrow::<T>(&grad, "grad")?);
+        let (x, g) = (slice(&xa, "inputs")?, slice(&ga, "grad")?);
+        let segs = segments(offsets, n_rays, x.len())?;
+        Ok(out_any(py, detached(py, || raysplat_core::scan::scan_backward(x, g, &segs, op, exclusive))?))
+    })
+}
+
+/// Weights, transmittance and alphas from `sigma * dt`.
+#[pyfunction]
+pub fn weights_from_density<'py>(
+    py: Python<'py>,
+    sigma_dt: Any<'py>,
+    offsets: Option<In<'py, i64>>,
+    n_rays: usize,
+) -> PyResult<(Any<'py>, Any<'py>, Any<'py>)> {
+    let offsets = opt_slice(&offsets, "offsets")?;
+    with_float!(float_dtype(&sigma_dt, "sigmas")?, T => {
+        let sa = borrow::<T>(&sigma_dt, "sigmas")?;
+        let s = slice(&sa, "sigmas")?;
+        let segs = segments(offsets, n_rays, s.len())?;
+        let w = detached(py, || volrend::weights_from_density(s, &segs))?;
+        Ok((out_any(py, w.weights), out_any(py, w.trans), out_any(py, w.alphas)))
+    })
+}
+
+/// Gradient of `weights_from_density` w.r.t. `sigma * dt`.
+#[pyfunction]
+#[pyo3(signature = (trans, alphas, grad_weights, grad_trans, grad_alphas, offsets, n_rays))]
+#[allow(clippy::too_many_arguments)]
+pub fn weights_from_density_backward<'py>(
+    py: Python<'py>,
+    trans: Any<'py>,
+    alphas: Any<'py>,
+    grad_weights: Option<Any<'py>>,
+    grad_trans: Option<Any<'py>>,
+    grad_alphas: Option<Any<'py>>,
+    offsets: Option<In<'py, i64>>,
+    n_rays: usize,
+) -> PyResult<Any<'py>> {
+    let offsets = opt_slice(&offsets, "offsets")?;
+    with_float!(float_dtype(&trans, "trans")?, T => {
+        let (ta, aa) = (borrow::<T>(&trans, "trans")?, borrow::<T>(&alphas, "alphas")?);
+        let gwa = borrow_opt::<T>(&grad_weights, "grad_weights")?;
+        let gta = borrow_opt::<T>(&grad_trans, "grad_trans")?;
+        let gaa = borrow_opt::<T>(&grad_alphas, "grad_alphas")?;
+        let (t, a) = (slice(&ta, "trans")?, slice(&aa, "alphas")?);
+        let (gw, gt, ga) = (
+            opt_slice(&gwa, "grad_weights")?,
+            opt_slice(&gta, "grad_trans")?,
+            opt_slice(&gaa, "grad_alphas")?,
+        );
+        let segs = segments(offsets, n_rays, t.len())?;
+        Ok(out_any(py, detached(py, || volrend::weights_from_density_backward(t, a, gw, gt, ga, &segs))?))
+    })
+}
+
+/// Weights and transmittance from per-sample alphas.
+#[pyfunction]
+pub fn weights_from_alpha<'py>(
+    py: Python<'py>,
+    alphas: Any<'py>,
+    offsets: Option<In<'py, i64>>,
+    n_rays: usize,
+) -> PyResult<(Any<'py>, Any<'py>)> {
+    let offsets = opt_slice(&offsets, "offsets")?;
+    with_float!(float_dtype(&alphas, "alphas")?, T => {
+        let aa = borrow::<T>(&alphas, "alphas")?;
+        let a = slice(&aa, "alphas")?;
+        let segs = segments(offsets, n_rays, a.len())?;
+        let (w, t) = detached(py, || volrend::weights_from_alpha(a, &segs))?;
+        Ok((out_any(py, w), out_any(py, t)))
+    })
+}
+
+/// Gradient of `weights_from_alpha` w.r.t. the alphas.
+#[pyfunction]
+#[pyo3(signature = (alphas, trans, grad_weights, grad_trans, offsets, n_rays))]
+pub fn weights_from_alpha_backward<'py>(
+    py: Python<'py>,
+    alphas: Any<'py>,
+    trans: Any<'py>,
+    grad_weights: Option<Any<'py>>,
+    grad_trans: Option<Any<'py>>,
+    offsets: Option<In<'py, i64>>,
+    n_rays: usize,
+) -> PyResult<Any<'py>> {
+    let offsets = opt_slice(&offsets, "offsets")?;
+    with_float!(float_dtype(&alphas, "alphas")?, T => {
+        let (aa, ta) = (borrow::<T>(&alphas, "alphas")?, borrow::<T>(&trans, "trans")?);
+        let gwa = borrow_opt::<T>(&grad_weights, "grad_weights")?;
+        let gta = borrow_opt::<T>(&grad_trans, "grad_trans")?;
+        let (a, t) = (slice(&aa, "alphas")?, slice(&ta, "trans")?);
+        let (gw, gt) = (opt_slice(&gwa, "grad_weights")?, opt_slice(&gta, "grad_trans")?);
+        let segs = segments(offsets, n_rays, a.len())?;
+        Ok(out_any(py, detached(py, || volrend::weights_from_alpha_backward(a, t, gw, gt, &segs))?))
+    })
+}
+
+fn ray_map<'a>(segs: Option<&'a Segments>, ray_indices: Option<&'a [i64]>, n_rays: usize) -> PyResult<RayMap<'a>> {
+    match (segs, ray_indices) {
+        (Some(s), _) => Ok(RayMap::Segments(s)),
+        (None, Some(ri)) => Ok(RayMap::Indices { ray_indices: ri, n_rays }),
+        (None, None) => Err(PyValueError::new_err("accumulate needs offsets or ray_indices")),
+    }
+}
+
+/// Per-ray weighted sums of `values` (or of the weights when `values` is None).
+#[pyfunction]
+#[pyo3(signature = (weights, values, channels, n_rays, offsets=None, ray_indices=None))]
+pub fn accumulate<'py>(
+    py: Python<'py>,
+    weights: Any<'py>,
+    values: Option<Any<'py>>,
+    channels: usize,
+    n_rays: usize,
+    offsets: Option<In<'py, i64>>,
+    ray_indices: Option<In<'py, i64>>,
+) -> PyResult<Any<'py>> {
+    let (offsets, ri) = (opt_slice(&offsets, "offsets")?, opt_slice(&ray_indices, "ray_indices")?);
+    with_float!(float_dtype(&weights, "weights")?, T => {
+        let (wa, va) = (borrow::<T>(&weights, "weights")?, borrow_opt::<T>(&values, "values")?);
+        let (w, v) = (slice(&wa, "weights")?, opt_slice(&va, "values")?);
+        let segs = offsets.map(|o| segments(Some(o), n_rays, w.len())).transpose()?;
+        let map = ray_map(segs.as_ref(), ri, n_rays)?;
+        Ok(out_any(py, detached(py, || volrend::accumulate(w, v, channels, map))?))
+    })
+}
+
+/// Gradients of `accumulate`: `(grad_weights, grad_values)` (the latter empty without values).
+#[pyfunction]
+#[pyo3(signature = (weights, values, channels, n_rays, grad_out, offsets=None, ray_indices=None))]
+#[allow(clippy::too_many_arguments)]
+pub fn accumulate_backward<'py>(
+    py: Python<'py>,
+    weights: Any<'py>,
+    values: Option<Any<'py>>,
+    channels: usize,
+    n_rays: usize,
+    grad_out: Any<'py>,
+    offsets: Option<In<'py, i64>>,
+    ray_indices: Option<In<'py, i64>>,
+) -> PyResult<(Any<'py>, Any<'py>)> {
+    let (offsets, ri) = (opt_slice(&offsets, "offsets")?, opt_slice(&ray_indices, "ray_indices")?);
+    with_float!(float_dtype(&weights, "weights")?, T => {
+        let (wa, va) = (borrow::<T>(&weights, "weights")?, borrow_opt::<T>(&values, "values")?);
+        let ga = borrow::<T>(&grad_out, "grad_out")?;
+        let (w, v, g) = (slice(&wa, "weights")?, opt_slice(&va, "values")?, slice(&ga, "grad_out")?);
+        let segs = offsets.map(|o| segments(Some(o), n_rays, w.len())).transpose()?;
+        let map = ray_map(segs.as_ref(), ri, n_rays)?;
+        let (gw, gv) = detached(py, || volrend::accumulate_backward(w, v, channels, map, g))?;
+        Ok((out_any(py, gw), out_any(py, gv)))
+    })
+}
