@@ -1,18 +1,53 @@
-"""raysplat: Rust-accelerated neural rendering and 3D sampling for PyTorch."""
+"""raysplat: Rust-accelerated neural rendering and 3D sampling for PyTorch.
+
+CPU tensors run on raysplat's Rust kernels; tensors on other devices run the pure-torch twins
+in :mod:`raysplat.reference` (same results).
+"""
 
 from raysplat import _core
+from raysplat.grid import OccupancyGrid
+from raysplat.rays import generate_rays, ndc_rays, ray_aabb_intersect
+from raysplat.sampling import importance_sampling, interlevel_loss, inverse_cdf, stratified_samples
+from raysplat.scan import exclusive_prod, exclusive_sum, inclusive_prod, inclusive_sum, pack_info
+from raysplat.volrend import (
+    accumulate_along_rays,
+    render_weight_from_alpha,
+    render_weight_from_density,
+    volume_render,
+)
 
 __version__: str = _core.__version__
 
 
 def set_num_threads(n: int) -> None:
-    """Sets how many threads raysplat's Rust kernels use (default: ``RAYSPLAT_NUM_THREADS`` or all cores)."""
+    """Sets how many threads the Rust kernels use (default: ``RAYSPLAT_NUM_THREADS`` or all cores)."""
     _core.set_num_threads(n)
 
 
 def get_num_threads() -> int:
-    """The number of threads raysplat's Rust kernels use."""
+    """The number of threads the Rust kernels use."""
     return _core.get_num_threads()
 
 
-__all__ = ["__version__", "get_num_threads", "set_num_threads"]
+__all__ = [
+    "OccupancyGrid",
+    "__version__",
+    "accumulate_along_rays",
+    "exclusive_prod",
+    "exclusive_sum",
+    "generate_rays",
+    "get_num_threads",
+    "importance_sampling",
+    "inclusive_prod",
+    "inclusive_sum",
+    "interlevel_loss",
+    "inverse_cdf",
+    "ndc_rays",
+    "pack_info",
+    "ray_aabb_intersect",
+    "render_weight_from_alpha",
+    "render_weight_from_density",
+    "set_num_threads",
+    "stratified_samples",
+    "volume_render",
+]

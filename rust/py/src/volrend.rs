@@ -174,6 +174,19 @@ pub fn weights_from_alpha_backward<'py>(
     })
 }
 
+/// Segments for `offsets` (packed, sorted) or for dense input (neither offsets nor indices).
+fn accumulate_segments(
+    offsets: Option<&[i64]>,
+    ray_indices: Option<&[i64]>,
+    n_rays: usize,
+    n_samples: usize,
+) -> PyResult<Option<Segments>> {
+    match (offsets, ray_indices) {
+        (None, Some(_)) => Ok(None),
+        _ => segments(offsets, n_rays, n_samples).map(Some),
+    }
+}
+
 fn ray_map<'a>(segs: Option<&'a Segments>, ray_indices: Option<&'a [i64]>, n_rays: usize) -> PyResult<RayMap<'a>> {
     match (segs, ray_indices) {
         (Some(s), _) => Ok(RayMap::Segments(s)),
@@ -198,7 +211,7 @@ pub fn accumulate<'py>(
     with_float!(float_dtype(&weights, "weights")?, T => {
         let (wa, va) = (borrow::<T>(&weights, "weights")?, borrow_opt::<T>(&values, "values")?);
         let (w, v) = (slice(&wa, "weights")?, opt_slice(&va, "values")?);
-        let segs = offsets.map(|o| segments(Some(o), n_rays, w.len())).transpose()?;
+        let segs = accumulate_segments(offsets, ri, n_rays, w.len())?;
         let map = ray_map(segs.as_ref(), ri, n_rays)?;
         Ok(out_any(py, detached(py, || volrend::accumulate(w, v, channels, map))?))
     })
@@ -223,7 +236,7 @@ pub fn accumulate_backward<'py>(
         let (wa, va) = (borrow::<T>(&weights, "weights")?, borrow_opt::<T>(&values, "values")?);
         let ga = borrow::<T>(&grad_out, "grad_out")?;
         let (w, v, g) = (slice(&wa, "weights")?, opt_slice(&va, "values")?, slice(&ga, "grad_out")?);
-        let segs = offsets.map(|o| segments(Some(o), n_rays, w.len())).transpose()?;
+        let segs = accumulate_segments(offsets, ri, n_rays, w.len())?;
         let map = ray_map(segs.as_ref(), ri, n_rays)?;
         let (gw, gv) = detached(py, || volrend::accumulate_backward(w, v, channels, map, g))?;
         Ok((out_any(py, gw), out_any(py, gv)))

@@ -1,0 +1,142 @@
+"""Autograd glue: one ``torch.autograd.Function`` per differentiable Rust kernel.
+
+Each forward hands CPU tensors to ``raysplat._core`` as NumPy views and wraps the results
+without copying; each backward calls the matching ``*_backward`` kernel. Private: the public,
+validated API lives in the modules that import these.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch.autograd.function import once_differentiable
+
+from raysplat import _core
+from raysplat._checks import float_dtype_of, from_numpy, to_numpy
+
+
+def _grad(name: str, g: torch.Tensor | None, dtype: torch.dtype) -> np.ndarray | None:
+    return None if g is None else to_numpy(name, g, dtype)
+
+
+class WeightsFromDensity(torch.autograd.Function):
+    """``(weights, trans, alphas)`` of flat ``sigma_dt`` on segments given by ``offsets``."""
+
+    @staticmethod
+    def forward(ctx, sigma_dt: torch.Tensor, offsets: np.ndarray | None, n_rays: int):
+        dt = float_dtype_of(sigma_dt)
+        shape = sigma_dt.shape
+        w, t, a = _core.weights_from_density(to_numpy("sigmas", sigma_dt, dt), offsets, n_rays)
+        w, t, a = (from_numpy(x, shape) for x in (w, t, a))
+        ctx.save_for_backward(t, a)
+        ctx.offsets, ctx.n_rays, ctx.dt = offsets, n_rays, dt
+        return w, t, a
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, gw, gt, ga):
+        t, a = ctx.saved_tensors
+        dt = ctx.dt
+        g = _core.weights_from_density_backward(
+            t.numpy(), a.numpy(), _grad("grad_weights", gw, dt), _grad("grad_trans", gt, dt),
+            _grad("grad_alphas", ga, dt), ctx.offsets, ctx.n_rays,
+        )
+        return from_numpy(g, t.shape), None, None
+
+
+class WeightsFromAlpha(torch.autograd.Function):
+    """``(weights, trans)`` of flat ``alphas`` on segments given by ``offsets``."""
+
+    @staticmethod
+    def forward(ctx, alphas: torch.Tensor, offsets: np.ndarray | None, n_rays: int):
+        dt = float_dtype_of(alphas)
+        a_np = to_numpy("alphas", alphas, dt)
+        w, t = _core.weights_from_alpha(a_np, offsets, n_rays)
+        w, t = from_numpy(w, alphas.shape), from_numpy(t, alphas.shape)
+        ctx.save_for_backward(torch.from_numpy(a_np), t)
+        ctx.offsets, ctx.n_rays, ctx.dt = offsets, n_rays, dt
+        return w, t
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, gw, gt):
+        a, t = ctx.saved_tensors
+        g = _core.weights_from_alpha_backward(
+            a.numpy(), t.numpy(), _grad("grad_weights", gw, ctx.dt), _grad("grad_trans", gt, ctx.dt),
+            ctx.offsets, ctx.n_rays,
+        )
+        return from_numpy(g, t.shape), None, None
+
+
+class Accumulate(torch.autograd.Function):
+    """Per-ray sums of ``weights * values`` (``values`` may be ``None``)."""
+
+    @staticmethod
+    def forward(ctx, weights, values, n_rays, offsets, ray_indices):
+        dt = float_dtype_of(weights)
+        w_np = to_numpy("weights", weights, dt)
+        v_np = None if values is None else to_numpy("values", values, dt)
+        channels = 1 if values is None else values.shape[-1]
+        out = _core.accumulate(w_np, v_np, channels, n_rays, offsets, ray_indices)
+        ctx.save_for_backward(torch.from_numpy(w_np), None if v_np is None else torch.from_numpy(v_np))
+        ctx.meta = (n_rays, offsets, ray_indices, channels, weights.shape, None if values is None else values.shape, dt)
+        return from_numpy(out, (n_rays, channels))
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, g_out):
+        w, v = ctx.saved_tensors
+        n_rays, offsets, ray_indices, channels, w_shape, v_shape, dt = ctx.meta
+        gw, gv = _core.accumulate_backward(
+            w.numpy(), None if v is None else v.numpy(), channels, n_rays,
+            to_numpy("grad_out", g_out, dt), offsets, ray_indices,
+        )
+        grad_v = None if v is None else from_numpy(gv, v_shape)
+        return from_numpy(gw, w_shape), grad_v, None, None, None
+
+
+class Scan(torch.autograd.Function):
+    """Segmented inclusive / exclusive sum or product."""
+
+    @staticmethod
+    def forward(ctx, inputs, offsets, n_rays, op, exclusive):
+        dt = float_dtype_of(inputs)
+        x_np = to_numpy("inputs", inputs, dt)
+        out = _core.scan(x_np, offsets, n_rays, op, exclusive)
+        ctx.save_for_backward(torch.from_numpy(x_np))
+        ctx.meta = (offsets, n_rays, op, exclusive, dt, inputs.shape)
+        return from_numpy(out, inputs.shape)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        offsets, n_rays, op, exclusive, dt, shape = ctx.meta
+        gx = _core.scan_backward(x.numpy(), to_numpy("grad", g, dt), offsets, n_rays, op, exclusive)
+        return from_numpy(gx, shape), None, None, None, None
+
+
+class OuterMeasure(torch.autograd.Function):
+    """Mip-NeRF 360 outer measure, differentiable w.r.t. the proposal weights."""
+
+    @staticmethod
+    def forward(ctx, t_edges_prop, weights_prop, t_edges):
+        dt = float_dtype_of(weights_prop)
+        pe, pw, e = (
+            to_numpy("t_edges_prop", t_edges_prop, dt),
+            to_numpy("weights_prop", weights_prop, dt),
+            to_numpy("t_edges", t_edges, dt),
+        )
+        n_rays = weights_prop.shape[0]
+        out = _core.outer_measure(pe, pw, e, n_rays)
+        ctx.save_for_backward(*(torch.from_numpy(a) for a in (pe, pw, e)))
+        ctx.meta = (n_rays, dt, weights_prop.shape)
+        return from_numpy(out, (n_rays, t_edges.shape[-1] - 1))
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, g):
+        pe, pw, e = ctx.saved_tensors
+        n_rays, dt, shape = ctx.meta
+        gw = _core.outer_measure_backward(pe.numpy(), pw.numpy(), e.numpy(), n_rays, to_numpy("grad", g, dt))
+        return None, from_numpy(gw, shape), None
