@@ -5,7 +5,7 @@ VPY     := $(VENV)/bin/python
 PIP     := $(VPY) -m pip
 STAMP   := $(VENV)/.raysplat-deps
 
-.PHONY: demo test test-rust test-python build wheel bench lint fmt clean
+.PHONY: demo test test-rust test-python test-wheel build wheel bench lint fmt clean
 
 $(VPY):
 	$(PY) -m venv $(VENV)
@@ -20,7 +20,7 @@ $(STAMP): $(VPY) pyproject.toml
 # Release build of the extension, installed editable into .venv.
 build: $(STAMP)
 	rm -f python/raysplat/_core*.so
-	$(VPY) -m maturin develop --release --quiet
+	VIRTUAL_ENV=$(abspath $(VENV)) $(VPY) -m maturin develop --release --quiet
 
 demo: build
 	$(VPY) examples/demo.py
@@ -31,7 +31,10 @@ test-rust:
 test-python: build
 	$(VPY) -m pytest -q tests
 
-test: build test-rust test-python
+test-wheel: $(STAMP)
+	bash scripts/check_wheel.sh
+
+test: build test-rust test-python test-wheel
 
 wheel: $(STAMP)
 	$(VPY) -m maturin build --release --out dist

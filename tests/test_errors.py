@@ -66,9 +66,7 @@ W = torch.rand(2, 3)
         lambda: rs.exclusive_prod(torch.rand(2, 3), ray_indices=torch.zeros(2, 3, dtype=LONG)),
         lambda: rs.generate_rays(torch.eye(4)[0], torch.eye(3), 4, 4),
         lambda: rs.generate_rays(torch.eye(4), torch.eye(3)[None, None], 4, 4),
-        lambda: rs.generate_rays(
-            torch.eye(4), torch.eye(3), 4, 4, pixels=torch.zeros(2, 1, dtype=LONG)
-        ),
+        lambda: rs.generate_rays(torch.eye(4), torch.eye(3), 4, 4, pixels=torch.zeros(2, 1, dtype=LONG)),
         lambda: rs.ray_aabb_intersect(torch.rand(3), torch.rand(3), torch.rand(6)),
         lambda: rs.ray_aabb_intersect(torch.rand(2, 3), torch.rand(2, 3), torch.rand(1, 1, 6)),
         lambda: rs.stratified_samples(torch.rand(2, 2), 3.0, 4),
@@ -112,9 +110,7 @@ def test_wrong_last_dim(call):
         lambda: rs.inclusive_sum(torch.arange(6).view(2, 3)),
         lambda: rs.inclusive_prod(torch.rand(2, 3, dtype=torch.complex64)),
         lambda: rs.generate_rays(torch.eye(4, dtype=LONG), torch.eye(3), 4, 4),
-        lambda: rs.ray_aabb_intersect(
-            torch.zeros(2, 3, dtype=LONG), torch.rand(2, 3), torch.rand(6)
-        ),
+        lambda: rs.ray_aabb_intersect(torch.zeros(2, 3, dtype=LONG), torch.rand(2, 3), torch.rand(6)),
         lambda: rs.importance_sampling(SORTED_EDGES.long(), W, 4),
         lambda: rs.stratified_samples(torch.ones(2, dtype=LONG), 3.0, 4),
         lambda: rs.stratified_samples(1.0, 2.0, 2.5),
@@ -133,9 +129,7 @@ def test_wrong_dtype_or_type(call):
 def test_float_ray_indices(dtype):
     ri = torch.tensor([0, 0, 1]).to(dtype)
     x = torch.rand(3)
-    expect(
-        TypeError, rs.render_weight_from_density, x, x + 1, x, ray_indices=ri, match="ray_indices"
-    )
+    expect(TypeError, rs.render_weight_from_density, x, x + 1, x, ray_indices=ri, match="ray_indices")
     expect(TypeError, rs.render_weight_from_alpha, x, ray_indices=ri, match="ray_indices")
     expect(TypeError, rs.accumulate_along_rays, x, ray_indices=ri, match="ray_indices")
     expect(TypeError, rs.inclusive_sum, x, ray_indices=ri, match="ray_indices")
@@ -251,12 +245,8 @@ def test_mismatched_lengths(call):
         lambda: rs.ndc_rays(torch.rand(2, 3), -torch.ones(2, 3), 0.0, 4, 4),
         lambda: rs.ndc_rays(torch.rand(2, 3), -torch.ones(2, 3), 1.0, 4, 4, near=0.0),
         lambda: rs.ndc_rays(torch.rand(2, 3), torch.tensor([[0.0, 0, -1], [1.0, 0, 0]]), 1.0, 4, 4),
-        lambda: rs.ray_aabb_intersect(
-            torch.rand(2, 3), torch.rand(2, 3), torch.tensor([1.0, 1, 1, 0, 0, 0])
-        ),
-        lambda: rs.render_weight_from_alpha(
-            torch.rand(3), ray_indices=torch.tensor([0, 0, 1]), n_rays=-1
-        ),
+        lambda: rs.ray_aabb_intersect(torch.rand(2, 3), torch.rand(2, 3), torch.tensor([1.0, 1, 1, 0, 0, 0])),
+        lambda: rs.render_weight_from_alpha(torch.rand(3), ray_indices=torch.tensor([0, 0, 1]), n_rays=-1),
         lambda: rs.set_num_threads(0),
     ],
 )
@@ -300,9 +290,7 @@ def test_accumulate_accepts_unsorted_ray_indices():
         lambda ri: rs.render_weight_from_density(*_iv((4,)), ray_indices=ri, n_rays=2),
         lambda ri: rs.render_weight_from_alpha(torch.rand(4), ray_indices=ri, n_rays=2),
         lambda ri: rs.accumulate_along_rays(torch.rand(4), ray_indices=ri, n_rays=2),
-        lambda ri: rs.accumulate_along_rays(
-            torch.rand(4), torch.rand(4, 3), ray_indices=ri, n_rays=2
-        ),
+        lambda ri: rs.accumulate_along_rays(torch.rand(4), torch.rand(4, 3), ray_indices=ri, n_rays=2),
         lambda ri: rs.volume_render(*_iv((4,)), torch.rand(4, 3), ray_indices=ri, n_rays=2),
         lambda ri: rs.inclusive_sum(torch.rand(4), ray_indices=ri, n_rays=2),
         lambda ri: rs.pack_info(ri, 2),
@@ -315,19 +303,13 @@ def test_out_of_range_ray_indices(call, ri):
 def test_negative_ray_indices_default_n_rays():
     ri = torch.tensor([-1, 0, 0, 1])
     expect(ValueError, rs.render_weight_from_density, *_iv((4,)), ray_indices=ri)
-    expect(
-        ValueError, rs.accumulate_along_rays, torch.rand(4), ray_indices=torch.tensor([1, 0, -1, 1])
-    )
+    expect(ValueError, rs.accumulate_along_rays, torch.rand(4), ray_indices=torch.tensor([1, 0, -1, 1]))
     expect(ValueError, rs.inclusive_sum, torch.rand(4), ray_indices=ri)
 
 
 def test_generate_rays_pixels_out_of_range():
-    expect(
-        ValueError, rs.generate_rays, torch.eye(4), torch.eye(3), 4, 4, pixels=torch.tensor([16])
-    )
-    expect(
-        ValueError, rs.generate_rays, torch.eye(4), torch.eye(3), 4, 4, pixels=torch.tensor([-1])
-    )
+    expect(ValueError, rs.generate_rays, torch.eye(4), torch.eye(3), 4, 4, pixels=torch.tensor([16]))
+    expect(ValueError, rs.generate_rays, torch.eye(4), torch.eye(3), 4, 4, pixels=torch.tensor([-1]))
     o, _ = rs.generate_rays(torch.eye(4), torch.eye(3), 4, 4, pixels=torch.tensor([15, 0]))
     assert o.shape == (2, 3)
 
@@ -367,9 +349,7 @@ def test_mixed_devices():
         match=same,
     )
     expect(ValueError, rs.accumulate_along_rays, x, torch.rand(2, 3, 1, device="meta"), match=same)
-    expect(
-        ValueError, rs.volume_render, x, x + 1, x, torch.rand(2, 3, 3, device="meta"), match=same
-    )
+    expect(ValueError, rs.volume_render, x, x + 1, x, torch.rand(2, 3, 3, device="meta"), match=same)
     expect(
         ValueError,
         rs.inclusive_sum,
@@ -387,9 +367,7 @@ def test_mixed_devices():
     )
     expect(ValueError, rs.importance_sampling, SORTED_EDGES, W.to("meta"), 4, match=same)
     expect(ValueError, rs.inverse_cdf, SORTED_EDGES, W, torch.rand(2, 3, device="meta"), match=same)
-    expect(
-        ValueError, rs.generate_rays, torch.eye(4, device="meta"), torch.eye(3), 4, 4, match=same
-    )
+    expect(ValueError, rs.generate_rays, torch.eye(4, device="meta"), torch.eye(3), 4, 4, match=same)
     expect(
         ValueError,
         rs.generate_rays,
@@ -444,13 +422,9 @@ def test_to_numpy_is_cpu_only():
 def test_empty_batches_return_empty_shapes():
     e = torch.empty(0)
     eri = torch.empty(0, dtype=LONG)
-    for out in rs.render_weight_from_density(
-        torch.empty(0, 4), torch.empty(0, 4), torch.empty(0, 4)
-    ):
+    for out in rs.render_weight_from_density(torch.empty(0, 4), torch.empty(0, 4), torch.empty(0, 4)):
         assert out.shape == (0, 4)
-    for out in rs.render_weight_from_density(
-        torch.empty(3, 0), torch.empty(3, 0), torch.empty(3, 0)
-    ):
+    for out in rs.render_weight_from_density(torch.empty(3, 0), torch.empty(3, 0), torch.empty(3, 0)):
         assert out.shape == (3, 0)
     for out in rs.render_weight_from_density(e, e, e, ray_indices=eri, n_rays=3):
         assert out.shape == (0,)
@@ -477,9 +451,7 @@ def test_empty_batches_return_empty_shapes():
     assert rs.importance_sampling(torch.empty(0, 5), torch.empty(0, 4), 3).shape == (0, 4)
     assert rs.inverse_cdf(torch.empty(0, 5), torch.empty(0, 4), torch.empty(0, 3)).shape == (0, 3)
     assert rs.inverse_cdf(SORTED_EDGES, W, torch.empty(2, 0)).shape == (2, 0)
-    tn, tf, hit = rs.ray_aabb_intersect(
-        torch.empty(0, 3), torch.empty(0, 3), torch.rand(2, 6).sort().values
-    )
+    tn, tf, hit = rs.ray_aabb_intersect(torch.empty(0, 3), torch.empty(0, 3), torch.rand(2, 6).sort().values)
     assert tn.shape == (0, 2) and hit.shape == (0, 2)
     assert rs.ndc_rays(torch.empty(0, 3), torch.empty(0, 3), 10.0, 4, 4)[0].shape == (0, 3)
     o, d = rs.generate_rays(torch.eye(4), torch.eye(3), 4, 4, pixels=eri)

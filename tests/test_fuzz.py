@@ -12,9 +12,7 @@ from hypothesis import strategies as st
 
 SPECIAL = [0.0, -0.0, 1e-30, 1e-7, 0.5, 1.0, 2.0, 1e30, -1.0, -1e30, 3.4e38]
 values = st.one_of(st.sampled_from(SPECIAL), st.floats(-10, 10, allow_nan=False, width=32))
-FUZZ = settings(
-    max_examples=50, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow]
-)
+FUZZ = settings(max_examples=50, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def tensor_of(draw, shape):
@@ -66,11 +64,7 @@ def _expected_rays(ri, n_rays, shape):
 def test_fuzz_render_weight_from_density(data):
     shape, ri, n_rays = data.draw(layouts())
     ts = tensor_of(data.draw, shape)
-    te = (
-        ts + tensor_of(data.draw, shape).abs()
-        if data.draw(st.booleans())
-        else tensor_of(data.draw, shape)
-    )
+    te = ts + tensor_of(data.draw, shape).abs() if data.draw(st.booleans()) else tensor_of(data.draw, shape)
     sig = tensor_of(data.draw, shape)
     out = run(rs.render_weight_from_density, ts, te, sig, ray_indices=ri, n_rays=n_rays)
     if out is not None:
@@ -156,9 +150,7 @@ def test_fuzz_stratified_samples(near, far, per_ray, n_rays, n, spacing, stratif
 )
 def test_fuzz_generate_rays_pixels(data, cams, width, height, convention, jitter, normalize):
     total = cams * max(width, 1) * height
-    pix = torch.tensor(
-        data.draw(st.lists(st.integers(-3, total + 3), max_size=10)), dtype=torch.long
-    )
+    pix = torch.tensor(data.draw(st.lists(st.integers(-3, total + 3), max_size=10)), dtype=torch.long)
     c2w = torch.eye(4).repeat(cams, 1, 1)
     c2w[:, :3, 3] = tensor_of(data.draw, (cams, 3))
     K = torch.tensor([[data.draw(values), 0, 1.0], [0, data.draw(values), 1.0], [0, 0, 1]])

@@ -57,15 +57,11 @@ def test_centre_pixel_of_identity_camera(convention):
 def test_generate_rays_matches_twin(convention, normalize, jitter):
     c2w, K = _cameras()
     w, h = 6, 4
-    o, d = rs.generate_rays(
-        c2w, K, w, h, convention, jitter=jitter, normalize=normalize, generator=_g(9)
-    )
+    o, d = rs.generate_rays(c2w, K, w, h, convention, jitter=jitter, normalize=normalize, generator=_g(9))
     assert o.shape == (3, h, w, 3)
     n = 3 * w * h
     offsets = torch.rand((n, 2), generator=_g(9)) if jitter else None
-    ro, rd = ref.generate_rays(
-        c2w[:, :3], K.expand(3, 3, 3), w, h, convention, None, offsets, normalize
-    )
+    ro, rd = ref.generate_rays(c2w[:, :3], K.expand(3, 3, 3), w, h, convention, None, offsets, normalize)
     assert_close(o.reshape(-1, 3), ro)
     assert_close(d.reshape(-1, 3), rd)
     if normalize:
@@ -100,9 +96,7 @@ def test_pixels_subset_equals_full_render():
 def test_jitter_stays_within_pixel():
     w, h = 8, 6
     K = torch.tensor([[20.0, 0, 4.0], [0, 25.0, 3.0], [0, 0, 1]])
-    _, d = rs.generate_rays(
-        torch.eye(4), K, w, h, "opencv", jitter=True, normalize=False, generator=_g(4)
-    )
+    _, d = rs.generate_rays(torch.eye(4), K, w, h, "opencv", jitter=True, normalize=False, generator=_g(4))
     _, dc = rs.generate_rays(torch.eye(4), K, w, h, "opencv", normalize=False)
     assert_close(d[..., 2], torch.ones(h, w))
     px = d[..., 0] * 20.0 + 4.0 - torch.arange(w)[None, :]
@@ -113,9 +107,7 @@ def test_jitter_stays_within_pixel():
     # loosely: each jittered direction is within half a pixel diagonal of the centre direction
     assert float((d - dc)[..., :2].abs().max()) <= 0.5 / 20.0 + 1e-5
     # and it is seeded
-    _, d2 = rs.generate_rays(
-        torch.eye(4), K, w, h, "opencv", jitter=True, normalize=False, generator=_g(4)
-    )
+    _, d2 = rs.generate_rays(torch.eye(4), K, w, h, "opencv", jitter=True, normalize=False, generator=_g(4))
     assert torch.equal(d, d2)
 
 
@@ -164,9 +156,7 @@ def test_ndc_focal_forms_and_shapes():
     K = torch.tensor([[30.0, 0, 20], [0, 35.0, 15], [0, 0, 1]])
     a = rs.ndc_rays(o, d, K, 40, 30, near=0.5)
     b = rs.ndc_rays(o, d, (30.0, 35.0), 40, 30, near=0.5)
-    c = rs.ndc_rays(
-        o.reshape(3, 4, 3), d.reshape(3, 4, 3), torch.tensor([30.0, 35.0]), 40, 30, near=0.5
-    )
+    c = rs.ndc_rays(o.reshape(3, 4, 3), d.reshape(3, 4, 3), torch.tensor([30.0, 35.0]), 40, 30, near=0.5)
     assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
     assert c[0].shape == (3, 4, 3)
     assert torch.equal(c[0].reshape(-1, 3), a[0]) and torch.equal(c[1].reshape(-1, 3), a[1])
@@ -184,9 +174,7 @@ def test_points_on_ray_map_onto_ndc_ray():
         t0 = -(near + o[:, 2]) / d[:, 2]  # where the ray crosses the near plane
         p = (o + (t0 + t)[:, None] * d).double()  # beyond the near plane (z < -near)
         assert bool((p[:, 2] < -near).all())
-        q = torch.stack(
-            [ax * p[:, 0] / p[:, 2], ay * p[:, 1] / p[:, 2], 1 + 2 * near / p[:, 2]], -1
-        )
+        q = torch.stack([ax * p[:, 0] / p[:, 2], ay * p[:, 1] / p[:, 2], 1 + 2 * near / p[:, 2]], -1)
         s = (q[:, 2] - ro[:, 2].double()) / rd[:, 2].double()
         assert bool((s > 0).all() and (s < 1 + 1e-5).all())  # NDC depth in (-1, 1)
         assert_close(ro.double() + s[:, None] * rd.double(), q, rtol=1e-4, atol=1e-4)
@@ -212,9 +200,7 @@ def _inside(p, box, tol):
 
 def test_aabb_matches_twin():
     o, d = _random_rays()
-    boxes = torch.stack(
-        [BOX, torch.tensor([0.0, 0, 0, 1, 1, 1]), torch.tensor([-3.0, -3, -3, 3, 3, 3])]
-    )
+    boxes = torch.stack([BOX, torch.tensor([0.0, 0, 0, 1, 1, 1]), torch.tensor([-3.0, -3, -3, 3, 3, 3])])
     tn, tf, hit = rs.ray_aabb_intersect(o, d, boxes)
     etn, etf, ehit = ref.ray_aabb_intersect(o, d, boxes)
     assert tn.shape == (300, 3) and hit.dtype == torch.bool

@@ -61,9 +61,7 @@ def test_stratified_sorted_and_in_range(spacing, stratified):
     "contracted/disparity round trip leaves t_far off by a few ulp (e.g. 6.9999919 for 7.0)",
 )
 def test_unstratified_ends_are_exact():
-    e = rs.stratified_samples(
-        torch.tensor([0.3]), torch.tensor([7.0]), 8, "contracted", stratified=False
-    )
+    e = rs.stratified_samples(torch.tensor([0.3]), torch.tensor([7.0]), 8, "contracted", stratified=False)
     assert float(e[0, 0]) == float(torch.tensor(0.3))
     assert float(e[0, -1]) == 7.0
 
@@ -243,9 +241,7 @@ def _outer_loop(pe, pw, e):
         for k in range(s):
             a, b = float(e[i, k]), float(e[i, k + 1])
             out[i, k] = sum(
-                float(pw[i, j])
-                for j in range(p)
-                if float(pe[i, j]) <= b and float(pe[i, j + 1]) > a
+                float(pw[i, j]) for j in range(p) if float(pe[i, j]) <= b and float(pe[i, j + 1]) > a
             )
     return out
 

@@ -86,9 +86,7 @@ def test_prod_with_zero_input(name, kind, dtype, packed):
 def test_nerfacc_docstring_example():
     x = torch.arange(1.0, 10.0)
     packed_info = torch.tensor([[0, 2], [2, 3], [5, 4]])
-    assert_close(
-        rs.exclusive_sum(x, packed_info=packed_info), torch.tensor([0.0, 1, 0, 3, 7, 0, 6, 13, 21])
-    )
+    assert_close(rs.exclusive_sum(x, packed_info=packed_info), torch.tensor([0.0, 1, 0, 3, 7, 0, 6, 13, 21]))
     assert_close(
         rs.inclusive_sum(x, packed_info=packed_info),
         torch.tensor([1.0, 3, 3, 7, 12, 6, 13, 21, 30]),
@@ -102,9 +100,7 @@ def test_nerfacc_docstring_example():
         torch.tensor([1.0, 1, 1, 3, 12, 1, 6, 42, 336]),
     )
     ri = torch.tensor([0, 0, 1, 1, 1, 2, 2, 2, 2])
-    assert torch.equal(
-        rs.exclusive_sum(x, ray_indices=ri), rs.exclusive_sum(x, packed_info=packed_info)
-    )
+    assert torch.equal(rs.exclusive_sum(x, ray_indices=ri), rs.exclusive_sum(x, packed_info=packed_info))
 
 
 def test_dense_scan_equals_cumsum():

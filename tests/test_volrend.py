@@ -100,9 +100,7 @@ def test_zero_density_gives_zero_weights():
 def test_default_n_rays_from_ray_indices(packed, intervals):
     ts, te, sig = intervals((packed.n,))
     a = rs.render_weight_from_density(ts, te, sig, ray_indices=packed.ray_indices)
-    b = rs.render_weight_from_density(
-        ts, te, sig, ray_indices=packed.ray_indices, n_rays=packed.n_rays
-    )
+    b = rs.render_weight_from_density(ts, te, sig, ray_indices=packed.ray_indices, n_rays=packed.n_rays)
     for x, y in zip(a, b, strict=True):
         assert torch.equal(x, y)
 
@@ -238,9 +236,7 @@ def test_volume_render_matches_twin(kind, bkgd, expected_depth, packed, interval
     bg = torch.rand(3) if bkgd else None
     out = rs.volume_render(ts, te, sig, rgbs, render_bkgd=bg, expected_depth=expected_depth, **kw)
     want = _twin_volume_render(ts, te, sig, rgbs, offsets, ri, n_rays, bg, expected_depth)
-    assert (
-        out[0].shape == (n_rays, 3) and out[1].shape == (n_rays, 1) and out[2].shape == (n_rays, 1)
-    )
+    assert out[0].shape == (n_rays, 3) and out[1].shape == (n_rays, 1) and out[2].shape == (n_rays, 1)
     assert_close(out, want)
     up = [torch.randn(o.shape) for o in out]
     inputs = (ts, te, sig, rgbs)
@@ -264,9 +260,7 @@ def test_volume_render_gradcheck(kind, packed, intervals):
 
 def test_volume_render_white_background_on_empty_scene():
     ts = torch.linspace(0, 1, 5)[:-1].repeat(2, 1)
-    out = rs.volume_render(
-        ts, ts + 0.25, torch.zeros(2, 4), torch.rand(2, 4, 3), render_bkgd=torch.ones(3)
-    )
+    out = rs.volume_render(ts, ts + 0.25, torch.zeros(2, 4), torch.rand(2, 4, 3), render_bkgd=torch.ones(3))
     assert_close(out[0], torch.ones(2, 3))
     assert_close(out[1], torch.zeros(2, 1))
 

@@ -38,8 +38,13 @@ class WeightsFromDensity(torch.autograd.Function):
         t, a = ctx.saved_tensors
         dt = ctx.dt
         g = _core.weights_from_density_backward(
-            t.numpy(), a.numpy(), _grad("grad_weights", gw, dt), _grad("grad_trans", gt, dt),
-            _grad("grad_alphas", ga, dt), ctx.offsets, ctx.n_rays,
+            t.numpy(),
+            a.numpy(),
+            _grad("grad_weights", gw, dt),
+            _grad("grad_trans", gt, dt),
+            _grad("grad_alphas", ga, dt),
+            ctx.offsets,
+            ctx.n_rays,
         )
         return from_numpy(g, t.shape), None, None
 
@@ -62,8 +67,12 @@ class WeightsFromAlpha(torch.autograd.Function):
     def backward(ctx, gw, gt):
         a, t = ctx.saved_tensors
         g = _core.weights_from_alpha_backward(
-            a.numpy(), t.numpy(), _grad("grad_weights", gw, ctx.dt), _grad("grad_trans", gt, ctx.dt),
-            ctx.offsets, ctx.n_rays,
+            a.numpy(),
+            t.numpy(),
+            _grad("grad_weights", gw, ctx.dt),
+            _grad("grad_trans", gt, ctx.dt),
+            ctx.offsets,
+            ctx.n_rays,
         )
         return from_numpy(g, t.shape), None, None
 
@@ -79,7 +88,15 @@ class Accumulate(torch.autograd.Function):
         channels = 1 if values is None else values.shape[-1]
         out = _core.accumulate(w_np, v_np, channels, n_rays, offsets, ray_indices)
         ctx.save_for_backward(torch.from_numpy(w_np), None if v_np is None else torch.from_numpy(v_np))
-        ctx.meta = (n_rays, offsets, ray_indices, channels, weights.shape, None if values is None else values.shape, dt)
+        ctx.meta = (
+            n_rays,
+            offsets,
+            ray_indices,
+            channels,
+            weights.shape,
+            None if values is None else values.shape,
+            dt,
+        )
         return from_numpy(out, (n_rays, channels))
 
     @staticmethod
@@ -88,8 +105,13 @@ class Accumulate(torch.autograd.Function):
         w, v = ctx.saved_tensors
         n_rays, offsets, ray_indices, channels, w_shape, v_shape, dt = ctx.meta
         gw, gv = _core.accumulate_backward(
-            w.numpy(), None if v is None else v.numpy(), channels, n_rays,
-            to_numpy("grad_out", g_out, dt), offsets, ray_indices,
+            w.numpy(),
+            None if v is None else v.numpy(),
+            channels,
+            n_rays,
+            to_numpy("grad_out", g_out, dt),
+            offsets,
+            ray_indices,
         )
         grad_v = None if v is None else from_numpy(gv, v_shape)
         return from_numpy(gw, w_shape), grad_v, None, None, None

@@ -26,10 +26,16 @@ class OccupancyGrid(torch.nn.Module):
         levels: number of cascade levels (use > 1 for unbounded scenes).
     """
 
-    def __init__(self, aabb: Sequence[float] | torch.Tensor, resolution: int | Sequence[int] = 128, levels: int = 1):
+    def __init__(
+        self, aabb: Sequence[float] | torch.Tensor, resolution: int | Sequence[int] = 128, levels: int = 1
+    ):
         super().__init__()
         aabb_t = torch.as_tensor(aabb, dtype=torch.float32).flatten()
-        if aabb_t.numel() != 6 or not bool(torch.isfinite(aabb_t).all()) or bool((aabb_t[:3] >= aabb_t[3:]).any()):
+        if (
+            aabb_t.numel() != 6
+            or not bool(torch.isfinite(aabb_t).all())
+            or bool((aabb_t[:3] >= aabb_t[3:]).any())
+        ):
             raise ValueError(f"aabb must hold 6 finite values with min < max, got {aabb_t.tolist()}")
         res = [resolution] * 3 if isinstance(resolution, int) else list(resolution)
         if len(res) != 3:
@@ -52,7 +58,9 @@ class OccupancyGrid(torch.nn.Module):
         """[levels, 6] boxes of every level."""
         return ref.level_aabbs(self.aabb, self.levels)
 
-    def cell_centers(self, level: int, indices: torch.Tensor, jitter: torch.Tensor | None = None) -> torch.Tensor:
+    def cell_centers(
+        self, level: int, indices: torch.Tensor, jitter: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """World positions of cells ``indices`` (flat within ``level``), jittered inside the cell."""
         rx, ry, rz = self.resolution
         ijk = torch.stack([indices // (ry * rz), (indices // rz) % ry, indices % rz], -1).float()
@@ -89,14 +97,19 @@ class OccupancyGrid(torch.nn.Module):
                 idx = torch.randint(0, n_cells, (n_cells // 4,), device=dev, generator=generator)
                 occupied = torch.nonzero(self.occs[base : base + n_cells] > 0)[:, 0]
                 if occupied.numel() > n_cells // 4:
-                    pick = torch.randint(0, occupied.numel(), (n_cells // 4,), device=dev, generator=generator)
+                    pick = torch.randint(
+                        0, occupied.numel(), (n_cells // 4,), device=dev, generator=generator
+                    )
                     occupied = occupied[pick]
                 idx = torch.cat([idx, occupied])
             jitter = torch.rand((idx.numel(), 3), device=dev, generator=generator)
             x = self.cell_centers(level, idx, jitter)
             occ = density_fn(x)
             if not isinstance(occ, torch.Tensor) or occ.numel() != idx.numel():
-                raise ValueError(f"density_fn must return one value per point ({idx.numel()}), got {getattr(occ, 'shape', type(occ))}")
+                raise ValueError(
+                    f"density_fn must return one value per point ({idx.numel()}), "
+                    f"got {getattr(occ, 'shape', type(occ))}"
+                )
             occ = occ.reshape(-1).to(self.occs.dtype)
             cur = self.occs[base + idx]
             self.occs[base + idx] = torch.maximum(cur * ema_decay, occ)
@@ -159,10 +172,16 @@ class OccupancyGrid(torch.nn.Module):
         jitter = torch.rand((n,), device=origins.device, generator=generator) if stratified else None
         if chk.use_rust(origins, directions, self.binaries):
             ri, ts, te = _core.march(
-                chk.to_numpy("origins", origins), chk.to_numpy("directions", directions),
-                chk.to_numpy("near", near_t), chk.to_numpy("far", far_t),
-                self.binaries.reshape(-1).contiguous().numpy(), self.aabb.tolist(), self.resolution,
-                self.levels, float(render_step_size), float(cone_angle),
+                chk.to_numpy("origins", origins),
+                chk.to_numpy("directions", directions),
+                chk.to_numpy("near", near_t),
+                chk.to_numpy("far", far_t),
+                self.binaries.reshape(-1).contiguous().numpy(),
+                self.aabb.tolist(),
+                self.resolution,
+                self.levels,
+                float(render_step_size),
+                float(cone_angle),
                 None if jitter is None else chk.to_numpy("jitter", jitter),
             )
             ri, ts, te = torch.from_numpy(ri), torch.from_numpy(ts), torch.from_numpy(te)
@@ -170,8 +189,15 @@ class OccupancyGrid(torch.nn.Module):
             near_b = near_t.expand(n) if near_t.numel() == 1 else near_t
             far_b = far_t.expand(n) if far_t.numel() == 1 else far_t
             ri, ts, te = ref.march(
-                origins.float(), directions.float(), near_b, far_b, self.binaries, self.aabb,
-                float(render_step_size), float(cone_angle), jitter,
+                origins.float(),
+                directions.float(),
+                near_b,
+                far_b,
+                self.binaries,
+                self.aabb,
+                float(render_step_size),
+                float(cone_angle),
+                jitter,
             )
         if density_fn is None or ri.numel() == 0 or (early_stop_eps <= 0 and alpha_thre <= 0):
             return ri, ts, te

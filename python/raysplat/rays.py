@@ -75,13 +75,21 @@ def generate_rays(
         offsets = torch.rand((n, 2), generator=generator, device=device, dtype=torch.float32)
     if chk.use_rust(c2w, K, pixels):
         o, d = _core.generate_rays(
-            chk.to_numpy("c2w", c2w), chk.to_numpy("K", K), n_cams, width, height, convention,
+            chk.to_numpy("c2w", c2w),
+            chk.to_numpy("K", K),
+            n_cams,
+            width,
+            height,
+            convention,
             None if pixels is None else chk.to_numpy("pixels", pixels, torch.int64),
-            None if offsets is None else chk.to_numpy("offsets", offsets), normalize,
+            None if offsets is None else chk.to_numpy("offsets", offsets),
+            normalize,
         )
         o, d = chk.from_numpy(o, (n, 3)), chk.from_numpy(d, (n, 3))
     else:
-        o, d = ref.generate_rays(c2w.float(), K.float(), width, height, convention, pixels, offsets, normalize)
+        o, d = ref.generate_rays(
+            c2w.float(), K.float(), width, height, convention, pixels, offsets, normalize
+        )
     if pixels is None:
         shape = (n_cams, height, width, 3) if batched else (height, width, 3)
         o, d = o.reshape(shape), d.reshape(shape)
@@ -131,8 +139,15 @@ def ndc_rays(
     shape = origins.shape
     o, d = origins.reshape(-1, 3), directions.reshape(-1, 3)
     if chk.use_rust(o, d):
-        ro, rd = _core.ndc_rays(chk.to_numpy("origins", o), chk.to_numpy("directions", d), fx, fy,
-                                float(width), float(height), float(near))
+        ro, rd = _core.ndc_rays(
+            chk.to_numpy("origins", o),
+            chk.to_numpy("directions", d),
+            fx,
+            fy,
+            float(width),
+            float(height),
+            float(near),
+        )
         return chk.from_numpy(ro, shape), chk.from_numpy(rd, shape)
     if bool((d[:, 2] == 0).any()):
         raise ValueError("directions: a ray is parallel to the image plane (direction z = 0)")
@@ -164,7 +179,9 @@ def ray_aabb_intersect(
     n, m = origins.shape[0], boxes.shape[0]
     if chk.use_rust(origins, directions, boxes):
         tn, tf, hit = _core.ray_aabb_intersect(
-            chk.to_numpy("origins", origins), chk.to_numpy("directions", directions), chk.to_numpy("aabb", boxes)
+            chk.to_numpy("origins", origins),
+            chk.to_numpy("directions", directions),
+            chk.to_numpy("aabb", boxes),
         )
         tn, tf, hit = (chk.from_numpy(x, (n, m)) for x in (tn, tf, hit))
     else:

@@ -60,7 +60,9 @@ def stratified_samples(
     near = near0.expand(n) if near0.numel() == 1 else near0
     far = far0.expand(n) if far0.numel() == 1 else far0
     if near.shape != far.shape:
-        raise ValueError(f"t_near and t_far must hold the same number of rays, got {near.shape[0]} and {far.shape[0]}")
+        raise ValueError(
+            f"t_near and t_far must hold the same number of rays, got {near.shape[0]} and {far.shape[0]}"
+        )
     chk.same_device(t_near=near, t_far=far)
     if bool((far < near).any()):
         raise ValueError("t_far must be >= t_near for every ray")
@@ -73,7 +75,10 @@ def stratified_samples(
         jitter = torch.rand((n, n_samples + 1), generator=generator, device=near.device)
     if chk.use_rust(near, far):
         e = _core.stratified_edges(
-            chk.to_numpy("t_near", near), chk.to_numpy("t_far", far), n_samples, spacing,
+            chk.to_numpy("t_near", near),
+            chk.to_numpy("t_far", far),
+            n_samples,
+            spacing,
             None if jitter is None else chk.to_numpy("jitter", jitter),
         )
         return chk.from_numpy(e, (n, n_samples + 1))
@@ -123,7 +128,10 @@ def importance_sampling(
     jitter = torch.rand((n,), generator=generator, device=t_edges.device) if stratified else None
     if chk.use_rust(t_edges, weights):
         e = _core.importance_sampling(
-            chk.to_numpy("t_edges", t_edges), chk.to_numpy("weights", weights), n, n_samples,
+            chk.to_numpy("t_edges", t_edges),
+            chk.to_numpy("weights", weights),
+            n,
+            n_samples,
             None if jitter is None else chk.to_numpy("jitter", jitter),
         )
         return chk.from_numpy(e, (n, n_samples + 1))
@@ -148,7 +156,10 @@ def inverse_cdf(t_edges: torch.Tensor, weights: torch.Tensor, u: torch.Tensor) -
         raise ValueError(f"u must have one row per ray ({t_edges.shape[0]}), got {tuple(u.shape)}")
     if chk.use_rust(t_edges, weights, u):
         t = _core.inverse_cdf(
-            chk.to_numpy("t_edges", t_edges), chk.to_numpy("weights", weights), t_edges.shape[0], chk.to_numpy("u", u)
+            chk.to_numpy("t_edges", t_edges),
+            chk.to_numpy("weights", weights),
+            t_edges.shape[0],
+            chk.to_numpy("u", u),
         )
         return chk.from_numpy(t, u.shape)
     return ref.inverse_cdf(t_edges.detach().float(), weights.detach().float(), u.float())

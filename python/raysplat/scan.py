@@ -53,7 +53,11 @@ def resolve_layout(
         chk.same_device(**{name: x, "packed_info": packed_info})
         starts, counts = packed_info[:, 0].long(), packed_info[:, 1].long()
         offsets = torch.cat([starts.new_zeros(1), counts.cumsum(0)])
-        if bool((counts < 0).any()) or not torch.equal(offsets[:-1], starts) or int(offsets[-1]) != x.shape[0]:
+        if (
+            bool((counts < 0).any())
+            or not torch.equal(offsets[:-1], starts)
+            or int(offsets[-1]) != x.shape[0]
+        ):
             raise ValueError(
                 "packed_info must describe contiguous segments (start[i+1] = start[i] + count[i]) "
                 f"covering all {x.shape[0]} samples"

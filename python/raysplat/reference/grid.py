@@ -21,21 +21,24 @@ def level_aabbs(aabb: torch.Tensor, levels: int) -> torch.Tensor:
 
 
 def occupied(x: torch.Tensor, binaries: torch.Tensor, aabb: torch.Tensor) -> torch.Tensor:
-    """Whether points [..., 3] fall in an occupied cell (``binaries`` [L, rx, ry, rz])."""
+    """Whether points [..., 3] fall in an occupied cell (``binaries`` [L, rx, ry, rz]).
+
+    Same float32 arithmetic as the Rust ``GridTables::locate``.
+    """
     levels = binaries.shape[0]
     res = torch.tensor(binaries.shape[1:], device=x.device)
     c = 0.5 * (aabb[:3] + aabb[3:])
-    h = 0.5 * (aabb[3:] - aabb[:3])
-    m = ((x - c).abs() / h).amax(-1)
+    inv_h = 1.0 / (0.5 * (aabb[3:] - aabb[:3]))
+    m = ((x - c).abs() * inv_h).amax(-1)
     level = torch.zeros_like(m, dtype=torch.long)
     for lv in range(1, levels + 1):
         level = torch.where(m >= 2.0 ** (lv - 1), torch.full_like(level, lv), level)
     inside = level < levels
     lvl = level.clamp(max=levels - 1)
-    scale = (2.0 ** lvl.to(x.dtype))[..., None]
-    lo = c - h * scale
-    size = (c + h * scale) - lo
-    ijk = ((x - lo) / size * res).clamp_min(0).long()
+    boxes = level_aabbs(aabb, levels)
+    lo = boxes[:, :3]
+    scale = res.to(x.dtype) / (boxes[:, 3:] - boxes[:, :3])
+    ijk = ((x - lo[lvl]) * scale[lvl]).clamp_min(0).long()
     ijk = torch.minimum(ijk, res - 1)
     occ = binaries[lvl, ijk[..., 0], ijk[..., 1], ijk[..., 2]]
     return occ & inside

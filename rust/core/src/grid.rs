@@ -55,51 +55,96 @@ impl GridSpec {
         b
     }
 
-    /// Level and flat cell index of point `x`, or `None` outside the coarsest box.
+    /// Precomputed per-level lookup tables.
+    pub fn tables(&self) -> GridTables {
+        let mut centre = [0f32; 3];
+        let mut inv_half = [0f32; 3];
+        for a in 0..3 {
+            centre[a] = 0.5 * (self.aabb[a] + self.aabb[a + 3]);
+            inv_half[a] = 1.0 / (0.5 * (self.aabb[a + 3] - self.aabb[a]));
+        }
+        let levels = (0..self.levels)
+            .map(|l| {
+                let b = self.level_aabb(l);
+                let mut lo = [0f32; 3];
+                let mut scale = [0f32; 3];
+                let mut size = [0f32; 3];
+                for a in 0..3 {
+                    lo[a] = b[a];
+                    scale[a] = self.resolution[a] as f32 / (b[a + 3] - b[a]);
+                    size[a] = (b[a + 3] - b[a]) / self.resolution[a] as f32;
+                }
+                LevelTable { lo, scale, size, aabb: b }
+            })
+            .collect();
+        GridTables { centre, inv_half, levels, resolution: self.resolution }
+    }
+}
+
+/// Lookup constants of one cascade level.
+#[derive(Debug, Clone)]
+pub struct LevelTable {
+    lo: [f32; 3],
+    scale: [f32; 3],
+    size: [f32; 3],
+    aabb: [f32; 6],
+}
+
+/// Precomputed lookup constants of a [`GridSpec`] (see [`GridSpec::tables`]).
+#[derive(Debug, Clone)]
+pub struct GridTables {
+    centre: [f32; 3],
+    inv_half: [f32; 3],
+    levels: Vec<LevelTable>,
+    resolution: [usize; 3],
+}
+
+impl GridTables {
+    /// Level, flat cell index and cell coordinates of point `x`; `None` outside the coarsest box.
+    ///
+    /// Level = smallest `l` with `max_a |x_a - c_a| / h_a < 2^l`; cell = `floor((x - lo_l) *
+    /// res / extent_l)` clamped (the torch twin uses the same arithmetic).
     #[inline]
     pub fn locate(&self, x: [f32; 3]) -> Option<(usize, usize, [usize; 3])> {
         let mut m = 0f32;
         for a in 0..3 {
-            let c = 0.5 * (self.aabb[a] + self.aabb[a + 3]);
-            let h = 0.5 * (self.aabb[a + 3] - self.aabb[a]);
-            m = m.max((x[a] - c).abs() / h);
+            m = m.max((x[a] - self.centre[a]).abs() * self.inv_half[a]);
         }
         if !m.is_finite() {
             return None;
         }
-        let level = if m < 1.0 { 0 } else { (m.log2().floor() as usize) + 1 };
-        // log2 rounding can land one level off at the boundary; fix it exactly.
-        let mut level = level;
-        while level > 0 && m < (1u64 << (level - 1)) as f32 {
-            level -= 1;
-        }
-        while level < self.levels && m >= (1u64 << level) as f32 {
+        let mut level = 0usize;
+        let mut bound = 1f32;
+        while m >= bound {
             level += 1;
+            bound *= 2.0;
+            if level >= self.levels.len() {
+                return None;
+            }
         }
-        if level >= self.levels {
-            return None;
-        }
-        let b = self.level_aabb(level);
+        let t = &self.levels[level];
         let mut ijk = [0usize; 3];
         for a in 0..3 {
-            let f = (x[a] - b[a]) / (b[a + 3] - b[a]) * self.resolution[a] as f32;
+            let f = (x[a] - t.lo[a]) * t.scale[a];
             ijk[a] = (f.max(0.0) as usize).min(self.resolution[a] - 1);
         }
         let [rx, ry, rz] = self.resolution;
-        let flat = level * rx * ry * rz + (ijk[0] * ry + ijk[1]) * rz + ijk[2];
-        Some((level, flat, ijk))
+        Some((level, level * rx * ry * rz + (ijk[0] * ry + ijk[1]) * rz + ijk[2], ijk))
     }
 
-    /// Box of cell `ijk` at `level`.
-    fn cell_box(&self, level: usize, ijk: [usize; 3]) -> [f32; 6] {
-        let b = self.level_aabb(level);
-        let mut c = [0f32; 6];
+    /// Distance at which a ray (origin `o`, inverse direction `inv_d`) leaves cell `ijk`.
+    #[inline]
+    fn cell_exit(&self, level: usize, ijk: [usize; 3], o: [f32; 3], inv_d: [f32; 3]) -> f32 {
+        let t = &self.levels[level];
+        let mut exit = f32::INFINITY;
         for a in 0..3 {
-            let size = (b[a + 3] - b[a]) / self.resolution[a] as f32;
-            c[a] = b[a] + size * ijk[a] as f32;
-            c[a + 3] = c[a] + size;
+            if inv_d[a].is_finite() {
+                let lo = t.lo[a] + t.size[a] * ijk[a] as f32;
+                let bound = if inv_d[a] > 0.0 { lo + t.size[a] } else { lo };
+                exit = exit.min((bound - o[a]) * inv_d[a]);
+            }
         }
-        c
+        exit
     }
 }
 
@@ -174,6 +219,7 @@ pub fn march(
     if far.iter().any(|v| v.is_nan()) {
         return Err(Error::value("far", "contains NaN"));
     }
+    let tables = spec.tables();
     let outer = spec.level_aabb(spec.levels - 1);
     let per_ray = |r: usize, out: &mut (Vec<i64>, Vec<f32>, Vec<f32>)| {
         let o = [origins[3 * r], origins[3 * r + 1], origins[3 * r + 2]];
@@ -185,7 +231,7 @@ pub fn march(
             return;
         }
         let t_start = t_lo + jitter.map_or(0.0, |j| j[r]) * params.step;
-        march_ray(r, o, d, t_start, t_hi, binaries, spec, &params, out);
+        march_ray(r, o, d, t_start, t_hi, binaries, &tables, &params, out);
     };
     let chunks: Vec<(Vec<i64>, Vec<f32>, Vec<f32>)> = crate::parallel::install(|| {
         let chunk = (n / (crate::parallel::num_threads() * 16)).clamp(64, 4096);
@@ -222,11 +268,12 @@ fn march_ray(
     t_start: f32,
     t_hi: f32,
     binaries: &[bool],
-    spec: &GridSpec,
+    tables: &GridTables,
     p: &MarchParams,
     out: &mut (Vec<i64>, Vec<f32>, Vec<f32>),
 ) {
     let uniform = p.cone_angle <= 0.0;
+    let inv_d = d.map(|v| if v != 0.0 { 1.0 / v } else { f32::INFINITY });
     let mut k: u64 = 0; // step counter for uniform steps (t = t_start + k * step, no drift)
     let mut t = t_start;
     loop {
@@ -239,7 +286,7 @@ fn march_ray(
             break;
         }
         let x = [o[0] + mid * d[0], o[1] + mid * d[1], o[2] + mid * d[2]];
-        let Some((level, flat, ijk)) = spec.locate(x) else {
+        let Some((level, flat, ijk)) = tables.locate(x) else {
             k += 1;
             t += dt;
             continue;
@@ -253,9 +300,9 @@ fn march_ray(
             continue;
         }
         // Empty cell: leave it where the ray exits the cell or enters the next finer level.
-        let (_, mut t_exit) = slab(o, d, &spec.cell_box(level, ijk));
+        let mut t_exit = tables.cell_exit(level, ijk, o, inv_d);
         if level > 0 {
-            let (t_in, t_out) = slab(o, d, &spec.level_aabb(level - 1));
+            let (t_in, t_out) = slab(o, d, &tables.levels[level - 1].aabb);
             if t_out >= t_in && t_in > mid {
                 t_exit = t_exit.min(t_in);
             }
@@ -311,7 +358,7 @@ mod tests {
 
     #[test]
     fn locate_picks_finest_level() {
-        let s = spec(3);
+        let s = spec(3).tables();
         assert_eq!(s.locate([0.5, 0.0, 0.0]).unwrap().0, 0);
         assert_eq!(s.locate([1.5, 0.0, 0.0]).unwrap().0, 1);
         assert_eq!(s.locate([-3.0, 0.0, 0.0]).unwrap().0, 2);

@@ -1,0 +1,210 @@
+"""Rust kernels vs their pure-torch twins (and nerfacc where it runs on CPU), side by side.
+
+Run: ``.venv/bin/python benches/sampling.py`` (or ``make bench``). Every case runs in its own
+subprocess on 2 threads; "peak" is the growth of that process's peak RSS while the case runs
+(inputs excluded). Sizes follow the issue: 65,536 rays x 64 samples, a 128^3 occupancy grid.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import resource
+import time
+
+RAYS, SAMPLES = 65_536, 64
+
+
+def _setup(threads: int):
+    import raysplat as rs
+    import torch
+
+    torch.set_num_threads(threads)
+    rs.set_num_threads(threads)
+    return torch, rs
+
+
+def _case_inputs(name: str, torch):
+    g = torch.Generator().manual_seed(0)
+    if name in ("importance_sampling", "stratified_samples"):
+        edges = torch.linspace(2.0, 6.0, SAMPLES + 1).expand(RAYS, -1).contiguous()
+        weights = torch.rand(RAYS, SAMPLES, generator=g)
+        return {
+            "edges": edges,
+            "weights": weights,
+            "near": torch.full((RAYS,), 2.0),
+            "far": torch.full((RAYS,), 6.0),
+        }
+    if name.startswith("volume_render") or name == "render_weight_from_density":
+        edges = torch.linspace(2.0, 6.0, SAMPLES + 1).expand(RAYS, -1).contiguous()
+        return {
+            "t_starts": edges[:, :-1].contiguous(),
+            "t_ends": edges[:, 1:].contiguous(),
+            "sigmas": torch.rand(RAYS, SAMPLES, generator=g) * 2,
+            "rgbs": torch.rand(RAYS, SAMPLES, 3, generator=g),
+        }
+    if name == "occgrid_march":
+        import raysplat as rs
+
+        grid = rs.OccupancyGrid([-1.5, -1.5, -1.5, 1.5, 1.5, 1.5], 128)
+        centers = grid.cell_centers(0, torch.arange(grid.cells_per_level))
+        grid.binaries.copy_((centers.norm(dim=-1) < 0.5).view_as(grid.binaries))
+        a = torch.rand(RAYS, generator=g) * 6.2832
+        origins = torch.stack([4 * a.cos(), 4 * a.sin(), torch.full_like(a, 0.5)], -1)
+        target = torch.cat([torch.rand(RAYS, 2, generator=g) * 2 - 1, torch.zeros(RAYS, 1)], -1)
+        dirs = torch.nn.functional.normalize(target - origins, dim=-1)
+        return {"grid": grid, "origins": origins, "dirs": dirs}
+    raise KeyError(name)
+
+
+def _runner(name: str, impl: str, inp, torch, rs):
+    """A zero-argument callable running ``name`` with implementation ``impl``."""
+    from raysplat.reference import grid as ref_grid
+    from raysplat.reference import sampling as ref_s
+    from raysplat.reference import volrend as ref_v
+
+    if name == "importance_sampling":
+        if impl == "rust":
+            return lambda: rs.importance_sampling(inp["edges"], inp["weights"], SAMPLES, stratified=True)
+        if impl == "torch":
+            return lambda: ref_s.importance_sampling(inp["edges"], inp["weights"], SAMPLES, torch.rand(RAYS))
+    if name == "stratified_samples":
+        if impl == "rust":
+            return lambda: rs.stratified_samples(inp["near"], inp["far"], SAMPLES)
+        if impl == "torch":
+            return lambda: ref_s.stratified_edges(
+                inp["near"], inp["far"], SAMPLES, "linear", torch.rand(RAYS, SAMPLES + 1)
+            )
+    if name == "render_weight_from_density":
+        ts, te, sg = inp["t_starts"], inp["t_ends"], inp["sigmas"]
+        if impl == "rust":
+            return lambda: rs.render_weight_from_density(ts, te, sg)
+        if impl == "torch":
+            return lambda: ref_v.weights_from_density(sg * (te - ts), None)
+        if impl == "nerfacc":
+            import nerfacc
+
+            return lambda: nerfacc.render_weight_from_density(ts, te, sg)
+    if name == "volume_render_fwd_bwd":
+        ts, te = inp["t_starts"], inp["t_ends"]
+
+        def run(fn):
+            sg = inp["sigmas"].clone().requires_grad_(True)
+            rgb = inp["rgbs"].clone().requires_grad_(True)
+            color, opacity, depth = fn(ts, te, sg, rgb)
+            (color.sum() + opacity.sum() + depth.sum()).backward()
+
+        def torch_twin(ts, te, sg, rgb):
+            w, _, _ = ref_v.weights_from_density(sg * (te - ts), None)
+            mid = (0.5 * (ts + te))[..., None]
+            return (
+                ref_v.accumulate(w, rgb, None, RAYS),
+                ref_v.accumulate(w, None, None, RAYS),
+                ref_v.accumulate(w, mid, None, RAYS),
+            )
+
+        if impl == "rust":
+            return lambda: run(lambda *a: rs.volume_render(*a)[:3])
+        if impl == "torch":
+            return lambda: run(torch_twin)
+        if impl == "nerfacc":
+            import nerfacc
+
+            def nerfacc_render(ts, te, sg, rgb):
+                w, _, _ = nerfacc.render_weight_from_density(ts, te, sg)
+                mid = (0.5 * (ts + te))[..., None]
+                acc = nerfacc.accumulate_along_rays
+                return acc(w, rgb), acc(w, None), acc(w, mid)
+
+            return lambda: run(nerfacc_render)
+    if name == "occgrid_march":
+        grid, o, d = inp["grid"], inp["origins"], inp["dirs"]
+        step = 3**0.5 * 3 / 1024
+        if impl == "rust":
+            return lambda: grid.sampling(o, d, render_step_size=step)
+        if impl == "torch":
+            n = o.shape[0]
+            near, far = torch.zeros(n), torch.full((n,), 1e10)
+            return lambda: ref_grid.march(o, d, near, far, grid.binaries, grid.aabb, step, 0.0, None)
+    return None
+
+
+def _child(name: str, impl: str, threads: int, repeats: int, queue) -> None:
+    torch, rs = _setup(threads)
+    try:
+        inp = _case_inputs(name, torch)
+        fn = _runner(name, impl, inp, torch, rs)
+    except ImportError as err:
+        queue.put({"skipped": f"{impl}: {err}"})
+        return
+    if fn is None:
+        queue.put({"skipped": f"{impl}: not applicable"})
+        return
+    fn()  # warm-up
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    queue.put(
+        {
+            "best_ms": 1e3 * min(times),
+            "median_ms": 1e3 * sorted(times)[len(times) // 2],
+            "peak_mb": (peak - base) / 1024.0,
+        }
+    )
+
+
+def measure(name: str, impl: str, threads: int, repeats: int) -> dict:
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue()
+    p = ctx.Process(target=_child, args=(name, impl, threads, repeats, q))
+    p.start()
+    out = q.get(timeout=600)
+    p.join()
+    return out
+
+
+CASES = [
+    "importance_sampling",
+    "stratified_samples",
+    "render_weight_from_density",
+    "volume_render_fwd_bwd",
+    "occgrid_march",
+]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--json", help="also write the results here")
+    args = ap.parse_args()
+    rows = []
+    print(f"{RAYS} rays x {SAMPLES} samples, {args.threads} threads, best of {args.repeats}\n")
+    print(f"{'case':30s} {'impl':8s} {'best ms':>9s} {'median ms':>10s} {'peak MB':>8s} {'speed-up':>9s}")
+    for case in CASES:
+        results = {
+            impl: measure(case, impl, args.threads, args.repeats) for impl in ("rust", "torch", "nerfacc")
+        }
+        rust_ms = results["rust"].get("best_ms")
+        for impl, r in results.items():
+            if "skipped" in r:
+                if impl != "nerfacc" or "not applicable" not in r["skipped"]:
+                    print(f"{case:30s} {impl:8s} skipped ({r['skipped'][:60]})")
+                continue
+            ratio = r["best_ms"] / rust_ms if rust_ms else float("nan")
+            label = "1.0x" if impl == "rust" else f"{ratio:.1f}x"
+            times = f"{r['best_ms']:9.1f} {r['median_ms']:10.1f} {r['peak_mb']:8.1f}"
+            print(f"{case:30s} {impl:8s} {times} {label:>9s}")
+            rows.append({"case": case, "impl": impl, **r, "rust_speedup": ratio})
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(rows, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
