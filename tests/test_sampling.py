@@ -55,11 +55,6 @@ def test_stratified_sorted_and_in_range(spacing, stratified):
         assert_close(e[:, -1], far, rtol=2e-6, atol=0)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: docstring says the ends equal t_near / t_far when not stratified, but the "
-    "contracted/disparity round trip leaves t_far off by a few ulp (e.g. 6.9999919 for 7.0)",
-)
 def test_unstratified_ends_are_exact():
     e = rs.stratified_samples(torch.tensor([0.3]), torch.tensor([7.0]), 8, "contracted", stratified=False)
     assert float(e[0, 0]) == float(torch.tensor(0.3))

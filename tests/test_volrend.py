@@ -282,13 +282,6 @@ def test_against_nerfacc(intervals):
 
 # ------------------------------------------------------------- in-place edits after forward
 
-INPLACE_BUG = (
-    "BUG: the Rust autograd Functions (_ops.WeightsFromAlpha / Accumulate / Scan) save "
-    "torch.from_numpy(to_numpy(x)) aliases of their inputs instead of ctx.save_for_backward(x), "
-    "bypassing autograd's version counter: editing an input in place after forward silently "
-    "gives a wrong gradient (the torch twin raises RuntimeError)"
-)
-
 
 def _inplace_cases():
     def alpha(x):
@@ -313,7 +306,6 @@ def _inplace_cases():
     return {"alpha": alpha, "accumulate": accumulate, "scan": scan}
 
 
-@pytest.mark.xfail(strict=True, reason=INPLACE_BUG)
 @pytest.mark.parametrize("op", ["alpha", "accumulate", "scan"])
 def test_inplace_edit_of_saved_input_is_detected(op):
     x = (torch.rand(2, 4) * 0.8 + 0.1).requires_grad_(True)
@@ -322,15 +314,6 @@ def test_inplace_edit_of_saved_input_is_detected(op):
         torch.autograd.grad(out.sum(), x)
 
 
-OUTPUT_VIEW_BUG = (
-    "BUG: _checks.from_numpy returns torch.from_numpy(a).view(shape), so every output of the Rust "
-    "autograd Functions is a view created inside a custom Function and any in-place op on it "
-    "(w.mul_, rgb.clamp_) raises 'Output 0 of ... is a view and is being modified inplace'; the "
-    "torch twin allows it"
-)
-
-
-@pytest.mark.xfail(strict=True, reason=OUTPUT_VIEW_BUG)
 @pytest.mark.parametrize("op", ["density", "accumulate", "scan"])
 def test_inplace_edit_of_output_works_like_twin(op):
     s = torch.rand(2, 4, requires_grad=True)

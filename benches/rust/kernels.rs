@@ -3,7 +3,9 @@
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use raysplat_core::grid::{march, GridSpec, MarchParams};
 use raysplat_core::sampling::{importance_sampling, stratified_edges, Spacing};
-use raysplat_core::volrend::{accumulate, weights_from_density, weights_from_density_backward, RayMap};
+use raysplat_core::volrend::{
+    accumulate, weights_from_density, weights_from_density_backward, RayMap,
+};
 use raysplat_core::Segments;
 
 const RAYS: usize = 65_536;
@@ -11,10 +13,14 @@ const SAMPLES: usize = 64;
 
 /// Deterministic pseudo-random numbers in [0, 1).
 fn uniform(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let mut s = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
     (0..n)
         .map(|_| {
-            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             ((s >> 40) as f32) / (1u64 << 24) as f32
         })
         .collect()
@@ -27,11 +33,16 @@ fn bench_volrend(c: &mut Criterion) {
     let segs = Segments::uniform(RAYS, SAMPLES);
     let mut g = c.benchmark_group("volrend");
     g.throughput(Throughput::Elements(n as u64));
-    g.bench_function("weights_from_density", |b| b.iter(|| weights_from_density(&sigma_dt, &segs).unwrap()));
+    g.bench_function("weights_from_density", |b| {
+        b.iter(|| weights_from_density(&sigma_dt, &segs).unwrap())
+    });
     let w = weights_from_density(&sigma_dt, &segs).unwrap();
     let gw = uniform(n, 3);
     g.bench_function("weights_from_density_backward", |b| {
-        b.iter(|| weights_from_density_backward(&w.trans, &w.alphas, Some(&gw), None, None, &segs).unwrap())
+        b.iter(|| {
+            weights_from_density_backward(&w.trans, &w.alphas, Some(&gw), None, None, &segs)
+                .unwrap()
+        })
     });
     g.bench_function("accumulate_rgb", |b| {
         b.iter(|| accumulate(&w.weights, Some(&rgb), 3, RayMap::Segments(&segs)).unwrap())
@@ -61,7 +72,11 @@ fn bench_march(c: &mut Criterion) {
     // 128^3 grid with a solid sphere of radius 0.5 in a [-1.5, 1.5]^3 box; rays from a camera
     // ring at distance 4 aimed at the box, step = sqrt(3) * 3 / 1024 (nerfacc's Blender setting).
     let res = 128usize;
-    let spec = GridSpec { aabb: [-1.5, -1.5, -1.5, 1.5, 1.5, 1.5], resolution: [res; 3], levels: 1 };
+    let spec = GridSpec {
+        aabb: [-1.5, -1.5, -1.5, 1.5, 1.5, 1.5],
+        resolution: [res; 3],
+        levels: 1,
+    };
     let mut binaries = vec![false; spec.n_cells()];
     for i in 0..res {
         for j in 0..res {
@@ -83,11 +98,26 @@ fn bench_march(c: &mut Criterion) {
         origins.extend_from_slice(&o);
         dirs.extend(d.iter().map(|v| v / n));
     }
-    let params = MarchParams { step: 3f32.sqrt() * 3.0 / 1024.0, cone_angle: 0.0 };
+    let params = MarchParams {
+        step: 3f32.sqrt() * 3.0 / 1024.0,
+        cone_angle: 0.0,
+    };
     let mut g = c.benchmark_group("occupancy_grid");
     g.throughput(Throughput::Elements(RAYS as u64));
     g.bench_function("march_65536_rays_128cube", |b| {
-        b.iter(|| march(&origins, &dirs, &[0.0], &[1e10], &binaries, &spec, params, None).unwrap())
+        b.iter(|| {
+            march(
+                &origins,
+                &dirs,
+                &[0.0],
+                &[1e10],
+                &binaries,
+                &spec,
+                params,
+                None,
+            )
+            .unwrap()
+        })
     });
     g.finish();
 }

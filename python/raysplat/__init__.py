@@ -5,6 +5,7 @@ in :mod:`raysplat.reference` (same results).
 """
 
 from raysplat import _core
+from raysplat._checks import backend
 from raysplat.grid import OccupancyGrid
 from raysplat.rays import generate_rays, ndc_rays, ray_aabb_intersect
 from raysplat.sampling import importance_sampling, interlevel_loss, inverse_cdf, stratified_samples
@@ -33,6 +34,7 @@ __all__ = [
     "OccupancyGrid",
     "__version__",
     "accumulate_along_rays",
+    "backend",
     "exclusive_prod",
     "exclusive_sum",
     "generate_rays",

@@ -7,6 +7,7 @@ NumPy views without copying whenever they are already contiguous and of the righ
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 
 import numpy as np
@@ -80,9 +81,32 @@ def choice(name: str, v: object, options: Sequence[str]) -> str:
     return str(v)
 
 
+_BACKEND = ["auto"]
+
+
+@contextlib.contextmanager
+def backend(name: str):
+    """Context manager forcing the implementation: ``"auto"`` (Rust for CPU tensors, torch
+    otherwise), ``"torch"`` (the pure-torch twins everywhere) or ``"rust"`` (CPU tensors only).
+    Used by tests and benchmarks to compare both paths through the same public calls."""
+    choice("backend", name, ("auto", "torch", "rust"))
+    previous = _BACKEND[0]
+    _BACKEND[0] = name
+    try:
+        yield
+    finally:
+        _BACKEND[0] = previous
+
+
 def use_rust(*tensors: torch.Tensor | None) -> bool:
-    """True when every given tensor lives on the CPU (the Rust kernels' domain)."""
-    return all(t is None or t.device.type == "cpu" for t in tensors)
+    """True when the Rust kernels should run: every given tensor lives on the CPU (and the
+    torch backend is not forced)."""
+    on_cpu = all(not isinstance(t, torch.Tensor) or t.device.type == "cpu" for t in tensors)
+    if _BACKEND[0] == "torch":
+        return False
+    if _BACKEND[0] == "rust" and not on_cpu:
+        raise ValueError("backend('rust') needs CPU tensors; got a tensor on another device")
+    return on_cpu
 
 
 def to_numpy(name: str, x: torch.Tensor, dtype: torch.dtype = torch.float32) -> np.ndarray:
@@ -101,8 +125,9 @@ def float_dtype_of(x: torch.Tensor) -> torch.dtype:
 
 
 def from_numpy(a: np.ndarray, shape: Sequence[int], dtype: torch.dtype | None = None) -> torch.Tensor:
-    """Wraps a kernel's result (no copy) and reshapes it."""
-    t = torch.from_numpy(a).view(*shape)
+    """Wraps a kernel's result (no copy) in a tensor of ``shape`` (a base tensor, not a view,
+    so autograd allows in-place edits of op outputs)."""
+    t = torch.from_numpy(a.reshape(tuple(shape)))
     if dtype is not None and t.dtype != dtype:
         t = t.to(dtype)
     return t

@@ -38,8 +38,8 @@ class WeightsFromDensity(torch.autograd.Function):
         t, a = ctx.saved_tensors
         dt = ctx.dt
         g = _core.weights_from_density_backward(
-            t.numpy(),
-            a.numpy(),
+            to_numpy("trans", t, dt),
+            to_numpy("alphas", a, dt),
             _grad("grad_weights", gw, dt),
             _grad("grad_trans", gt, dt),
             _grad("grad_alphas", ga, dt),
@@ -58,7 +58,7 @@ class WeightsFromAlpha(torch.autograd.Function):
         a_np = to_numpy("alphas", alphas, dt)
         w, t = _core.weights_from_alpha(a_np, offsets, n_rays)
         w, t = from_numpy(w, alphas.shape), from_numpy(t, alphas.shape)
-        ctx.save_for_backward(torch.from_numpy(a_np), t)
+        ctx.save_for_backward(alphas, t)
         ctx.offsets, ctx.n_rays, ctx.dt = offsets, n_rays, dt
         return w, t
 
@@ -67,8 +67,8 @@ class WeightsFromAlpha(torch.autograd.Function):
     def backward(ctx, gw, gt):
         a, t = ctx.saved_tensors
         g = _core.weights_from_alpha_backward(
-            a.numpy(),
-            t.numpy(),
+            to_numpy("alphas", a, ctx.dt),
+            to_numpy("trans", t, ctx.dt),
             _grad("grad_weights", gw, ctx.dt),
             _grad("grad_trans", gt, ctx.dt),
             ctx.offsets,
@@ -87,7 +87,7 @@ class Accumulate(torch.autograd.Function):
         v_np = None if values is None else to_numpy("values", values, dt)
         channels = 1 if values is None else values.shape[-1]
         out = _core.accumulate(w_np, v_np, channels, n_rays, offsets, ray_indices)
-        ctx.save_for_backward(torch.from_numpy(w_np), None if v_np is None else torch.from_numpy(v_np))
+        ctx.save_for_backward(weights, values)
         ctx.meta = (
             n_rays,
             offsets,
@@ -105,8 +105,8 @@ class Accumulate(torch.autograd.Function):
         w, v = ctx.saved_tensors
         n_rays, offsets, ray_indices, channels, w_shape, v_shape, dt = ctx.meta
         gw, gv = _core.accumulate_backward(
-            w.numpy(),
-            None if v is None else v.numpy(),
+            to_numpy("weights", w, dt),
+            None if v is None else to_numpy("values", v, dt),
             channels,
             n_rays,
             to_numpy("grad_out", g_out, dt),
@@ -125,7 +125,7 @@ class Scan(torch.autograd.Function):
         dt = float_dtype_of(inputs)
         x_np = to_numpy("inputs", inputs, dt)
         out = _core.scan(x_np, offsets, n_rays, op, exclusive)
-        ctx.save_for_backward(torch.from_numpy(x_np))
+        ctx.save_for_backward(inputs)
         ctx.meta = (offsets, n_rays, op, exclusive, dt, inputs.shape)
         return from_numpy(out, inputs.shape)
 
@@ -134,7 +134,9 @@ class Scan(torch.autograd.Function):
     def backward(ctx, g):
         (x,) = ctx.saved_tensors
         offsets, n_rays, op, exclusive, dt, shape = ctx.meta
-        gx = _core.scan_backward(x.numpy(), to_numpy("grad", g, dt), offsets, n_rays, op, exclusive)
+        gx = _core.scan_backward(
+            to_numpy("inputs", x, dt), to_numpy("grad", g, dt), offsets, n_rays, op, exclusive
+        )
         return from_numpy(gx, shape), None, None, None, None
 
 
@@ -151,7 +153,7 @@ class OuterMeasure(torch.autograd.Function):
         )
         n_rays = weights_prop.shape[0]
         out = _core.outer_measure(pe, pw, e, n_rays)
-        ctx.save_for_backward(*(torch.from_numpy(a) for a in (pe, pw, e)))
+        ctx.save_for_backward(t_edges_prop, weights_prop, t_edges)
         ctx.meta = (n_rays, dt, weights_prop.shape)
         return from_numpy(out, (n_rays, t_edges.shape[-1] - 1))
 
@@ -160,5 +162,11 @@ class OuterMeasure(torch.autograd.Function):
     def backward(ctx, g):
         pe, pw, e = ctx.saved_tensors
         n_rays, dt, shape = ctx.meta
-        gw = _core.outer_measure_backward(pe.numpy(), pw.numpy(), e.numpy(), n_rays, to_numpy("grad", g, dt))
+        gw = _core.outer_measure_backward(
+            to_numpy("t_edges_prop", pe, dt),
+            to_numpy("weights_prop", pw, dt),
+            to_numpy("t_edges", e, dt),
+            n_rays,
+            to_numpy("grad", g, dt),
+        )
         return None, from_numpy(gw, shape), None

@@ -10,8 +10,11 @@ from raysplat.reference import rays as ref
 
 
 def _batch_cameras(c2w: torch.Tensor, K: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, bool]:
-    chk.tensor("c2w", c2w, ndim=(2, 3), finite=True)
-    chk.tensor("K", K, ndim=(2, 3), finite=True)
+    chk.tensor("c2w", c2w, ndim=(2, 3))
+    chk.tensor("K", K, ndim=(2, 3))
+    chk.same_device(c2w=c2w, K=K)
+    chk.tensor("c2w", c2w, finite=True)
+    chk.tensor("K", K, finite=True)
     if tuple(c2w.shape[-2:]) not in ((3, 4), (4, 4)):
         raise ValueError(f"c2w must have shape [..., 3, 4] or [..., 4, 4], got {tuple(c2w.shape)}")
     if tuple(K.shape[-2:]) != (3, 3):
@@ -19,7 +22,7 @@ def _batch_cameras(c2w: torch.Tensor, K: torch.Tensor) -> tuple[torch.Tensor, to
     batched = c2w.dim() == 3
     c2w = (c2w if batched else c2w[None])[:, :3, :4]
     K = K if K.dim() == 3 else K[None]
-    if K.shape[0] == 1 and c2w.shape[0] > 1:
+    if K.shape[0] == 1 and c2w.shape[0] != 1:
         K = K.expand(c2w.shape[0], 3, 3)
     if K.shape[0] != c2w.shape[0]:
         raise ValueError(f"K holds {K.shape[0]} cameras but c2w holds {c2w.shape[0]}")

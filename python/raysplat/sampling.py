@@ -181,12 +181,14 @@ def interlevel_loss(
         t_edges_prop: [R, P + 1] proposal edges; weights_prop: [R, P].
         t_edges: [R, S + 1] NeRF edges; weights: [R, S].
     """
+    chk.same_device(t_edges_prop=t_edges_prop, weights_prop=weights_prop, t_edges=t_edges, weights=weights)
     _histogram(t_edges_prop, weights_prop)
     _histogram(t_edges, weights)
-    chk.same_device(weights_prop=weights_prop, weights=weights)
     if t_edges.shape[0] != t_edges_prop.shape[0]:
         raise ValueError("t_edges and t_edges_prop must hold the same number of rays")
     w = weights.detach()
+    if w.numel() == 0:
+        return (weights_prop.sum() * 0.0).to(w.dtype)
     if chk.use_rust(t_edges_prop, weights_prop, t_edges):
         w_outer = _ops.OuterMeasure.apply(t_edges_prop.detach(), weights_prop, t_edges.detach())
     else:

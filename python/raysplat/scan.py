@@ -95,8 +95,8 @@ def pack_info(ray_indices: torch.Tensor, n_rays: int | None = None) -> torch.Ten
 
 
 def _scan(inputs, packed_info, ray_indices, n_rays, op: str, exclusive: bool) -> torch.Tensor:
-    chk.tensor("inputs", inputs, ndim=(1, 2), finite=True)
     rust = chk.use_rust(inputs, packed_info, ray_indices)
+    chk.tensor("inputs", inputs, ndim=(1, 2), finite=not rust)
     lay = resolve_layout("inputs", inputs, ray_indices, n_rays, packed_info, rust=rust)
     if rust:
         return _ops.Scan.apply(inputs, lay.offsets_np, lay.n_rays, op, exclusive)

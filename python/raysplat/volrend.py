@@ -16,9 +16,10 @@ from raysplat.scan import Layout, resolve_layout
 
 
 def _intervals(t_starts, t_ends, sigmas, ray_indices, n_rays, rust: bool) -> tuple[torch.Tensor, Layout]:
-    chk.tensor("t_starts", t_starts, ndim=(1, 2), finite=True)
-    chk.tensor("t_ends", t_ends, ndim=(1, 2), finite=True)
-    chk.tensor("sigmas", sigmas, ndim=(1, 2), finite=True)
+    # The Rust kernels check finiteness themselves (fused, parallel); the torch path checks here.
+    chk.tensor("t_starts", t_starts, ndim=(1, 2), finite=not rust)
+    chk.tensor("t_ends", t_ends, ndim=(1, 2), finite=not rust)
+    chk.tensor("sigmas", sigmas, ndim=(1, 2), finite=not rust)
     chk.same_shape("t_starts", t_starts, "t_ends", t_ends)
     chk.same_shape("t_starts", t_starts, "sigmas", sigmas)
     chk.same_device(t_starts=t_starts, t_ends=t_ends, sigmas=sigmas, ray_indices=ray_indices)
@@ -62,16 +63,25 @@ def render_weight_from_alpha(
 
     ``T_i = prod_{j<i} (1 - alpha_j)``; the gradient is exact at ``alpha = 1`` (no division).
     """
-    chk.tensor("alphas", alphas, ndim=(1, 2), finite=True)
     chk.same_device(alphas=alphas, ray_indices=ray_indices)
     rust = chk.use_rust(alphas, ray_indices)
+    chk.tensor("alphas", alphas, ndim=(1, 2), finite=not rust)
     lay = resolve_layout("alphas", alphas, ray_indices, n_rays, rust=rust)
     if rust:
         return _ops.WeightsFromAlpha.apply(alphas, lay.offsets_np, lay.n_rays)
     return ref.weights_from_alpha(alphas, lay.offsets_t)
 
 
-def _accumulate(weights, values, lay: Layout, rust: bool) -> torch.Tensor:
+def _accumulate(weights, values, lay: Layout, rust: bool, values_name: str = "values") -> torch.Tensor:
+    try:
+        return _accumulate_impl(weights, values, lay, rust)
+    except ValueError as err:
+        if values_name != "values" and str(err).startswith("values:"):
+            raise ValueError(values_name + str(err)[len("values") :]) from None
+        raise
+
+
+def _accumulate_impl(weights, values, lay: Layout, rust: bool) -> torch.Tensor:
     if not rust:
         return ref.accumulate(weights, values, lay.ray_indices, lay.n_rays)
     w = weights.reshape(-1)
@@ -102,15 +112,15 @@ def accumulate_along_rays(
     Returns:
         [R, C].
     """
-    chk.tensor("weights", weights, ndim=(1, 2), finite=True)
+    rust = chk.use_rust(weights, values, ray_indices)
+    chk.tensor("weights", weights, ndim=(1, 2), finite=not rust)
     if values is not None:
-        chk.tensor("values", values, ndim=weights.dim() + 1, finite=True)
+        chk.tensor("values", values, ndim=weights.dim() + 1, finite=not rust)
         if tuple(values.shape[:-1]) != tuple(weights.shape):
             raise ValueError(
                 f"values must have shape {tuple(weights.shape)} + [C], got {tuple(values.shape)}"
             )
     chk.same_device(weights=weights, values=values, ray_indices=ray_indices)
-    rust = chk.use_rust(weights, values, ray_indices)
     if ray_indices is None:
         lay = resolve_layout("weights", weights, rust=rust)
     else:
@@ -155,12 +165,12 @@ def volume_render(
     """
     rust = chk.use_rust(t_starts, t_ends, sigmas, rgbs, ray_indices, render_bkgd)
     sigma_dt, lay = _intervals(t_starts, t_ends, sigmas, ray_indices, n_rays, rust)
-    chk.tensor("rgbs", rgbs, ndim=sigmas.dim() + 1, finite=True)
+    chk.tensor("rgbs", rgbs, ndim=sigmas.dim() + 1, finite=not rust)
     if tuple(rgbs.shape[:-1]) != tuple(sigmas.shape):
         raise ValueError(f"rgbs must have shape {tuple(sigmas.shape)} + [C], got {tuple(rgbs.shape)}")
     chk.same_device(sigmas=sigmas, rgbs=rgbs, render_bkgd=render_bkgd)
     weights, _, _ = _weights(sigma_dt, lay, rust)
-    colors = _accumulate(weights, rgbs, lay, rust)
+    colors = _accumulate(weights, rgbs, lay, rust, "rgbs")
     opacities = _accumulate(weights, None, lay, rust)
     t_mid = (0.5 * (t_starts + t_ends))[..., None]
     depths = _accumulate(weights, t_mid, lay, rust)

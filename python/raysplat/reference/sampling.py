@@ -32,6 +32,8 @@ def stratified_edges(
     else:
         a, b = _contract(near), _contract(far)
         t = torch.minimum(torch.maximum(_uncontract(a + (b - a) * s), near), far)
+    if jitter is None:
+        t = torch.cat([near, t[:, 1:-1], far], 1)
     t = torch.maximum(t, near)
     return torch.minimum(torch.cummax(t, dim=1).values, far)
 

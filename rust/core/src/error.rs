@@ -17,11 +17,17 @@ pub type Result<T> = std::result::Result<T, Error>;
 impl Error {
     /// A shape error for argument `name`.
     pub fn shape(name: &'static str, message: impl Into<String>) -> Self {
-        Error::Shape { name, message: message.into() }
+        Error::Shape {
+            name,
+            message: message.into(),
+        }
     }
     /// A value error for argument `name`.
     pub fn value(name: &'static str, message: impl Into<String>) -> Self {
-        Error::Value { name, message: message.into() }
+        Error::Value {
+            name,
+            message: message.into(),
+        }
     }
 }
 
@@ -40,7 +46,8 @@ pub fn expect_len(name: &'static str, data_len: usize, expected: usize) -> Resul
 pub fn expect_finite<T: crate::real::Real>(name: &'static str, data: &[T]) -> Result<()> {
     use rayon::prelude::*;
     let bad = crate::parallel::install(|| {
-        data.par_chunks(1 << 14).any(|chunk| chunk.iter().any(|v| !v.is_finite()))
+        data.par_chunks(1 << 14)
+            .any(|chunk| chunk.iter().any(|v| !v.is_finite()))
     });
     if bad {
         return Err(Error::value(name, "contains NaN or infinite values"));

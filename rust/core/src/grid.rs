@@ -28,11 +28,16 @@ impl GridSpec {
         if self.levels == 0 {
             return Err(Error::value("levels", "must be at least 1"));
         }
-        if self.resolution.iter().any(|&r| r == 0) {
+        if self.resolution.contains(&0) {
             return Err(Error::value("resolution", "must be at least 1 per axis"));
         }
-        if self.aabb.iter().any(|v| !v.is_finite()) || (0..3).any(|a| self.aabb[a] >= self.aabb[a + 3]) {
-            return Err(Error::value("aabb", "must be finite with min < max on every axis"));
+        if self.aabb.iter().any(|v| !v.is_finite())
+            || (0..3).any(|a| self.aabb[a] >= self.aabb[a + 3])
+        {
+            return Err(Error::value(
+                "aabb",
+                "must be finite with min < max on every axis",
+            ));
         }
         Ok(())
     }
@@ -74,10 +79,20 @@ impl GridSpec {
                     scale[a] = self.resolution[a] as f32 / (b[a + 3] - b[a]);
                     size[a] = (b[a + 3] - b[a]) / self.resolution[a] as f32;
                 }
-                LevelTable { lo, scale, size, aabb: b }
+                LevelTable {
+                    lo,
+                    scale,
+                    size,
+                    aabb: b,
+                }
             })
             .collect();
-        GridTables { centre, inv_half, levels, resolution: self.resolution }
+        GridTables {
+            centre,
+            inv_half,
+            levels,
+            resolution: self.resolution,
+        }
     }
 }
 
@@ -107,8 +122,8 @@ impl GridTables {
     #[inline]
     pub fn locate(&self, x: [f32; 3]) -> Option<(usize, usize, [usize; 3])> {
         let mut m = 0f32;
-        for a in 0..3 {
-            m = m.max((x[a] - self.centre[a]).abs() * self.inv_half[a]);
+        for ((xa, ca), ia) in x.iter().zip(&self.centre).zip(&self.inv_half) {
+            m = m.max((xa - ca).abs() * ia);
         }
         if !m.is_finite() {
             return None;
@@ -129,7 +144,11 @@ impl GridTables {
             ijk[a] = (f.max(0.0) as usize).min(self.resolution[a] - 1);
         }
         let [rx, ry, rz] = self.resolution;
-        Some((level, level * rx * ry * rz + (ijk[0] * ry + ijk[1]) * rz + ijk[2], ijk))
+        Some((
+            level,
+            level * rx * ry * rz + (ijk[0] * ry + ijk[1]) * rz + ijk[2],
+            ijk,
+        ))
     }
 
     /// Distance at which a ray (origin `o`, inverse direction `inv_d`) leaves cell `ijk`.
@@ -201,17 +220,26 @@ pub fn march(
     expect_len("binaries", binaries.len(), spec.n_cells())?;
     for (name, v) in [("near", near), ("far", far)] {
         if v.len() != 1 && v.len() != n {
-            return Err(Error::shape(name, format!("expected 1 or {n} values, got {}", v.len())));
+            return Err(Error::shape(
+                name,
+                format!("expected 1 or {n} values, got {}", v.len()),
+            ));
         }
     }
     if let Some(j) = jitter {
         expect_len("jitter", j.len(), n)?;
     }
-    if !(params.step > 0.0) || !params.step.is_finite() {
-        return Err(Error::value("render_step_size", "must be a positive finite number"));
+    if params.step.is_nan() || params.step <= 0.0 || !params.step.is_finite() {
+        return Err(Error::value(
+            "render_step_size",
+            "must be a positive finite number",
+        ));
     }
-    if !(params.cone_angle >= 0.0) || !params.cone_angle.is_finite() {
-        return Err(Error::value("cone_angle", "must be a non-negative finite number"));
+    if params.cone_angle.is_nan() || params.cone_angle < 0.0 || !params.cone_angle.is_finite() {
+        return Err(Error::value(
+            "cone_angle",
+            "must be a non-negative finite number",
+        ));
     }
     expect_finite("origins", origins)?;
     expect_finite("directions", directions)?;
@@ -223,11 +251,15 @@ pub fn march(
     let outer = spec.level_aabb(spec.levels - 1);
     let per_ray = |r: usize, out: &mut (Vec<i64>, Vec<f32>, Vec<f32>)| {
         let o = [origins[3 * r], origins[3 * r + 1], origins[3 * r + 2]];
-        let d = [directions[3 * r], directions[3 * r + 1], directions[3 * r + 2]];
+        let d = [
+            directions[3 * r],
+            directions[3 * r + 1],
+            directions[3 * r + 2],
+        ];
         let (t0, t1) = slab(o, d, &outer);
         let t_lo = t0.max(near[if near.len() == 1 { 0 } else { r }]);
         let t_hi = t1.min(far[if far.len() == 1 { 0 } else { r }]);
-        if !(t_hi > t_lo) {
+        if t_hi.partial_cmp(&t_lo) != Some(std::cmp::Ordering::Greater) {
             return;
         }
         let t_start = t_lo + jitter.map_or(0.0, |j| j[r]) * params.step;
@@ -282,7 +314,7 @@ fn march_ray(
         }
         let dt = step_size(t, p);
         let mid = t + 0.5 * dt;
-        if !(mid < t_hi) {
+        if mid.partial_cmp(&t_hi) != Some(std::cmp::Ordering::Less) {
             break;
         }
         let x = [o[0] + mid * d[0], o[1] + mid * d[1], o[2] + mid * d[2]];
@@ -312,7 +344,11 @@ fn march_ray(
             // Jump over the steps whose midpoint is surely inside this cell, and re-test the
             // last one before the exit (it may sit on the boundary after rounding).
             let gap = ((t_exit - mid) / p.step).ceil();
-            let jump = if gap.is_finite() && gap > 2.0 { gap as u64 - 1 } else { 1 };
+            let jump = if gap.is_finite() && gap > 2.0 {
+                gap as u64 - 1
+            } else {
+                1
+            };
             k += jump;
         } else {
             // Conical steps: advance step by step (cheap arithmetic, no lookups).
@@ -334,14 +370,31 @@ mod tests {
     use super::*;
 
     fn spec(levels: usize) -> GridSpec {
-        GridSpec { aabb: [-1., -1., -1., 1., 1., 1.], resolution: [8, 8, 8], levels }
+        GridSpec {
+            aabb: [-1., -1., -1., 1., 1., 1.],
+            resolution: [8, 8, 8],
+            levels,
+        }
     }
 
     #[test]
     fn full_grid_gives_uniform_steps() {
         let s = spec(1);
         let b = vec![true; s.n_cells()];
-        let m = march(&[0., 0., -3.], &[0., 0., 1.], &[0.0], &[1e10], &b, &s, MarchParams { step: 0.1, cone_angle: 0.0 }, None).unwrap();
+        let m = march(
+            &[0., 0., -3.],
+            &[0., 0., 1.],
+            &[0.0],
+            &[1e10],
+            &b,
+            &s,
+            MarchParams {
+                step: 0.1,
+                cone_angle: 0.0,
+            },
+            None,
+        )
+        .unwrap();
         assert_eq!(m.t_starts.len(), 20);
         for (a, b) in m.t_starts.iter().zip(&m.t_ends) {
             assert!((b - a - 0.1).abs() < 1e-6);
@@ -352,7 +405,20 @@ mod tests {
     fn empty_grid_gives_nothing() {
         let s = spec(2);
         let b = vec![false; s.n_cells()];
-        let m = march(&[0., 0., -3.], &[0., 0., 1.], &[0.0], &[1e10], &b, &s, MarchParams { step: 0.01, cone_angle: 0.0 }, None).unwrap();
+        let m = march(
+            &[0., 0., -3.],
+            &[0., 0., 1.],
+            &[0.0],
+            &[1e10],
+            &b,
+            &s,
+            MarchParams {
+                step: 0.01,
+                cone_angle: 0.0,
+            },
+            None,
+        )
+        .unwrap();
         assert!(m.t_starts.is_empty());
     }
 
@@ -369,7 +435,20 @@ mod tests {
     fn cone_steps_grow() {
         let s = spec(4);
         let b = vec![true; s.n_cells()];
-        let m = march(&[0., 0., 0.], &[1., 0., 0.], &[0.1], &[1e10], &b, &s, MarchParams { step: 0.01, cone_angle: 0.1 }, None).unwrap();
+        let m = march(
+            &[0., 0., 0.],
+            &[1., 0., 0.],
+            &[0.1],
+            &[1e10],
+            &b,
+            &s,
+            MarchParams {
+                step: 0.01,
+                cone_angle: 0.1,
+            },
+            None,
+        )
+        .unwrap();
         for i in 0..m.t_starts.len() {
             let dt = m.t_ends[i] - m.t_starts[i];
             assert!((dt - (0.1 * m.t_starts[i]).max(0.01)).abs() < 1e-5);

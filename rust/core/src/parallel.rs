@@ -40,7 +40,9 @@ fn pool() -> Arc<ThreadPool> {
         return p;
     }
     let mut guard = POOL.write().unwrap_or_else(|e| e.into_inner());
-    guard.get_or_insert_with(|| build(default_threads())).clone()
+    guard
+        .get_or_insert_with(|| build(default_threads()))
+        .clone()
 }
 
 /// Runs `f` inside raysplat's pool (so `par_iter` inside uses it).
@@ -51,7 +53,10 @@ pub fn install<R: Send>(f: impl FnOnce() -> R + Send) -> R {
 /// Sets the number of worker threads (takes effect for the next kernel call).
 pub fn set_num_threads(n: usize) -> Result<()> {
     if n == 0 {
-        return Err(Error::value("n", "the number of threads must be at least 1"));
+        return Err(Error::value(
+            "n",
+            "the number of threads must be at least 1",
+        ));
     }
     *REQUESTED.write().unwrap_or_else(|e| e.into_inner()) = Some(n);
     *POOL.write().unwrap_or_else(|e| e.into_inner()) = Some(build(n));

@@ -52,12 +52,18 @@ pub fn generate_rays(req: &RayRequest<'_>) -> Result<Rays> {
     expect_len("K", req.intrinsics.len(), c * 9)?;
     expect_finite("c2w", req.c2w)?;
     expect_finite("K", req.intrinsics)?;
-    let per_cam = w * h;
+    let per_cam = w
+        .checked_mul(h)
+        .filter(|&p| p.checked_mul(c).is_some_and(|t| t <= i64::MAX as usize))
+        .ok_or_else(|| Error::value("width", "width * height * cameras overflows"))?;
     let total = per_cam * c;
     let n = match req.pixels {
         Some(p) => {
             if let Some(&bad) = p.iter().find(|&&i| i < 0 || i as u64 >= total as u64) {
-                return Err(Error::value("pixels", format!("index {bad} is outside 0..{total}")));
+                return Err(Error::value(
+                    "pixels",
+                    format!("index {bad} is outside 0..{total}"),
+                ));
             }
             p.len()
         }
@@ -69,7 +75,10 @@ pub fn generate_rays(req: &RayRequest<'_>) -> Result<Rays> {
     for cam in 0..c {
         let k = &req.intrinsics[cam * 9..cam * 9 + 9];
         if k[0] == 0.0 || k[4] == 0.0 {
-            return Err(Error::value("K", "focal lengths K[0, 0] and K[1, 1] must be non-zero"));
+            return Err(Error::value(
+                "K",
+                "focal lengths K[0, 0] and K[1, 1] must be non-zero",
+            ));
         }
     }
     let mut origins = vec![0f32; n * 3];
@@ -84,7 +93,9 @@ pub fn generate_rays(req: &RayRequest<'_>) -> Result<Rays> {
                 let flat = req.pixels.map_or(i, |p| p[i] as usize);
                 let (cam, rem) = (flat / per_cam, flat % per_cam);
                 let (py, px) = (rem / w, rem % w);
-                let (ox, oy) = req.offsets.map_or((0.5, 0.5), |off| (off[2 * i], off[2 * i + 1]));
+                let (ox, oy) = req
+                    .offsets
+                    .map_or((0.5, 0.5), |off| (off[2 * i], off[2 * i + 1]));
                 let k = &req.intrinsics[cam * 9..cam * 9 + 9];
                 let m = &req.c2w[cam * 12..cam * 12 + 12];
                 let x = (px as f32 + ox - k[2]) / k[0];
@@ -100,7 +111,11 @@ pub fn generate_rays(req: &RayRequest<'_>) -> Result<Rays> {
                 }
                 let scale = if req.normalize {
                     let norm = (dw[0] * dw[0] + dw[1] * dw[1] + dw[2] * dw[2]).sqrt();
-                    if norm > 0.0 { 1.0 / norm } else { 1.0 }
+                    if norm > 0.0 {
+                        1.0 / norm
+                    } else {
+                        1.0
+                    }
                 } else {
                     1.0
                 };
@@ -109,7 +124,10 @@ pub fn generate_rays(req: &RayRequest<'_>) -> Result<Rays> {
                 }
             });
     });
-    Ok(Rays { origins, directions })
+    Ok(Rays {
+        origins,
+        directions,
+    })
 }
 
 /// Maps rays into LLFF normalized device coordinates (NeRF, Mildenhall et al. 2020, App. C).
@@ -161,7 +179,10 @@ pub fn ndc_rays(
                 dd[2] = -2.0 * near / oz;
             });
     });
-    Ok(Rays { origins: o_out, directions: d_out })
+    Ok(Rays {
+        origins: o_out,
+        directions: d_out,
+    })
 }
 
 /// Entry / exit distances of rays through boxes.
@@ -207,14 +228,20 @@ pub fn ray_aabb_intersect(origins: &[f32], directions: &[f32], aabbs: &[f32]) ->
     }
     expect_len("directions", directions.len(), origins.len())?;
     if aabbs.is_empty() || aabbs.len() % 6 != 0 {
-        return Err(Error::shape("aabb", "must hold 6 values per box (min xyz, max xyz)"));
+        return Err(Error::shape(
+            "aabb",
+            "must hold 6 values per box (min xyz, max xyz)",
+        ));
     }
     expect_finite("origins", origins)?;
     expect_finite("directions", directions)?;
     expect_finite("aabb", aabbs)?;
     for b in aabbs.chunks(6) {
         if (0..3).any(|a| b[a] > b[a + 3]) {
-            return Err(Error::value("aabb", "min corner must not exceed max corner"));
+            return Err(Error::value(
+                "aabb",
+                "min corner must not exceed max corner",
+            ));
         }
     }
     let n = origins.len() / 3;
@@ -231,7 +258,11 @@ pub fn ray_aabb_intersect(origins: &[f32], directions: &[f32], aabbs: &[f32]) ->
             .with_min_len(1024)
             .for_each(|(i, ((tn, tf), h))| {
                 let o = [origins[3 * i], origins[3 * i + 1], origins[3 * i + 2]];
-                let d = [directions[3 * i], directions[3 * i + 1], directions[3 * i + 2]];
+                let d = [
+                    directions[3 * i],
+                    directions[3 * i + 1],
+                    directions[3 * i + 2],
+                ];
                 for b in 0..m {
                     let (t0, t1) = slab(o, d, &aabbs[6 * b..6 * b + 6]);
                     let t0 = t0.max(0.0);
@@ -274,7 +305,11 @@ mod tests {
         let rays = generate_rays(&req).unwrap();
         assert_eq!(rays.origins, vec![0., 0., 2.]);
         assert_eq!(rays.directions, vec![0., 0., -1.]);
-        let cv = generate_rays(&RayRequest { convention: Convention::OpenCv, ..req }).unwrap();
+        let cv = generate_rays(&RayRequest {
+            convention: Convention::OpenCv,
+            ..req
+        })
+        .unwrap();
         assert_eq!(cv.directions, vec![0., 0., 1.]);
     }
 
@@ -298,7 +333,8 @@ mod tests {
     #[test]
     fn slab_hits_and_misses() {
         let b = [-1., -1., -1., 1., 1., 1.];
-        let hits = ray_aabb_intersect(&[0., 0., -3., 0., 5., -3.], &[0., 0., 1., 0., 0., 1.], &b).unwrap();
+        let hits =
+            ray_aabb_intersect(&[0., 0., -3., 0., 5., -3.], &[0., 0., 1., 0., 0., 1.], &b).unwrap();
         assert_eq!(hits.hit, vec![true, false]);
         assert_eq!(hits.t_near[0], 2.0);
         assert_eq!(hits.t_far[0], 4.0);

@@ -66,36 +66,51 @@ pub fn stratified_edges(
             return Err(Error::value("t_near", "disparity spacing needs t_near > 0"));
         }
         if spacing == Spacing::Contracted && t_near[r] < 0.0 {
-            return Err(Error::value("t_near", "contracted spacing needs t_near >= 0"));
+            return Err(Error::value(
+                "t_near",
+                "contracted spacing needs t_near >= 0",
+            ));
         }
     }
     let mut out = vec![0f32; n_rays * e];
     let inv = 1.0 / n_samples as f32;
     crate::parallel::install(|| {
-        out.par_chunks_mut(e).enumerate().with_min_len(256).for_each(|(r, edges)| {
-            let (near, far) = (t_near[r], t_far[r]);
-            for (k, edge) in edges.iter_mut().enumerate() {
-                let mut s = k as f32 * inv;
-                if let Some(j) = jitter {
-                    let lo = if k == 0 { 0.0 } else { (k as f32 - 0.5) * inv };
-                    let hi = if k == n_samples { 1.0 } else { (k as f32 + 0.5) * inv };
-                    s = lo + (hi - lo) * j[r * e + k];
-                }
-                *edge = match spacing {
-                    Spacing::Linear => near + (far - near) * s,
-                    Spacing::Disparity => 1.0 / ((1.0 - s) / near + s / far),
-                    Spacing::Contracted => {
-                        let (a, b) = (contract(near), contract(far));
-                        uncontract(a + (b - a) * s).clamp(near, far)
+        out.par_chunks_mut(e)
+            .enumerate()
+            .with_min_len(256)
+            .for_each(|(r, edges)| {
+                let (near, far) = (t_near[r], t_far[r]);
+                for (k, edge) in edges.iter_mut().enumerate() {
+                    let mut s = k as f32 * inv;
+                    if let Some(j) = jitter {
+                        let lo = if k == 0 { 0.0 } else { (k as f32 - 0.5) * inv };
+                        let hi = if k == n_samples {
+                            1.0
+                        } else {
+                            (k as f32 + 0.5) * inv
+                        };
+                        s = lo + (hi - lo) * j[r * e + k];
                     }
-                };
-            }
-            // Guard against rounding breaking monotonicity or the [near, far] range.
-            edges[0] = edges[0].max(near);
-            for k in 1..e {
-                edges[k] = edges[k].max(edges[k - 1]).min(far);
-            }
-        });
+                    *edge = match spacing {
+                        Spacing::Linear => near + (far - near) * s,
+                        Spacing::Disparity => 1.0 / ((1.0 - s) / near + s / far),
+                        Spacing::Contracted => {
+                            let (a, b) = (contract(near), contract(far));
+                            uncontract(a + (b - a) * s).clamp(near, far)
+                        }
+                    };
+                }
+                // Guard against rounding breaking monotonicity or the [near, far] range; without
+                // jitter the end edges are exactly near and far.
+                if jitter.is_none() {
+                    edges[0] = near;
+                    edges[n_samples] = far;
+                }
+                edges[0] = edges[0].max(near);
+                for k in 1..e {
+                    edges[k] = edges[k].max(edges[k - 1]).min(far);
+                }
+            });
     });
     Ok(out)
 }
@@ -113,7 +128,10 @@ fn check_histogram(edges: &[f32], weights: &[f32], n_rays: usize, n_bins: usize)
     }
     for (r, e) in edges.chunks(n_bins + 1).enumerate() {
         if e.windows(2).any(|p| p[1] < p[0]) {
-            return Err(Error::value("t_edges", format!("ray {r} has decreasing edges")));
+            return Err(Error::value(
+                "t_edges",
+                format!("ray {r} has decreasing edges"),
+            ));
         }
     }
     Ok(())
@@ -127,7 +145,7 @@ fn ray_cdf(edges: &[f32], weights: &[f32], cdf: &mut Vec<f32>) {
     cdf.push(0.0);
     let total: f32 = weights.iter().sum();
     let width = edges[n] - edges[0];
-    let uniform = !(total > 0.0);
+    let uniform = total.is_nan() || total <= 0.0;
     let (norm, use_width) = if !uniform {
         (1.0 / total, false)
     } else if width > 0.0 {
@@ -156,7 +174,11 @@ fn invert_in_bin(edges: &[f32], cdf: &[f32], bin: usize, u: f32) -> f32 {
     let (c0, c1) = (cdf[bin], cdf[bin + 1]);
     let (t0, t1) = (edges[bin], edges[bin + 1]);
     let denom = c1 - c0;
-    let frac = if denom > 1e-10 { ((u - c0) / denom).clamp(0.0, 1.0) } else { 0.5 };
+    let frac = if denom > 1e-10 {
+        ((u - c0) / denom).clamp(0.0, 1.0)
+    } else {
+        0.5
+    };
     t0 + frac * (t1 - t0)
 }
 
@@ -179,16 +201,19 @@ pub fn inverse_cdf(edges: &[f32], weights: &[f32], n_rays: usize, u: &[f32]) -> 
         return Ok(out);
     }
     crate::parallel::install(|| {
-        out.par_chunks_mut(n_u).enumerate().with_min_len(64).for_each_init(Vec::new, |cdf, (r, t)| {
-            let e = &edges[r * (n_bins + 1)..(r + 1) * (n_bins + 1)];
-            ray_cdf(e, &weights[r * n_bins..(r + 1) * n_bins], cdf);
-            for (k, tk) in t.iter_mut().enumerate() {
-                let uk = u[r * n_u + k].clamp(0.0, 1.0);
-                // last bin whose lower CDF is <= u
-                let bin = cdf[1..n_bins].partition_point(|&c| c <= uk);
-                *tk = invert_in_bin(e, cdf, bin, uk);
-            }
-        });
+        out.par_chunks_mut(n_u)
+            .enumerate()
+            .with_min_len(64)
+            .for_each_init(Vec::new, |cdf, (r, t)| {
+                let e = &edges[r * (n_bins + 1)..(r + 1) * (n_bins + 1)];
+                ray_cdf(e, &weights[r * n_bins..(r + 1) * n_bins], cdf);
+                for (k, tk) in t.iter_mut().enumerate() {
+                    let uk = u[r * n_u + k].clamp(0.0, 1.0);
+                    // last bin whose lower CDF is <= u
+                    let bin = cdf[1..n_bins].partition_point(|&c| c <= uk);
+                    *tk = invert_in_bin(e, cdf, bin, uk);
+                }
+            });
     });
     Ok(out)
 }
@@ -220,37 +245,40 @@ pub fn importance_sampling(
     let e_out = n_samples + 1;
     let mut out = vec![0f32; n_rays * e_out];
     crate::parallel::install(|| {
-        out.par_chunks_mut(e_out).enumerate().with_min_len(64).for_each_init(
-            || (Vec::new(), Vec::new()),
-            |(cdf, samples), (r, new_edges)| {
-                let e = &edges[r * (n_bins + 1)..(r + 1) * (n_bins + 1)];
-                ray_cdf(e, &weights[r * n_bins..(r + 1) * n_bins], cdf);
-                let b = jitter.map_or(0.5, |j| j[r].clamp(0.0, 1.0));
-                samples.clear();
-                // u is increasing, so walk the bins once (merge) instead of binary searching.
-                let mut bin = 0usize;
-                for k in 0..n_samples {
-                    let u = ((k as f32 + b) / n_samples as f32).min(1.0);
-                    while bin + 1 < n_bins && cdf[bin + 1] <= u {
-                        bin += 1;
+        out.par_chunks_mut(e_out)
+            .enumerate()
+            .with_min_len(64)
+            .for_each_init(
+                || (Vec::new(), Vec::new()),
+                |(cdf, samples), (r, new_edges)| {
+                    let e = &edges[r * (n_bins + 1)..(r + 1) * (n_bins + 1)];
+                    ray_cdf(e, &weights[r * n_bins..(r + 1) * n_bins], cdf);
+                    let b = jitter.map_or(0.5, |j| j[r].clamp(0.0, 1.0));
+                    samples.clear();
+                    // u is increasing, so walk the bins once (merge) instead of binary searching.
+                    let mut bin = 0usize;
+                    for k in 0..n_samples {
+                        let u = ((k as f32 + b) / n_samples as f32).min(1.0);
+                        while bin + 1 < n_bins && cdf[bin + 1] <= u {
+                            bin += 1;
+                        }
+                        samples.push(invert_in_bin(e, cdf, bin, u));
                     }
-                    samples.push(invert_in_bin(e, cdf, bin, u));
-                }
-                let (t_min, t_max) = (e[0], e[n_bins]);
-                if n_samples == 1 {
-                    new_edges[0] = t_min;
-                    new_edges[1] = t_max;
-                    return;
-                }
-                for k in 1..n_samples {
-                    new_edges[k] = 0.5 * (samples[k - 1] + samples[k]);
-                }
-                new_edges[0] = (samples[0] - 0.5 * (samples[1] - samples[0])).max(t_min);
-                let last = n_samples - 1;
-                new_edges[n_samples] =
-                    (samples[last] + 0.5 * (samples[last] - samples[last - 1])).min(t_max);
-            },
-        );
+                    let (t_min, t_max) = (e[0], e[n_bins]);
+                    if n_samples == 1 {
+                        new_edges[0] = t_min;
+                        new_edges[1] = t_max;
+                        return;
+                    }
+                    for k in 1..n_samples {
+                        new_edges[k] = 0.5 * (samples[k - 1] + samples[k]);
+                    }
+                    new_edges[0] = (samples[0] - 0.5 * (samples[1] - samples[0])).max(t_min);
+                    let last = n_samples - 1;
+                    new_edges[n_samples] =
+                        (samples[last] + 0.5 * (samples[last] - samples[last - 1])).min(t_max);
+                },
+            );
     });
     Ok(out)
 }
@@ -280,23 +308,26 @@ pub fn outer_measure<T: Real>(
         return Ok(out);
     }
     crate::parallel::install(|| {
-        out.par_chunks_mut(s).enumerate().with_min_len(64).for_each_init(Vec::new, |cum, (r, o)| {
-            let key = &prop_edges[r * (p + 1)..(r + 1) * (p + 1)];
-            let w = &prop_weights[r * p..(r + 1) * p];
-            cum.clear();
-            cum.push(T::zero());
-            let mut acc = T::zero();
-            for &x in w {
-                acc += x;
-                cum.push(acc);
-            }
-            let q = &edges[r * (s + 1)..(r + 1) * (s + 1)];
-            for j in 0..s {
-                let (lo, _) = outer_bounds(key, q[j]);
-                let (_, hi) = outer_bounds(key, q[j + 1]);
-                o[j] = cum[hi] - cum[lo];
-            }
-        });
+        out.par_chunks_mut(s)
+            .enumerate()
+            .with_min_len(64)
+            .for_each_init(Vec::new, |cum, (r, o)| {
+                let key = &prop_edges[r * (p + 1)..(r + 1) * (p + 1)];
+                let w = &prop_weights[r * p..(r + 1) * p];
+                cum.clear();
+                cum.push(T::zero());
+                let mut acc = T::zero();
+                for &x in w {
+                    acc += x;
+                    cum.push(acc);
+                }
+                let q = &edges[r * (s + 1)..(r + 1) * (s + 1)];
+                for j in 0..s {
+                    let (lo, _) = outer_bounds(key, q[j]);
+                    let (_, hi) = outer_bounds(key, q[j + 1]);
+                    o[j] = cum[hi] - cum[lo];
+                }
+            });
     });
     Ok(out)
 }
@@ -316,31 +347,39 @@ pub fn outer_measure_backward<T: Real>(
         return Ok(out);
     }
     crate::parallel::install(|| {
-        out.par_chunks_mut(p).enumerate().with_min_len(64).for_each_init(Vec::new, |diff, (r, o)| {
-            let key = &prop_edges[r * (p + 1)..(r + 1) * (p + 1)];
-            let q = &edges[r * (s + 1)..(r + 1) * (s + 1)];
-            // o_j = cum[hi] - cum[lo] = sum of w_k for k in lo..hi: a difference array.
-            diff.clear();
-            diff.resize(p + 1, T::zero());
-            for j in 0..s {
-                let (lo, _) = outer_bounds(key, q[j]);
-                let (_, hi) = outer_bounds(key, q[j + 1]);
-                if hi > lo {
-                    diff[lo] += grad[r * s + j];
-                    diff[hi] -= grad[r * s + j];
+        out.par_chunks_mut(p)
+            .enumerate()
+            .with_min_len(64)
+            .for_each_init(Vec::new, |diff, (r, o)| {
+                let key = &prop_edges[r * (p + 1)..(r + 1) * (p + 1)];
+                let q = &edges[r * (s + 1)..(r + 1) * (s + 1)];
+                // o_j = cum[hi] - cum[lo] = sum of w_k for k in lo..hi: a difference array.
+                diff.clear();
+                diff.resize(p + 1, T::zero());
+                for j in 0..s {
+                    let (lo, _) = outer_bounds(key, q[j]);
+                    let (_, hi) = outer_bounds(key, q[j + 1]);
+                    if hi > lo {
+                        diff[lo] += grad[r * s + j];
+                        diff[hi] -= grad[r * s + j];
+                    }
                 }
-            }
-            let mut acc = T::zero();
-            for k in 0..p {
-                acc += diff[k];
-                o[k] = acc;
-            }
-        });
+                let mut acc = T::zero();
+                for k in 0..p {
+                    acc += diff[k];
+                    o[k] = acc;
+                }
+            });
     });
     Ok(out)
 }
 
-fn outer_dims<T: Real>(prop_edges: &[T], prop_weights: &[T], edges: &[T], n_rays: usize) -> Result<(usize, usize)> {
+fn outer_dims<T: Real>(
+    prop_edges: &[T],
+    prop_weights: &[T],
+    edges: &[T],
+    n_rays: usize,
+) -> Result<(usize, usize)> {
     if n_rays == 0 {
         return Ok((0, 0));
     }

@@ -16,6 +16,7 @@ pub enum ScanOp {
 /// Forward scan of `inputs` within each segment. `exclusive` starts each segment at the identity.
 pub fn scan<T: Real>(inputs: &[T], segs: &Segments, op: ScanOp, exclusive: bool) -> Result<Vec<T>> {
     expect_len("inputs", inputs.len(), segs.n_samples())?;
+    crate::error::expect_finite("inputs", inputs)?;
     let mut out = vec![T::zero(); inputs.len()];
     let dst = SharedMut::new(&mut out);
     segs.par_for_each(|_, rg| {
@@ -131,7 +132,10 @@ mod tests {
         let analytic = scan_backward(&x, &g, &s, op, exclusive).unwrap();
         let loss = |x: &[f32]| -> f64 {
             let y = scan(x, &s, op, exclusive).unwrap();
-            y.iter().zip(&g).map(|(a, b)| (*a as f64) * (*b as f64)).sum()
+            y.iter()
+                .zip(&g)
+                .map(|(a, b)| (*a as f64) * (*b as f64))
+                .sum()
         };
         for k in 0..x.len() {
             let h = 1e-2f32;
@@ -140,7 +144,11 @@ mod tests {
             let mut xm = x.clone();
             xm[k] -= h;
             let fd = (loss(&xp) - loss(&xm)) / (2.0 * h as f64);
-            assert!((fd - analytic[k] as f64).abs() < 2e-3, "{op:?} {exclusive} k={k}: {fd} vs {}", analytic[k]);
+            assert!(
+                (fd - analytic[k] as f64).abs() < 2e-3,
+                "{op:?} {exclusive} k={k}: {fd} vs {}",
+                analytic[k]
+            );
         }
     }
 

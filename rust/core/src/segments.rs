@@ -16,7 +16,9 @@ pub struct Segments {
 impl Segments {
     /// `n_rays` segments of `len` samples each (the dense `[n_rays, len]` layout).
     pub fn uniform(n_rays: usize, len: usize) -> Self {
-        Segments { offsets: (0..=n_rays).map(|r| r * len).collect() }
+        Segments {
+            offsets: (0..=n_rays).map(|r| r * len).collect(),
+        }
     }
 
     /// Segments from a sorted `ray_indices` array (values in `0..n_rays`).
@@ -34,7 +36,10 @@ impl Segments {
 
     /// Segments from `n_rays + 1` non-decreasing offsets starting at 0 and ending at `n_samples`.
     pub fn from_offsets(offsets: &[i64], n_samples: usize) -> Result<Self> {
-        if offsets.is_empty() || offsets[0] != 0 || *offsets.last().unwrap_or(&0) != n_samples as i64 {
+        if offsets.is_empty()
+            || offsets[0] != 0
+            || *offsets.last().unwrap_or(&0) != n_samples as i64
+        {
             return Err(Error::value(
                 "offsets",
                 format!("must start at 0 and end at the number of samples ({n_samples})"),
@@ -43,7 +48,9 @@ impl Segments {
         if offsets.windows(2).any(|p| p[1] < p[0]) {
             return Err(Error::value("offsets", "must be non-decreasing"));
         }
-        Ok(Segments { offsets: offsets.iter().map(|&o| o as usize).collect() })
+        Ok(Segments {
+            offsets: offsets.iter().map(|&o| o as usize).collect(),
+        })
     }
 
     /// Number of segments (rays).
@@ -90,7 +97,10 @@ pub fn counts_from_sorted(ray_indices: &[i64], n_rays: usize) -> Result<Vec<usiz
             ));
         }
         if r < prev {
-            return Err(Error::value("ray_indices", "must be sorted in ascending order"));
+            return Err(Error::value(
+                "ray_indices",
+                "must be sorted in ascending order",
+            ));
         }
         prev = r;
         counts[r as usize] += 1;
@@ -110,7 +120,10 @@ unsafe impl<T: Send> Sync for SharedMut<T> {}
 
 impl<T> SharedMut<T> {
     pub(crate) fn new(data: &mut [T]) -> Self {
-        SharedMut { ptr: data.as_mut_ptr(), len: data.len() }
+        SharedMut {
+            ptr: data.as_mut_ptr(),
+            len: data.len(),
+        }
     }
 
     /// A mutable view of `range`.

@@ -6,7 +6,7 @@
 
 use rayon::prelude::*;
 
-use crate::error::{expect_len, Error, Result};
+use crate::error::{expect_finite, expect_len, Error, Result};
 use crate::real::Real;
 use crate::segments::{Segments, SharedMut};
 
@@ -37,24 +37,48 @@ fn at<T: Real>(v: Option<&[T]>, i: usize) -> T {
 pub fn weights_from_density<T: Real>(sigma_dt: &[T], segs: &Segments) -> Result<Weights<T>> {
     let n = sigma_dt.len();
     expect_len("sigmas", n, segs.n_samples())?;
+    if expect_finite("sigmas", sigma_dt).is_err() {
+        return Err(Error::value(
+            "sigmas",
+            "sigmas * (t_ends - t_starts) contains NaN or infinite values",
+        ));
+    }
     let mut w = vec![T::zero(); n];
     let mut t = vec![T::zero(); n];
     let mut a = vec![T::zero(); n];
-    let (pw, pt, pa) = (SharedMut::new(&mut w), SharedMut::new(&mut t), SharedMut::new(&mut a));
+    let (pw, pt, pa) = (
+        SharedMut::new(&mut w),
+        SharedMut::new(&mut t),
+        SharedMut::new(&mut a),
+    );
     segs.par_for_each(|_, rg| {
         // SAFETY: segments are disjoint.
-        let (w, t, a) = unsafe { (pw.slice(rg.clone()), pt.slice(rg.clone()), pa.slice(rg.clone())) };
-        let mut acc = T::zero();
-        for (k, &s) in sigma_dt[rg].iter().enumerate() {
-            let trans = (-acc).exp();
-            let alpha = T::one() - (-s).exp();
+        let (w, t, a) = unsafe {
+            (
+                pw.slice(rg.clone()),
+                pt.slice(rg.clone()),
+                pa.slice(rg.clone()),
+            )
+        };
+        // Pass 1 (vectorised): a = exp(-s). Pass 2: T_{k+1} = T_k * exp(-s_k).
+        for (ak, &s) in a.iter_mut().zip(&sigma_dt[rg]) {
+            *ak = (-s).exp_fast();
+        }
+        let mut trans = T::one();
+        for k in 0..a.len() {
+            let e = a[k];
+            let alpha = T::one() - e;
             t[k] = trans;
             a[k] = alpha;
             w[k] = trans * alpha;
-            acc += s;
+            trans *= e;
         }
     });
-    Ok(Weights { weights: w, trans: t, alphas: a })
+    Ok(Weights {
+        weights: w,
+        trans: t,
+        alphas: a,
+    })
 }
 
 /// Gradient w.r.t. `sigma_dt` of [`weights_from_density`], given the saved `trans` and `alphas`
@@ -94,6 +118,7 @@ pub fn weights_from_density_backward<T: Real>(
 pub fn weights_from_alpha<T: Real>(alphas: &[T], segs: &Segments) -> Result<(Vec<T>, Vec<T>)> {
     let n = alphas.len();
     expect_len("alphas", n, segs.n_samples())?;
+    expect_finite("alphas", alphas)?;
     let mut w = vec![T::zero(); n];
     let mut t = vec![T::zero(); n];
     let (pw, pt) = (SharedMut::new(&mut w), SharedMut::new(&mut t));
@@ -163,9 +188,15 @@ impl RayMap<'_> {
     fn check(&self, n_samples: usize) -> Result<()> {
         match self {
             RayMap::Segments(s) => expect_len("weights", n_samples, s.n_samples()),
-            RayMap::Indices { ray_indices, n_rays } => {
+            RayMap::Indices {
+                ray_indices,
+                n_rays,
+            } => {
                 expect_len("ray_indices", ray_indices.len(), n_samples)?;
-                match ray_indices.iter().find(|&&r| r < 0 || r as u64 >= *n_rays as u64) {
+                match ray_indices
+                    .iter()
+                    .find(|&&r| r < 0 || r as u64 >= *n_rays as u64)
+                {
                     Some(r) => Err(Error::value(
                         "ray_indices",
                         format!("index {r} is outside 0..{n_rays} (n_rays)"),
@@ -191,13 +222,20 @@ fn add_weighted<T: Real>(o: &mut [T], w: T, values: Option<&[T]>, i: usize, c: u
 
 /// Sums `weights[i] * values[i, :]` into row `ray(i)` of a `[n_rays, channels]` output
 /// (`values = None` sums the weights: `channels` is then 1).
-pub fn accumulate<T: Real>(weights: &[T], values: Option<&[T]>, channels: usize, map: RayMap<'_>) -> Result<Vec<T>> {
+pub fn accumulate<T: Real>(
+    weights: &[T],
+    values: Option<&[T]>,
+    channels: usize,
+    map: RayMap<'_>,
+) -> Result<Vec<T>> {
     let n = weights.len();
     map.check(n)?;
     let c = if values.is_some() { channels } else { 1 };
     if let Some(v) = values {
         expect_len("values", v.len(), n * c)?;
+        expect_finite("values", v)?;
     }
+    expect_finite("weights", weights)?;
     let mut out = vec![T::zero(); map.n_rays() * c];
     match map {
         RayMap::Segments(segs) => {
@@ -260,7 +298,10 @@ pub fn accumulate_backward<T: Real>(
     match map {
         RayMap::Segments(segs) => segs.par_for_each(|r, rg| rg.for_each(|i| sample(i, r))),
         RayMap::Indices { ray_indices, .. } => crate::parallel::install(|| {
-            (0..n).into_par_iter().with_min_len(1024).for_each(|i| sample(i, ray_indices[i] as usize))
+            (0..n)
+                .into_par_iter()
+                .with_min_len(1024)
+                .for_each(|i| sample(i, ray_indices[i] as usize))
         }),
     }
     Ok((gw, gv))
@@ -277,7 +318,11 @@ mod tests {
             xp[k] += h;
             xm[k] -= h;
             let fd = (f(&xp) - f(&xm)) / (2.0 * h as f64);
-            assert!((fd - analytic[k] as f64).abs() < tol, "k={k}: fd {fd} vs {}", analytic[k]);
+            assert!(
+                (fd - analytic[k] as f64).abs() < tol,
+                "k={k}: fd {fd} vs {}",
+                analytic[k]
+            );
         }
     }
 
@@ -317,7 +362,15 @@ mod tests {
         let gt = vec![0.1f32, 0.4, -0.3, 0.2, 0.6, 0.3];
         let ga = vec![-0.5f32, 0.2, 0.1, 0.7, -0.1, 0.2];
         let out = weights_from_density(&s, &segs).unwrap();
-        let g = weights_from_density_backward(&out.trans, &out.alphas, Some(&gw), Some(&gt), Some(&ga), &segs).unwrap();
+        let g = weights_from_density_backward(
+            &out.trans,
+            &out.alphas,
+            Some(&gw),
+            Some(&gt),
+            Some(&ga),
+            &segs,
+        )
+        .unwrap();
         let loss = |x: &[f32]| {
             let o = weights_from_density(x, &segs).unwrap();
             (0..x.len())
@@ -337,7 +390,9 @@ mod tests {
         let g = weights_from_alpha_backward(&a, &t, Some(&gw), Some(&gt), &segs).unwrap();
         let loss = |x: &[f32]| {
             let (w, t) = weights_from_alpha(x, &segs).unwrap();
-            (0..x.len()).map(|i| (w[i] * gw[i] + t[i] * gt[i]) as f64).sum()
+            (0..x.len())
+                .map(|i| (w[i] * gw[i] + t[i] * gt[i]) as f64)
+                .sum()
         };
         fd_check(loss, &a, &g, 2e-3);
     }
@@ -347,7 +402,10 @@ mod tests {
         let w = vec![0.5f32, 0.25, 1.0];
         let v = vec![1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0];
         let ri = vec![1i64, 0, 1];
-        let map = RayMap::Indices { ray_indices: &ri, n_rays: 2 };
+        let map = RayMap::Indices {
+            ray_indices: &ri,
+            n_rays: 2,
+        };
         let out = accumulate(&w, Some(&v), 2, map).unwrap();
         assert_eq!(out, vec![0.75, 1.0, 5.5, 7.0]);
         let (gw, gv) = accumulate_backward(&w, Some(&v), 2, map, &[1.0, 2.0, 3.0, 4.0]).unwrap();
@@ -357,7 +415,25 @@ mod tests {
 
     #[test]
     fn accumulate_rejects_bad_indices() {
-        assert!(accumulate(&[1.0], None, 1, RayMap::Indices { ray_indices: &[5], n_rays: 2 }).is_err());
-        assert!(accumulate(&[1.0, 1.0], None, 1, RayMap::Indices { ray_indices: &[0], n_rays: 2 }).is_err());
+        assert!(accumulate(
+            &[1.0],
+            None,
+            1,
+            RayMap::Indices {
+                ray_indices: &[5],
+                n_rays: 2
+            }
+        )
+        .is_err());
+        assert!(accumulate(
+            &[1.0, 1.0],
+            None,
+            1,
+            RayMap::Indices {
+                ray_indices: &[0],
+                n_rays: 2
+            }
+        )
+        .is_err());
     }
 }

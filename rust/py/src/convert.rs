@@ -1,6 +1,8 @@
 //! Array borrowing, error conversion and the detach helper shared by all bindings.
 
-use numpy::{Element, IntoPyArray, PyArray1, PyArrayDescrMethods, PyReadonlyArrayDyn, PyUntypedArrayMethods};
+use numpy::{
+    Element, IntoPyArray, PyArray1, PyArrayDescrMethods, PyReadonlyArrayDyn, PyUntypedArrayMethods,
+};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
@@ -12,12 +14,18 @@ pub type Out<'py, T> = Bound<'py, PyArray1<T>>;
 /// The contiguous data of argument `name`, or a `ValueError` naming it.
 pub fn slice<'a, T: Element>(arr: &'a In<'_, T>, name: &str) -> PyResult<&'a [T]> {
     arr.as_slice().map_err(|_| {
-        PyValueError::new_err(format!("{name}: must be a C-contiguous array, got strides {:?}", arr.strides()))
+        PyValueError::new_err(format!(
+            "{name}: must be a C-contiguous array, got strides {:?}",
+            arr.strides()
+        ))
     })
 }
 
 /// Like [`slice`] for an optional argument.
-pub fn opt_slice<'a, T: Element>(arr: &'a Option<In<'_, T>>, name: &str) -> PyResult<Option<&'a [T]>> {
+pub fn opt_slice<'a, T: Element>(
+    arr: &'a Option<In<'_, T>>,
+    name: &str,
+) -> PyResult<Option<&'a [T]>> {
     arr.as_ref().map(|a| slice(a, name)).transpose()
 }
 
@@ -53,9 +61,9 @@ pub enum Float {
 
 /// The float dtype of array `obj` (argument `name`), or a `TypeError`.
 pub fn float_dtype(obj: &Any<'_>, name: &str) -> PyResult<Float> {
-    let arr = obj
-        .cast::<numpy::PyUntypedArray>()
-        .map_err(|_| pyo3::exceptions::PyTypeError::new_err(format!("{name}: expected a NumPy array")))?;
+    let arr = obj.cast::<numpy::PyUntypedArray>().map_err(|_| {
+        pyo3::exceptions::PyTypeError::new_err(format!("{name}: expected a NumPy array"))
+    })?;
     let dt = arr.dtype();
     let py = obj.py();
     if dt.is_equiv_to(&numpy::dtype::<f32>(py)) {
@@ -63,7 +71,9 @@ pub fn float_dtype(obj: &Any<'_>, name: &str) -> PyResult<Float> {
     } else if dt.is_equiv_to(&numpy::dtype::<f64>(py)) {
         Ok(Float::F64)
     } else {
-        Err(pyo3::exceptions::PyTypeError::new_err(format!("{name}: expected float32 or float64, got {dt}")))
+        Err(pyo3::exceptions::PyTypeError::new_err(format!(
+            "{name}: expected float32 or float64, got {dt}"
+        )))
     }
 }
 
@@ -78,7 +88,10 @@ pub fn borrow<'py, T: Element>(obj: &Any<'py>, name: &str) -> PyResult<In<'py, T
 }
 
 /// Borrows an optional argument.
-pub fn borrow_opt<'py, T: Element>(obj: &Option<Any<'py>>, name: &str) -> PyResult<Option<In<'py, T>>> {
+pub fn borrow_opt<'py, T: Element>(
+    obj: &Option<Any<'py>>,
+    name: &str,
+) -> PyResult<Option<In<'py, T>>> {
     obj.as_ref().map(|o| borrow(o, name)).transpose()
 }
 

@@ -25,13 +25,26 @@ pub fn march<'py>(
     jitter: Option<In<'py, f32>>,
 ) -> PyResult<(Out<'py, i64>, Out<'py, f32>, Out<'py, f32>)> {
     if levels > 16 {
-        return Err(PyValueError::new_err("levels: at most 16 cascade levels are supported"));
+        return Err(PyValueError::new_err(
+            "levels: at most 16 cascade levels are supported",
+        ));
     }
-    let spec = GridSpec { aabb, resolution, levels };
-    let (o, d) = (slice(&origins, "origins")?, slice(&directions, "directions")?);
+    let spec = GridSpec {
+        aabb,
+        resolution,
+        levels,
+    };
+    let (o, d) = (
+        slice(&origins, "origins")?,
+        slice(&directions, "directions")?,
+    );
     let (n, f) = (slice(&near, "near")?, slice(&far, "far")?);
     let (b, j) = (slice(&binaries, "binaries")?, opt_slice(&jitter, "jitter")?);
     let params = MarchParams { step, cone_angle };
     let m = detached(py, || grid::march(o, d, n, f, b, &spec, params, j))?;
-    Ok((out(py, m.ray_indices), out(py, m.t_starts), out(py, m.t_ends)))
+    Ok((
+        out(py, m.ray_indices),
+        out(py, m.t_starts),
+        out(py, m.t_ends),
+    ))
 }

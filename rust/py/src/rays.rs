@@ -59,7 +59,10 @@ pub fn ndc_rays<'py>(
     height: f32,
     near: f32,
 ) -> PyResult<(Out<'py, f32>, Out<'py, f32>)> {
-    let (o, d) = (slice(&origins, "origins")?, slice(&directions, "directions")?);
+    let (o, d) = (
+        slice(&origins, "origins")?,
+        slice(&directions, "directions")?,
+    );
     let r = detached(py, || rays::ndc_rays(o, d, (fx, fy), width, height, near))?;
     Ok((out(py, r.origins), out(py, r.directions)))
 }
@@ -72,7 +75,11 @@ pub fn ray_aabb_intersect<'py>(
     directions: In<'py, f32>,
     aabbs: In<'py, f32>,
 ) -> PyResult<(Out<'py, f32>, Out<'py, f32>, Out<'py, bool>)> {
-    let (o, d, b) = (slice(&origins, "origins")?, slice(&directions, "directions")?, slice(&aabbs, "aabb")?);
+    let (o, d, b) = (
+        slice(&origins, "origins")?,
+        slice(&directions, "directions")?,
+        slice(&aabbs, "aabb")?,
+    );
     let h = detached(py, || rays::ray_aabb_intersect(o, d, b))?;
     Ok((out(py, h.t_near), out(py, h.t_far), out(py, h.hit)))
 }

@@ -4,7 +4,9 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use raysplat_core::sampling::{self, Spacing};
 
-use crate::convert::{borrow, detached, float_dtype, opt_slice, out, out_any, slice, with_float, Any, In, Out};
+use crate::convert::{
+    borrow, detached, float_dtype, opt_slice, out, out_any, slice, with_float, Any, In, Out,
+};
 
 /// Stratified interval edges, flat `[n_rays * (n_samples + 1)]`.
 #[pyfunction]
@@ -27,8 +29,17 @@ pub fn stratified_edges<'py>(
             )))
         }
     };
-    let (a, b, j) = (slice(&t_near, "t_near")?, slice(&t_far, "t_far")?, opt_slice(&jitter, "jitter")?);
-    Ok(out(py, detached(py, || sampling::stratified_edges(a, b, n_samples, spacing, j))?))
+    let (a, b, j) = (
+        slice(&t_near, "t_near")?,
+        slice(&t_far, "t_far")?,
+        opt_slice(&jitter, "jitter")?,
+    );
+    Ok(out(
+        py,
+        detached(py, || {
+            sampling::stratified_edges(a, b, n_samples, spacing, j)
+        })?,
+    ))
 }
 
 /// Inverse-CDF samples `F^{-1}(u)` of per-ray histograms.
@@ -40,8 +51,15 @@ pub fn inverse_cdf<'py>(
     n_rays: usize,
     u: In<'py, f32>,
 ) -> PyResult<Out<'py, f32>> {
-    let (e, w, u) = (slice(&t_edges, "t_edges")?, slice(&weights, "weights")?, slice(&u, "u")?);
-    Ok(out(py, detached(py, || sampling::inverse_cdf(e, w, n_rays, u))?))
+    let (e, w, u) = (
+        slice(&t_edges, "t_edges")?,
+        slice(&weights, "weights")?,
+        slice(&u, "u")?,
+    );
+    Ok(out(
+        py,
+        detached(py, || sampling::inverse_cdf(e, w, n_rays, u))?,
+    ))
 }
 
 /// Importance-sampled interval edges, flat `[n_rays * (n_samples + 1)]`.
@@ -55,8 +73,17 @@ pub fn importance_sampling<'py>(
     n_samples: usize,
     jitter: Option<In<'py, f32>>,
 ) -> PyResult<Out<'py, f32>> {
-    let (e, w, j) = (slice(&t_edges, "t_edges")?, slice(&weights, "weights")?, opt_slice(&jitter, "jitter")?);
-    Ok(out(py, detached(py, || sampling::importance_sampling(e, w, n_rays, n_samples, j))?))
+    let (e, w, j) = (
+        slice(&t_edges, "t_edges")?,
+        slice(&weights, "weights")?,
+        opt_slice(&jitter, "jitter")?,
+    );
+    Ok(out(
+        py,
+        detached(py, || {
+            sampling::importance_sampling(e, w, n_rays, n_samples, j)
+        })?,
+    ))
 }
 
 /// Mip-NeRF 360 outer measure of proposal weights over target intervals (float32 or float64).

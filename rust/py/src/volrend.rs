@@ -12,14 +12,17 @@ use raysplat_core::volrend::{self, RayMap};
 use raysplat_core::Segments;
 
 use crate::convert::{
-    borrow, borrow_opt, detached, float_dtype, opt_slice, out, out_any, slice, to_py, with_float, Any, In, Out,
+    borrow, borrow_opt, detached, float_dtype, opt_slice, out, out_any, slice, to_py, with_float,
+    Any, In, Out,
 };
 
 fn segments(offsets: Option<&[i64]>, n_rays: usize, n_samples: usize) -> PyResult<Segments> {
     match offsets {
         Some(o) => Segments::from_offsets(o, n_samples).map_err(to_py),
         None if n_rays == 0 && n_samples == 0 => Ok(Segments::uniform(0, 0)),
-        None if n_rays > 0 && n_samples % n_rays == 0 => Ok(Segments::uniform(n_rays, n_samples / n_rays)),
+        None if n_rays > 0 && n_samples % n_rays == 0 => {
+            Ok(Segments::uniform(n_rays, n_samples / n_rays))
+        }
         None => Err(PyValueError::new_err(format!(
             "dense samples: {n_samples} samples cannot be split evenly over {n_rays} rays"
         ))),
@@ -30,13 +33,19 @@ fn scan_op(op: &str) -> PyResult<ScanOp> {
     match op {
         "sum" => Ok(ScanOp::Sum),
         "prod" => Ok(ScanOp::Prod),
-        other => Err(PyValueError::new_err(format!("op: expected 'sum' or 'prod', got {other:?}"))),
+        other => Err(PyValueError::new_err(format!(
+            "op: expected 'sum' or 'prod', got {other:?}"
+        ))),
     }
 }
 
 /// Segment offsets `[n_rays + 1]` of sorted `ray_indices` (errors if unsorted / out of range).
 #[pyfunction]
-pub fn segment_offsets<'py>(py: Python<'py>, ray_indices: In<'py, i64>, n_rays: usize) -> PyResult<Out<'py, i64>> {
+pub fn segment_offsets<'py>(
+    py: Python<'py>,
+    ray_indices: In<'py, i64>,
+    n_rays: usize,
+) -> PyResult<Out<'py, i64>> {
     let ri = slice(&ray_indices, "ray_indices")?;
     let segs = detached(py, || Segments::from_ray_indices(ri, n_rays))?;
     Ok(out(py, segs.offsets().iter().map(|&o| o as i64).collect()))
@@ -187,11 +196,20 @@ fn accumulate_segments(
     }
 }
 
-fn ray_map<'a>(segs: Option<&'a Segments>, ray_indices: Option<&'a [i64]>, n_rays: usize) -> PyResult<RayMap<'a>> {
+fn ray_map<'a>(
+    segs: Option<&'a Segments>,
+    ray_indices: Option<&'a [i64]>,
+    n_rays: usize,
+) -> PyResult<RayMap<'a>> {
     match (segs, ray_indices) {
         (Some(s), _) => Ok(RayMap::Segments(s)),
-        (None, Some(ri)) => Ok(RayMap::Indices { ray_indices: ri, n_rays }),
-        (None, None) => Err(PyValueError::new_err("accumulate needs offsets or ray_indices")),
+        (None, Some(ri)) => Ok(RayMap::Indices {
+            ray_indices: ri,
+            n_rays,
+        }),
+        (None, None) => Err(PyValueError::new_err(
+            "accumulate needs offsets or ray_indices",
+        )),
     }
 }
 
@@ -207,7 +225,10 @@ pub fn accumulate<'py>(
     offsets: Option<In<'py, i64>>,
     ray_indices: Option<In<'py, i64>>,
 ) -> PyResult<Any<'py>> {
-    let (offsets, ri) = (opt_slice(&offsets, "offsets")?, opt_slice(&ray_indices, "ray_indices")?);
+    let (offsets, ri) = (
+        opt_slice(&offsets, "offsets")?,
+        opt_slice(&ray_indices, "ray_indices")?,
+    );
     with_float!(float_dtype(&weights, "weights")?, T => {
         let (wa, va) = (borrow::<T>(&weights, "weights")?, borrow_opt::<T>(&values, "values")?);
         let (w, v) = (slice(&wa, "weights")?, opt_slice(&va, "values")?);
@@ -231,7 +252,10 @@ pub fn accumulate_backward<'py>(
     offsets: Option<In<'py, i64>>,
     ray_indices: Option<In<'py, i64>>,
 ) -> PyResult<(Any<'py>, Any<'py>)> {
-    let (offsets, ri) = (opt_slice(&offsets, "offsets")?, opt_slice(&ray_indices, "ray_indices")?);
+    let (offsets, ri) = (
+        opt_slice(&offsets, "offsets")?,
+        opt_slice(&ray_indices, "ray_indices")?,
+    );
     with_float!(float_dtype(&weights, "weights")?, T => {
         let (wa, va) = (borrow::<T>(&weights, "weights")?, borrow_opt::<T>(&values, "values")?);
         let ga = borrow::<T>(&grad_out, "grad_out")?;
