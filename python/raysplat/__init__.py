@@ -7,6 +7,7 @@ in :mod:`raysplat.reference` (same results).
 from raysplat import _core
 from raysplat._checks import backend
 from raysplat.grid import OccupancyGrid
+from raysplat.knn import knn, knn_scale_init
 from raysplat.rays import generate_rays, ndc_rays, ray_aabb_intersect
 from raysplat.sampling import importance_sampling, interlevel_loss, inverse_cdf, stratified_samples
 from raysplat.scan import exclusive_prod, exclusive_sum, inclusive_prod, inclusive_sum, pack_info
@@ -43,6 +44,8 @@ __all__ = [
     "inclusive_prod",
     "inclusive_sum",
     "interlevel_loss",
+    "knn",
+    "knn_scale_init",
     "inverse_cdf",
     "ndc_rays",
     "pack_info",

@@ -1,0 +1,59 @@
+"""Benchmark: raysplat.knn (Rust kd-tree) vs scipy.spatial.cKDTree, build + self-query.
+
+Usage: python benches/knn.py [--threads 2] [--k 3] [--sizes 100000 1000000] [--repeat 3]
+Prints the best wall time of each over ``--repeat`` runs and the speed-up ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import raysplat
+import torch
+from raysplat.knn import knn
+
+
+def best_of(repeat: int, fn) -> float:
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def query_scipy(ckdtree, arr, k: int, workers: int):
+    return ckdtree(arr).query(arr, k=k, workers=workers)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--k", type=int, default=3)
+    ap.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
+    ap.add_argument("--repeat", type=int, default=3)
+    args = ap.parse_args()
+
+    raysplat.set_num_threads(args.threads)
+    torch.set_num_threads(args.threads)
+    try:
+        from scipy.spatial import cKDTree
+    except ImportError:
+        cKDTree = None
+
+    print(f"k={args.k} threads={args.threads}, best of {args.repeat}, build + query of every point")
+    print(f"{'N':>10} {'raysplat [s]':>13} {'cKDTree [s]':>12} {'speed-up':>9}")
+    for n in args.sizes:
+        pts = torch.rand(n, 3, generator=torch.Generator().manual_seed(0))
+        t_rs = best_of(args.repeat, lambda pts=pts: knn(pts, args.k))
+        if cKDTree is None:
+            print(f"{n:>10} {t_rs:>13.3f} {'n/a':>12} {'n/a':>9}")
+            continue
+        arr = pts.double().numpy()
+        t_sp = best_of(args.repeat, lambda a=arr: query_scipy(cKDTree, a, args.k, args.threads))
+        print(f"{n:>10} {t_rs:>13.3f} {t_sp:>12.3f} {t_sp / t_rs:>8.1f}x")
+
+
+if __name__ == "__main__":
+    main()
