@@ -7,6 +7,7 @@
 
 mod convert;
 mod grid;
+mod mesh;
 mod rays;
 mod sampling;
 mod threads;
@@ -37,6 +38,9 @@ mod _core {
 
     #[pymodule_export]
     use crate::grid::march;
+
+    #[pymodule_export]
+    use crate::mesh::rasterize_mesh;
 
     #[pymodule_init]
     fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {
