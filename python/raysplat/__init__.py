@@ -8,6 +8,7 @@ from raysplat import _core
 from raysplat._checks import backend
 from raysplat.grid import OccupancyGrid
 from raysplat.knn import knn, knn_scale_init
+from raysplat.mesh import MeshRaster, rasterize_mesh, sample_texture
 from raysplat.rays import generate_rays, ndc_rays, ray_aabb_intersect
 from raysplat.sampling import importance_sampling, interlevel_loss, inverse_cdf, stratified_samples
 from raysplat.scan import exclusive_prod, exclusive_sum, inclusive_prod, inclusive_sum, pack_info
@@ -32,6 +33,7 @@ def get_num_threads() -> int:
 
 
 __all__ = [
+    "MeshRaster",
     "OccupancyGrid",
     "__version__",
     "accumulate_along_rays",
@@ -49,9 +51,11 @@ __all__ = [
     "inverse_cdf",
     "ndc_rays",
     "pack_info",
+    "rasterize_mesh",
     "ray_aabb_intersect",
     "render_weight_from_alpha",
     "render_weight_from_density",
+    "sample_texture",
     "set_num_threads",
     "stratified_samples",
     "volume_render",

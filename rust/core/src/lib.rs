@@ -7,6 +7,7 @@
 pub mod error;
 pub mod grid;
 pub mod knn;
+pub mod mesh;
 pub mod parallel;
 pub mod rays;
 pub mod real;

@@ -8,6 +8,7 @@
 mod convert;
 mod grid;
 mod knn;
+mod mesh;
 mod rays;
 mod sampling;
 mod threads;
@@ -41,6 +42,9 @@ mod _core {
 
     #[pymodule_export]
     use crate::knn::knn;
+
+    #[pymodule_export]
+    use crate::mesh::rasterize_mesh;
 
     #[pymodule_init]
     fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {
