@@ -106,7 +106,7 @@ pub fn stratified_edges(
                     edges[0] = near;
                     edges[n_samples] = far;
                 }
-                edges[0] = edges[0].max(near);
+                edges[0] = edges[0].max(near).min(far);
                 for k in 1..e {
                     edges[k] = edges[k].max(edges[k - 1]).min(far);
                 }
