@@ -58,76 +58,60 @@ def _case_inputs(name: str, torch):
     raise KeyError(name)
 
 
-def _runner(name: str, impl: str, inp, torch, rs):
-    """A zero-argument callable running ``name`` with implementation ``impl``."""
-    from raysplat.reference import grid as ref_grid
-    from raysplat.reference import sampling as ref_s
-    from raysplat.reference import volrend as ref_v
-
+def _public_call(name: str, inp, rs):
+    """The public raysplat call for ``name`` (same call for both backends)."""
     if name == "importance_sampling":
-        if impl == "rust":
-            return lambda: rs.importance_sampling(inp["edges"], inp["weights"], SAMPLES, stratified=True)
-        if impl == "torch":
-            return lambda: ref_s.importance_sampling(inp["edges"], inp["weights"], SAMPLES, torch.rand(RAYS))
+        return lambda: rs.importance_sampling(inp["edges"], inp["weights"], SAMPLES, stratified=True)
     if name == "stratified_samples":
-        if impl == "rust":
-            return lambda: rs.stratified_samples(inp["near"], inp["far"], SAMPLES)
-        if impl == "torch":
-            return lambda: ref_s.stratified_edges(
-                inp["near"], inp["far"], SAMPLES, "linear", torch.rand(RAYS, SAMPLES + 1)
-            )
+        return lambda: rs.stratified_samples(inp["near"], inp["far"], SAMPLES)
     if name == "render_weight_from_density":
-        ts, te, sg = inp["t_starts"], inp["t_ends"], inp["sigmas"]
-        if impl == "rust":
-            return lambda: rs.render_weight_from_density(ts, te, sg)
-        if impl == "torch":
-            return lambda: ref_v.weights_from_density(sg * (te - ts), None)
-        if impl == "nerfacc":
-            import nerfacc
-
-            return lambda: nerfacc.render_weight_from_density(ts, te, sg)
+        return lambda: rs.render_weight_from_density(inp["t_starts"], inp["t_ends"], inp["sigmas"])
     if name == "volume_render_fwd_bwd":
-        ts, te = inp["t_starts"], inp["t_ends"]
 
-        def run(fn):
+        def run():
             sg = inp["sigmas"].clone().requires_grad_(True)
             rgb = inp["rgbs"].clone().requires_grad_(True)
-            color, opacity, depth = fn(ts, te, sg, rgb)
+            color, opacity, depth, _ = rs.volume_render(inp["t_starts"], inp["t_ends"], sg, rgb)
             (color.sum() + opacity.sum() + depth.sum()).backward()
 
-        def torch_twin(ts, te, sg, rgb):
-            w, _, _ = ref_v.weights_from_density(sg * (te - ts), None)
-            mid = (0.5 * (ts + te))[..., None]
-            return (
-                ref_v.accumulate(w, rgb, None, RAYS),
-                ref_v.accumulate(w, None, None, RAYS),
-                ref_v.accumulate(w, mid, None, RAYS),
-            )
-
-        if impl == "rust":
-            return lambda: run(lambda *a: rs.volume_render(*a)[:3])
-        if impl == "torch":
-            return lambda: run(torch_twin)
-        if impl == "nerfacc":
-            import nerfacc
-
-            def nerfacc_render(ts, te, sg, rgb):
-                w, _, _ = nerfacc.render_weight_from_density(ts, te, sg)
-                mid = (0.5 * (ts + te))[..., None]
-                acc = nerfacc.accumulate_along_rays
-                return acc(w, rgb), acc(w, None), acc(w, mid)
-
-            return lambda: run(nerfacc_render)
+        return run
     if name == "occgrid_march":
-        grid, o, d = inp["grid"], inp["origins"], inp["dirs"]
-        step = 3**0.5 * 3 / 1024
-        if impl == "rust":
-            return lambda: grid.sampling(o, d, render_step_size=step)
-        if impl == "torch":
-            n = o.shape[0]
-            near, far = torch.zeros(n), torch.full((n,), 1e10)
-            return lambda: ref_grid.march(o, d, near, far, grid.binaries, grid.aabb, step, 0.0, None)
+        return lambda: inp["grid"].sampling(inp["origins"], inp["dirs"], render_step_size=3**0.5 * 3 / 1024)
+    raise KeyError(name)
+
+
+def _nerfacc_call(name: str, inp):
+    """nerfacc's CPU-capable (batched, pure-torch) equivalent, where one exists."""
+    import nerfacc
+
+    ts, te = inp.get("t_starts"), inp.get("t_ends")
+    if name == "render_weight_from_density":
+        return lambda: nerfacc.render_weight_from_density(ts, te, inp["sigmas"])
+    if name == "volume_render_fwd_bwd":
+
+        def run():
+            sg = inp["sigmas"].clone().requires_grad_(True)
+            rgb = inp["rgbs"].clone().requires_grad_(True)
+            w, _, _ = nerfacc.render_weight_from_density(ts, te, sg)
+            mid = (0.5 * (ts + te))[..., None]
+            acc = nerfacc.accumulate_along_rays
+            (acc(w, rgb).sum() + acc(w, None).sum() + acc(w, mid).sum()).backward()
+
+        return run
     return None
+
+
+def _runner(name: str, impl: str, inp, torch, rs):
+    """A zero-argument callable running ``name`` with implementation ``impl``."""
+    if impl == "nerfacc":
+        return _nerfacc_call(name, inp)
+    call = _public_call(name, inp, rs)
+
+    def run():
+        with rs.backend(impl):
+            return call()
+
+    return run
 
 
 def _child(name: str, impl: str, threads: int, repeats: int, queue) -> None:
