@@ -148,3 +148,20 @@ def test_bad_arguments():
         grid.sampling(o[:, :2], d[:, :2])
     with pytest.raises(ValueError, match="one value per point"):
         grid.update(0, lambda x: torch.zeros(3))
+
+
+@pytest.mark.parametrize("res", [32, 128])
+def test_dda_matches_brute_force_on_many_rays(res):
+    grid = rs.OccupancyGrid([-1.5, -1.5, -1.5, 1.5, 1.5, 1.5], res)
+    centers = grid.cell_centers(0, torch.arange(grid.cells_per_level))
+    g = torch.Generator().manual_seed(res)
+    shell = (centers.norm(dim=-1) - 0.8).abs() < 0.3
+    grid.binaries.copy_((shell & (torch.rand(centers.shape[0], generator=g) < 0.7)).view_as(grid.binaries))
+    o, d = _rays(2000, seed=res)
+    o = o * 1.5
+    step = 3**0.5 * 3 / 1024
+    ri, ts, te = grid.sampling(o, d, render_step_size=step)
+    with rs.backend("torch"):
+        bri, bts, bte = grid.sampling(o, d, render_step_size=step)
+    assert ri.numel() > 10_000
+    assert torch.equal(ri, bri) and torch.equal(ts, bts) and torch.equal(te, bte)

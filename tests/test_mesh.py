@@ -64,9 +64,7 @@ def test_rust_matches_torch_twin(seed: int, convention: str) -> None:
     c2w = look_at((0.3, -0.2, 0.5), (0.0, 0.0, -4.0))
     if convention == "opencv":
         c2w = c2w @ GL_TO_CV
-    out = rasterize_mesh(
-        v, f, K=K, width=W, height=H, c2w=c2w, attributes=attr, convention=convention
-    )
+    out = rasterize_mesh(v, f, K=K, width=W, height=H, c2w=c2w, attributes=attr, convention=convention)
     view = torch.linalg.inv(c2w.double()).float()
     ref_out = twin(v, f, view, K, W, H, convention)
     assert out.triangle_id.dtype == torch.int64 and out.triangle_id.shape == (H, W)
@@ -240,10 +238,7 @@ def test_shared_edge_never_cracks_nor_double_covers() -> None:
         ys, xs = torch.meshgrid(torch.arange(h) + 0.5, torch.arange(w) + 0.5, indexing="ij")
         pc = torch.stack([xs, ys], -1)
         inside = torch.ones(h, w, dtype=torch.bool)
-        ccw = (
-            (pts[1] - pts[0])[0] * (pts[2] - pts[0])[1]
-            - (pts[1] - pts[0])[1] * (pts[2] - pts[0])[0]
-        ) > 0
+        ccw = ((pts[1] - pts[0])[0] * (pts[2] - pts[0])[1] - (pts[1] - pts[0])[1] * (pts[2] - pts[0])[0]) > 0
         for i in range(4):
             p0, p1 = pts[i], pts[(i + 1) % 4]
             e = (p1 - p0)[0] * (pc[..., 1] - p0[1]) - (p1 - p0)[1] * (pc[..., 0] - p0[0])
@@ -336,9 +331,7 @@ def test_conventions_and_camera_forms_agree() -> None:
     a = rasterize_mesh(v, f, K=K, width=W, height=H, c2w=c2w_gl)
     b = rasterize_mesh(v, f, K=K, width=W, height=H, c2w=c2w_gl @ GL_TO_CV, convention="opencv")
     c = rasterize_mesh(v, f, K=K, width=W, height=H, c2w=c2w_gl[:3])
-    d = rasterize_mesh(
-        v, f, K=K, width=W, height=H, viewmat=torch.linalg.inv(c2w_gl.double()).float()
-    )
+    d = rasterize_mesh(v, f, K=K, width=W, height=H, viewmat=torch.linalg.inv(c2w_gl.double()).float())
     assert (a.triangle_id >= 0).sum() > 100
     for o in (b, c, d):
         assert torch.equal(a.triangle_id, o.triangle_id)
@@ -482,9 +475,7 @@ def test_sample_texture_bilinear_is_exact() -> None:
     )
     # clamp to edge
     edge = torch.tensor([[-3.0, 2.0], [5.0, -1.0]], dtype=torch.float64)
-    torch.testing.assert_close(
-        sample_texture(tex, edge), torch.stack([tex[0, 0], tex[h - 1, w - 1]])
-    )
+    torch.testing.assert_close(sample_texture(tex, edge), torch.stack([tex[0, 0], tex[h - 1, w - 1]]))
     # nearest picks floor((1 - v) * H), floor(u * W)
     pt = torch.tensor([[0.39, 0.3]], dtype=torch.float64)
     assert torch.equal(sample_texture(tex, pt, mode="nearest")[0], tex[int(0.7 * h), int(0.39 * w)])
@@ -515,9 +506,7 @@ def test_sample_texture_gradcheck() -> None:
     frac = torch.rand(12, 2, generator=g, dtype=torch.float64) * 0.8 + 0.1
     uv = ((cells + frac + 0.5) / torch.tensor([6.0, 5.0], dtype=torch.float64)).requires_grad_(True)
     assert torch.autograd.gradcheck(lambda t, q: sample_texture(t, q), (tex, uv))
-    assert torch.autograd.gradcheck(
-        lambda t: sample_texture(t, uv.detach(), mode="nearest"), (tex,)
-    )
+    assert torch.autograd.gradcheck(lambda t: sample_texture(t, uv.detach(), mode="nearest"), (tex,))
 
 
 def test_sample_texture_bad_inputs() -> None:

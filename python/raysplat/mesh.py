@@ -139,9 +139,7 @@ def rasterize_mesh(
                 f"attributes must have one row per vertex ({vertices.shape[0]}), "
                 f"got shape {tuple(attributes.shape)}"
             )
-    _checks.same_device(
-        vertices=vertices, faces=faces, viewmat=viewmat, c2w=c2w, K=K, attributes=attributes
-    )
+    _checks.same_device(vertices=vertices, faces=faces, viewmat=viewmat, c2w=c2w, K=K, attributes=attributes)
     k = K.detach().to(torch.float32).cpu().tolist()
     if k[0][0] == 0 or k[1][1] == 0:
         raise ValueError("K: focal lengths K[0, 0] and K[1, 1] must be non-zero")
@@ -171,9 +169,7 @@ def rasterize_mesh(
         bary = _checks.from_numpy(bary, (height, width, 3))
         depth = _checks.from_numpy(depth, (height, width))
     else:
-        tid, bary, depth = _ref.rasterize_mesh(
-            vertices, faces, view, K, width, height, convention, Z_NEAR
-        )
+        tid, bary, depth = _ref.rasterize_mesh(vertices, faces, view, K, width, height, convention, Z_NEAR)
     attr = None if attributes is None else interpolate(attributes, faces, tid, bary)
     return MeshRaster(tid, bary, depth, attr)
 

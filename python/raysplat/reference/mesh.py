@@ -153,9 +153,7 @@ def rasterize_mesh(
     z = sp[..., 2]
     area = (x[:, 1] - x[:, 0]) * (y[:, 2] - y[:, 0]) - (y[:, 1] - y[:, 0]) * (x[:, 2] - x[:, 0])
     flip = area < 0
-    perm = torch.where(
-        flip[:, None], torch.tensor([1, 0, 2], device=dev), torch.arange(3, device=dev)
-    )
+    perm = torch.where(flip[:, None], torch.tensor([1, 0, 2], device=dev), torch.arange(3, device=dev))
     x, y, z = x.gather(1, perm), y.gather(1, perm), z.gather(1, perm)
     sw = sw.gather(1, perm[..., None].expand(-1, -1, 3))
     area = area.abs()
