@@ -485,16 +485,17 @@ class Renderer:
         Ks[:2] *= 2
         c2w_t, K_t = torch.from_numpy(np.asarray(c2w, np.float32)), torch.from_numpy(Ks.astype(np.float32))
         W2, H2 = 2 * width, 2 * height
-        r = rasterize_mesh(
-            self.vertices, self.faces, c2w=c2w_t, K=K_t, width=W2, height=H2, attributes=self.attributes
-        )
+        r = rasterize_mesh(self.vertices, self.faces, c2w=c2w_t, K=K_t, width=W2, height=H2)
         _, dirs = generate_rays(c2w_t, K_t, W2, H2)
-        hit = (r.triangle_id >= 0).reshape(-1)
-        a = r.attributes.reshape(-1, 8)[hit]
+        tid = r.triangle_id.reshape(-1)
+        hit = tid >= 0
+        faces = tid[hit]
+        corners = self.faces[faces]  # interpolate the attributes of covered samples only
+        a = (self.attributes[corners] * r.barycentrics.reshape(-1, 3)[hit][:, :, None]).sum(1)
         d = dirs.reshape(-1, 3)
         n = torch.nn.functional.normalize(a[:, 2:5], dim=-1)
         n = torch.where(((n * d[hit]).sum(-1) > 0)[:, None], -n, n)
-        part = self.face_part[r.triangle_id.reshape(-1)[hit]]
+        part = self.face_part[faces]
         rgb = torch.zeros((H2 * W2, 3))
         rgb[hit] = self.shade(part, a[:, :2], n, a[:, 5:8])
         cover = hit.float()
