@@ -4,7 +4,7 @@ CPU tensors run on raysplat's Rust kernels; tensors on other devices run the pur
 in :mod:`raysplat.reference` (same results).
 """
 
-from raysplat import _core
+from raysplat import _core, datasets
 from raysplat._checks import backend
 from raysplat.grid import OccupancyGrid
 from raysplat.knn import knn, knn_scale_init
@@ -38,6 +38,7 @@ __all__ = [
     "__version__",
     "accumulate_along_rays",
     "backend",
+    "datasets",
     "exclusive_prod",
     "exclusive_sum",
     "generate_rays",
