@@ -170,3 +170,60 @@ class OuterMeasure(torch.autograd.Function):
             to_numpy("grad", g, dt),
         )
         return None, from_numpy(gw, shape), None
+
+
+class VolumeRender(torch.autograd.Function):
+    """Fused Rust volume rendering: ``(colors, opacities, depths, weights)`` from ``sigma_dt``,
+    per-sample ``values`` [N, C] and interval midpoints ``t_mid``."""
+
+    @staticmethod
+    def forward(ctx, sigma_dt, values, t_mid, offsets, n_rays):
+        dt = float_dtype_of(sigma_dt)
+        channels = values.shape[-1]
+        c, o, d, w = _core.render(
+            to_numpy("sigmas", sigma_dt, dt),
+            to_numpy("rgbs", values, dt),
+            channels,
+            to_numpy("t_mid", t_mid, dt),
+            offsets,
+            n_rays,
+        )
+        weights = from_numpy(w, sigma_dt.shape)
+        ctx.save_for_backward(sigma_dt, values, t_mid, weights)
+        ctx.meta = (offsets, n_rays, channels, dt)
+        return (
+            from_numpy(c, (n_rays, channels)),
+            from_numpy(o, (n_rays, 1)),
+            from_numpy(d, (n_rays, 1)),
+            weights,
+        )
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, g_color, g_opacity, g_depth, g_weights):
+        sigma_dt, values, t_mid, weights = ctx.saved_tensors
+        offsets, n_rays, channels, dt = ctx.meta
+
+        def grad(name, g, shape):
+            return to_numpy(name, g if g is not None else torch.zeros(shape, dtype=dt), dt)
+
+        gs, gv, gm = _core.render_backward(
+            to_numpy("sigmas", sigma_dt, dt),
+            to_numpy("rgbs", values, dt),
+            channels,
+            to_numpy("t_mid", t_mid, dt),
+            to_numpy("weights", weights, dt),
+            grad("grad_color", g_color, (n_rays, channels)),
+            grad("grad_opacity", g_opacity, (n_rays, 1)),
+            grad("grad_depth", g_depth, (n_rays, 1)),
+            _grad("grad_weights", g_weights, dt),
+            offsets,
+            n_rays,
+        )
+        return (
+            from_numpy(gs, sigma_dt.shape),
+            from_numpy(gv, values.shape),
+            from_numpy(gm, t_mid.shape),
+            None,
+            None,
+        )

@@ -85,15 +85,19 @@ def stratified_samples(
     return ref.stratified_edges(near.float(), far.float(), n_samples, spacing, jitter)
 
 
-def _histogram(t_edges: torch.Tensor, weights: torch.Tensor) -> None:
-    chk.tensor("t_edges", t_edges, ndim=2, finite=True)
-    chk.tensor("weights", weights, ndim=2, finite=True)
+def _histogram(t_edges: torch.Tensor, weights: torch.Tensor, values: bool = True) -> None:
+    """Shape checks, plus (``values``) finite / non-negative / sorted checks. The Rust kernels
+    check values themselves inside their parallel loops, so their callers pass ``values=False``."""
+    chk.tensor("t_edges", t_edges, ndim=2, finite=values)
+    chk.tensor("weights", weights, ndim=2, finite=values)
     chk.same_device(t_edges=t_edges, weights=weights)
     if weights.shape[1] < 1 or t_edges.shape != (weights.shape[0], weights.shape[1] + 1):
         raise ValueError(
             f"t_edges must have shape [R, B + 1] for weights [R, B], got {tuple(t_edges.shape)} "
             f"and {tuple(weights.shape)}"
         )
+    if not values:
+        return
     if bool((weights < 0).any()):
         raise ValueError("weights must be non-negative")
     if bool((t_edges[:, 1:] < t_edges[:, :-1]).any()):
@@ -123,10 +127,11 @@ def importance_sampling(
         [R, n_samples + 1] sorted edges.
     """
     n_samples = chk.positive_int("n_samples", n_samples)
-    _histogram(t_edges, weights)
+    rust = chk.use_rust(t_edges, weights)
+    _histogram(t_edges, weights, values=not rust)
     n = t_edges.shape[0]
     jitter = torch.rand((n,), generator=generator, device=t_edges.device) if stratified else None
-    if chk.use_rust(t_edges, weights):
+    if rust:
         e = _core.importance_sampling(
             chk.to_numpy("t_edges", t_edges),
             chk.to_numpy("weights", weights),
@@ -149,12 +154,13 @@ def inverse_cdf(t_edges: torch.Tensor, weights: torch.Tensor, u: torch.Tensor) -
     Returns:
         [R, K] distances.
     """
-    _histogram(t_edges, weights)
+    rust = chk.use_rust(t_edges, weights, u)
+    _histogram(t_edges, weights, values=not rust)
     chk.tensor("u", u, ndim=2, finite=True)
     chk.same_device(t_edges=t_edges, u=u)
     if u.shape[0] != t_edges.shape[0]:
         raise ValueError(f"u must have one row per ray ({t_edges.shape[0]}), got {tuple(u.shape)}")
-    if chk.use_rust(t_edges, weights, u):
+    if rust:
         t = _core.inverse_cdf(
             chk.to_numpy("t_edges", t_edges),
             chk.to_numpy("weights", weights),

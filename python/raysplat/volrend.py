@@ -169,11 +169,21 @@ def volume_render(
     if tuple(rgbs.shape[:-1]) != tuple(sigmas.shape):
         raise ValueError(f"rgbs must have shape {tuple(sigmas.shape)} + [C], got {tuple(rgbs.shape)}")
     chk.same_device(sigmas=sigmas, rgbs=rgbs, render_bkgd=render_bkgd)
-    weights, _, _ = _weights(sigma_dt, lay, rust)
-    colors = _accumulate(weights, rgbs, lay, rust, "rgbs")
-    opacities = _accumulate(weights, None, lay, rust)
-    t_mid = (0.5 * (t_starts + t_ends))[..., None]
-    depths = _accumulate(weights, t_mid, lay, rust)
+    t_mid = 0.5 * (t_starts + t_ends)
+    if rust:  # one fused kernel (offsets None = dense, equal segments)
+        colors, opacities, depths, weights = _ops.VolumeRender.apply(
+            sigma_dt.reshape(-1),
+            rgbs.reshape(-1, rgbs.shape[-1]),
+            t_mid.reshape(-1),
+            lay.offsets_np,
+            lay.n_rays,
+        )
+        weights = weights.reshape(sigmas.shape)
+    else:
+        weights, _, _ = _weights(sigma_dt, lay, rust)
+        colors = _accumulate(weights, rgbs, lay, rust, "rgbs")
+        opacities = _accumulate(weights, None, lay, rust)
+        depths = _accumulate(weights, t_mid[..., None], lay, rust)
     if expected_depth:
         depths = depths / opacities.clamp_min(torch.finfo(opacities.dtype).eps)
     if render_bkgd is not None:

@@ -335,9 +335,9 @@ pub fn march(
 fn concat(chunks: Vec<Push>) -> Marched {
     let total: usize = chunks.iter().map(|c| c.ray_indices.len()).sum();
     let mut m = Marched {
-        ray_indices: vec![0; total],
-        t_starts: vec![0.0; total],
-        t_ends: vec![0.0; total],
+        ray_indices: crate::alloc::zeros(total),
+        t_starts: crate::alloc::zeros(total),
+        t_ends: crate::alloc::zeros(total),
     };
     let (pr, ps, pe) = (
         SharedMut::new(&mut m.ray_indices),

@@ -81,8 +81,8 @@ pub fn generate_rays(req: &RayRequest<'_>) -> Result<Rays> {
             ));
         }
     }
-    let mut origins = vec![0f32; n * 3];
-    let mut directions = vec![0f32; n * 3];
+    let mut origins = crate::alloc::zeros::<f32>(n * 3);
+    let mut directions = crate::alloc::zeros::<f32>(n * 3);
     crate::parallel::install(|| {
         origins
             .par_chunks_mut(3)
@@ -156,8 +156,8 @@ pub fn ndc_rays(
         ));
     }
     let (fx, fy) = focal;
-    let mut o_out = vec![0f32; n * 3];
-    let mut d_out = vec![0f32; n * 3];
+    let mut o_out = crate::alloc::zeros::<f32>(n * 3);
+    let mut d_out = crate::alloc::zeros::<f32>(n * 3);
     crate::parallel::install(|| {
         o_out
             .par_chunks_mut(3)
@@ -246,8 +246,8 @@ pub fn ray_aabb_intersect(origins: &[f32], directions: &[f32], aabbs: &[f32]) ->
     }
     let n = origins.len() / 3;
     let m = aabbs.len() / 6;
-    let mut t_near = vec![0f32; n * m];
-    let mut t_far = vec![0f32; n * m];
+    let mut t_near = crate::alloc::zeros::<f32>(n * m);
+    let mut t_far = crate::alloc::zeros::<f32>(n * m);
     let mut hit = vec![false; n * m];
     crate::parallel::install(|| {
         t_near

@@ -72,7 +72,7 @@ pub fn stratified_edges(
             ));
         }
     }
-    let mut out = vec![0f32; n_rays * e];
+    let mut out = crate::alloc::zeros::<f32>(n_rays * e);
     let inv = 1.0 / n_samples as f32;
     crate::parallel::install(|| {
         out.par_chunks_mut(e)
@@ -121,20 +121,37 @@ fn check_histogram(edges: &[f32], weights: &[f32], n_rays: usize, n_bins: usize)
     }
     expect_len("t_edges", edges.len(), n_rays * (n_bins + 1))?;
     expect_len("weights", weights.len(), n_rays * n_bins)?;
-    expect_finite("t_edges", edges)?;
-    expect_finite("weights", weights)?;
-    if weights.iter().any(|&w| w < 0.0) {
-        return Err(Error::value("weights", "must be non-negative"));
+    Ok(())
+}
+
+/// Why one ray's histogram is invalid (argument name, reason), if it is. Run inside the
+/// kernels' parallel loops, where the ray's data is in cache anyway.
+#[inline]
+fn ray_problem(edges: &[f32], weights: &[f32]) -> Option<(&'static str, &'static str)> {
+    if !edges[0].is_finite() {
+        return Some(("t_edges", "contains NaN or infinite values"));
     }
-    for (r, e) in edges.chunks(n_bins + 1).enumerate() {
-        if e.windows(2).any(|p| p[1] < p[0]) {
-            return Err(Error::value(
-                "t_edges",
-                format!("ray {r} has decreasing edges"),
-            ));
+    for (b, &w) in weights.iter().enumerate() {
+        let (e0, e1) = (edges[b], edges[b + 1]);
+        if !e1.is_finite() {
+            return Some(("t_edges", "contains NaN or infinite values"));
+        }
+        if e1 < e0 {
+            return Some(("t_edges", "must be sorted along each ray"));
+        }
+        if !w.is_finite() {
+            return Some(("weights", "contains NaN or infinite values"));
+        }
+        if w < 0.0 {
+            return Some(("weights", "must be non-negative"));
         }
     }
-    Ok(())
+    None
+}
+
+/// Turns the first failing ray of a parallel loop into an error.
+fn ray_error(res: std::result::Result<(), (usize, &'static str, &'static str)>) -> Result<()> {
+    res.map_err(|(r, name, why)| Error::value(name, format!("{why} (ray {r})")))
 }
 
 /// Normalised CDF (`n_bins + 1` values from 0 to 1) of one ray's histogram. Rays whose weights
@@ -196,25 +213,30 @@ pub fn inverse_cdf(edges: &[f32], weights: &[f32], n_rays: usize, u: &[f32]) -> 
     }
     expect_finite("u", u)?;
     let n_u = u.len() / n_rays;
-    let mut out = vec![0f32; u.len()];
+    let mut out = crate::alloc::zeros::<f32>(u.len());
     if n_u == 0 {
         return Ok(out);
     }
-    crate::parallel::install(|| {
+    ray_error(crate::parallel::install(|| {
         out.par_chunks_mut(n_u)
             .enumerate()
             .with_min_len(64)
-            .for_each_init(Vec::new, |cdf, (r, t)| {
+            .try_for_each_init(Vec::new, |cdf, (r, t)| {
                 let e = &edges[r * (n_bins + 1)..(r + 1) * (n_bins + 1)];
-                ray_cdf(e, &weights[r * n_bins..(r + 1) * n_bins], cdf);
+                let w = &weights[r * n_bins..(r + 1) * n_bins];
+                if let Some((name, why)) = ray_problem(e, w) {
+                    return Err((r, name, why));
+                }
+                ray_cdf(e, w, cdf);
                 for (k, tk) in t.iter_mut().enumerate() {
                     let uk = u[r * n_u + k].clamp(0.0, 1.0);
                     // last bin whose lower CDF is <= u
                     let bin = cdf[1..n_bins].partition_point(|&c| c <= uk);
                     *tk = invert_in_bin(e, cdf, bin, uk);
                 }
-            });
-    });
+                Ok(())
+            })
+    }))?;
     Ok(out)
 }
 
@@ -243,43 +265,47 @@ pub fn importance_sampling(
         expect_len("jitter", j.len(), n_rays)?;
     }
     let e_out = n_samples + 1;
-    let mut out = vec![0f32; n_rays * e_out];
-    crate::parallel::install(|| {
+    let mut out = crate::alloc::zeros::<f32>(n_rays * e_out);
+    let inv_n = 1.0 / n_samples as f32;
+    ray_error(crate::parallel::install(|| {
         out.par_chunks_mut(e_out)
             .enumerate()
             .with_min_len(64)
-            .for_each_init(
-                || (Vec::new(), Vec::new()),
-                |(cdf, samples), (r, new_edges)| {
-                    let e = &edges[r * (n_bins + 1)..(r + 1) * (n_bins + 1)];
-                    ray_cdf(e, &weights[r * n_bins..(r + 1) * n_bins], cdf);
-                    let b = jitter.map_or(0.5, |j| j[r].clamp(0.0, 1.0));
-                    samples.clear();
-                    // u is increasing, so walk the bins once (merge) instead of binary searching.
-                    let mut bin = 0usize;
-                    for k in 0..n_samples {
-                        let u = ((k as f32 + b) / n_samples as f32).min(1.0);
-                        while bin + 1 < n_bins && cdf[bin + 1] <= u {
-                            bin += 1;
-                        }
-                        samples.push(invert_in_bin(e, cdf, bin, u));
+            .try_for_each_init(Vec::new, |cdf, (r, new_edges)| {
+                let e = &edges[r * (n_bins + 1)..(r + 1) * (n_bins + 1)];
+                let w = &weights[r * n_bins..(r + 1) * n_bins];
+                if let Some((name, why)) = ray_problem(e, w) {
+                    return Err((r, name, why));
+                }
+                ray_cdf(e, w, cdf);
+                let (t_min, t_max) = (e[0], e[n_bins]);
+                if n_samples == 1 {
+                    new_edges[0] = t_min;
+                    new_edges[1] = t_max;
+                    return Ok(());
+                }
+                let b = jitter.map_or(0.5, |j| j[r].clamp(0.0, 1.0));
+                // Samples go to new_edges[1..=n]; u is increasing, so walk the bins once.
+                let mut bin = 0usize;
+                for k in 0..n_samples {
+                    let u = ((k as f32 + b) * inv_n).min(1.0);
+                    while bin + 1 < n_bins && cdf[bin + 1] <= u {
+                        bin += 1;
                     }
-                    let (t_min, t_max) = (e[0], e[n_bins]);
-                    if n_samples == 1 {
-                        new_edges[0] = t_min;
-                        new_edges[1] = t_max;
-                        return;
-                    }
-                    for k in 1..n_samples {
-                        new_edges[k] = 0.5 * (samples[k - 1] + samples[k]);
-                    }
-                    new_edges[0] = (samples[0] - 0.5 * (samples[1] - samples[0])).max(t_min);
-                    let last = n_samples - 1;
-                    new_edges[n_samples] =
-                        (samples[last] + 0.5 * (samples[last] - samples[last - 1])).min(t_max);
-                },
-            );
-    });
+                    new_edges[k + 1] = invert_in_bin(e, cdf, bin, u);
+                }
+                // Edges: midpoints between samples, the ends reflected and clipped (in place:
+                // edge k reads samples k-1 and k, stored at k and k+1).
+                let (s0, s1) = (new_edges[1], new_edges[2]);
+                let (sl, sp) = (new_edges[n_samples], new_edges[n_samples - 1]);
+                for k in 1..n_samples {
+                    new_edges[k] = 0.5 * (new_edges[k] + new_edges[k + 1]);
+                }
+                new_edges[0] = (s0 - 0.5 * (s1 - s0)).max(t_min);
+                new_edges[n_samples] = (sl + 0.5 * (sl - sp)).min(t_max);
+                Ok(())
+            })
+    }))?;
     Ok(out)
 }
 
@@ -303,7 +329,7 @@ pub fn outer_measure<T: Real>(
     n_rays: usize,
 ) -> Result<Vec<T>> {
     let (p, s) = outer_dims(prop_edges, prop_weights, edges, n_rays)?;
-    let mut out = vec![T::zero(); n_rays * s];
+    let mut out = crate::alloc::zeros(n_rays * s);
     if s == 0 {
         return Ok(out);
     }
@@ -342,7 +368,7 @@ pub fn outer_measure_backward<T: Real>(
 ) -> Result<Vec<T>> {
     let (p, s) = outer_dims(prop_edges, prop_weights, edges, n_rays)?;
     expect_len("grad", grad.len(), n_rays * s)?;
-    let mut out = vec![T::zero(); n_rays * p];
+    let mut out = crate::alloc::zeros(n_rays * p);
     if p == 0 {
         return Ok(out);
     }

@@ -17,7 +17,7 @@ pub enum ScanOp {
 pub fn scan<T: Real>(inputs: &[T], segs: &Segments, op: ScanOp, exclusive: bool) -> Result<Vec<T>> {
     expect_len("inputs", inputs.len(), segs.n_samples())?;
     crate::error::expect_finite("inputs", inputs)?;
-    let mut out = vec![T::zero(); inputs.len()];
+    let mut out = crate::alloc::zeros(inputs.len());
     let dst = SharedMut::new(&mut out);
     segs.par_for_each(|_, rg| {
         // SAFETY: segments are disjoint.
@@ -53,7 +53,7 @@ pub fn scan_backward<T: Real>(
 ) -> Result<Vec<T>> {
     expect_len("inputs", inputs.len(), segs.n_samples())?;
     expect_len("grad", grad.len(), segs.n_samples())?;
-    let mut out = vec![T::zero(); inputs.len()];
+    let mut out = crate::alloc::zeros(inputs.len());
     let dst = SharedMut::new(&mut out);
     segs.par_for_each(|_, rg| {
         // SAFETY: segments are disjoint.
@@ -80,7 +80,7 @@ pub fn scan_backward<T: Real>(
                 // R_k = sum_{i >= k (or > k)} g_i prod_{k<j<=i (or <i)} x_j, built backwards
                 // without any division, so zeros in the inputs are handled exactly.
                 let mut r = T::zero();
-                let mut rs = vec![T::zero(); n];
+                let mut rs = crate::alloc::zeros(n);
                 for i in (0..n).rev() {
                     if exclusive {
                         rs[i] = r;

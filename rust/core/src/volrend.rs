@@ -43,9 +43,9 @@ pub fn weights_from_density<T: Real>(sigma_dt: &[T], segs: &Segments) -> Result<
             "sigmas * (t_ends - t_starts) contains NaN or infinite values",
         ));
     }
-    let mut w = vec![T::zero(); n];
-    let mut t = vec![T::zero(); n];
-    let mut a = vec![T::zero(); n];
+    let mut w = crate::alloc::zeros(n);
+    let mut t = crate::alloc::zeros(n);
+    let mut a = crate::alloc::zeros(n);
     let (pw, pt, pa) = (
         SharedMut::new(&mut w),
         SharedMut::new(&mut t),
@@ -97,7 +97,7 @@ pub fn weights_from_density_backward<T: Real>(
     check_opt("grad_weights", grad_weights, n)?;
     check_opt("grad_trans", grad_trans, n)?;
     check_opt("grad_alphas", grad_alphas, n)?;
-    let mut out = vec![T::zero(); n];
+    let mut out = crate::alloc::zeros(n);
     let dst = SharedMut::new(&mut out);
     segs.par_for_each(|_, rg| {
         // SAFETY: segments are disjoint.
@@ -119,8 +119,8 @@ pub fn weights_from_alpha<T: Real>(alphas: &[T], segs: &Segments) -> Result<(Vec
     let n = alphas.len();
     expect_len("alphas", n, segs.n_samples())?;
     expect_finite("alphas", alphas)?;
-    let mut w = vec![T::zero(); n];
-    let mut t = vec![T::zero(); n];
+    let mut w = crate::alloc::zeros(n);
+    let mut t = crate::alloc::zeros(n);
     let (pw, pt) = (SharedMut::new(&mut w), SharedMut::new(&mut t));
     segs.par_for_each(|_, rg| {
         // SAFETY: segments are disjoint.
@@ -148,7 +148,7 @@ pub fn weights_from_alpha_backward<T: Real>(
     expect_len("trans", trans.len(), n)?;
     check_opt("grad_weights", grad_weights, n)?;
     check_opt("grad_trans", grad_trans, n)?;
-    let mut out = vec![T::zero(); n];
+    let mut out = crate::alloc::zeros(n);
     let dst = SharedMut::new(&mut out);
     segs.par_for_each(|_, rg| {
         // SAFETY: segments are disjoint.
@@ -236,7 +236,7 @@ pub fn accumulate<T: Real>(
         expect_finite("values", v)?;
     }
     expect_finite("weights", weights)?;
-    let mut out = vec![T::zero(); map.n_rays() * c];
+    let mut out = crate::alloc::zeros(map.n_rays() * c);
     match map {
         RayMap::Segments(segs) => {
             let dst = SharedMut::new(&mut out);
@@ -274,8 +274,8 @@ pub fn accumulate_backward<T: Real>(
     if let Some(v) = values {
         expect_len("values", v.len(), n * c)?;
     }
-    let mut gw = vec![T::zero(); n];
-    let mut gv = vec![T::zero(); if values.is_some() { n * c } else { 0 }];
+    let mut gw = crate::alloc::zeros(n);
+    let mut gv = crate::alloc::zeros(if values.is_some() { n * c } else { 0 });
     let (pw, pv) = (SharedMut::new(&mut gw), SharedMut::new(&mut gv));
     let sample = |i: usize, r: usize| {
         let go = &grad_out[r * c..(r + 1) * c];
@@ -305,6 +305,160 @@ pub fn accumulate_backward<T: Real>(
         }),
     }
     Ok((gw, gv))
+}
+
+/// Outputs of the fused [`render`] kernel.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rendered<T> {
+    /// `[n_rays, channels]` accumulated values (colours).
+    pub color: Vec<T>,
+    /// `[n_rays]` accumulated weights.
+    pub opacity: Vec<T>,
+    /// `[n_rays]` accumulated `weights * t_mid`.
+    pub depth: Vec<T>,
+    /// `[n_samples]` compositing weights.
+    pub weights: Vec<T>,
+}
+
+fn check_render<T: Real>(
+    sigma_dt: &[T],
+    values: &[T],
+    channels: usize,
+    t_mid: &[T],
+    segs: &Segments,
+) -> Result<()> {
+    let n = segs.n_samples();
+    expect_len("sigmas", sigma_dt.len(), n)?;
+    expect_len("rgbs", values.len(), n * channels)?;
+    expect_len("t_mid", t_mid.len(), n)?;
+    Ok(())
+}
+
+/// Fused volume rendering: weights from `sigma_dt` (as [`weights_from_density`]) and, per ray,
+/// `color = sum w_i values_i`, `opacity = sum w_i`, `depth = sum w_i t_mid_i` in one pass.
+pub fn render<T: Real>(
+    sigma_dt: &[T],
+    values: &[T],
+    channels: usize,
+    t_mid: &[T],
+    segs: &Segments,
+) -> Result<Rendered<T>> {
+    check_render(sigma_dt, values, channels, t_mid, segs)?;
+    if expect_finite("sigmas", sigma_dt).is_err() {
+        return Err(Error::value(
+            "sigmas",
+            "sigmas * (t_ends - t_starts) contains NaN or infinite values",
+        ));
+    }
+    expect_finite("rgbs", values)?;
+    expect_finite("t_mid", t_mid)?;
+    let (r, c, n) = (segs.n_rays(), channels, segs.n_samples());
+    let mut out = Rendered {
+        color: crate::alloc::zeros(r * c),
+        opacity: crate::alloc::zeros(r),
+        depth: crate::alloc::zeros(r),
+        weights: crate::alloc::zeros(n),
+    };
+    let (pc, po, pd, pw) = (
+        SharedMut::new(&mut out.color),
+        SharedMut::new(&mut out.opacity),
+        SharedMut::new(&mut out.depth),
+        SharedMut::new(&mut out.weights),
+    );
+    segs.par_for_each(|ray, rg| {
+        // SAFETY: each ray writes its own row and its own sample range.
+        let (col, w) = unsafe { (pc.slice(ray * c..(ray + 1) * c), pw.slice(rg.clone())) };
+        for (wk, &s) in w.iter_mut().zip(&sigma_dt[rg.clone()]) {
+            *wk = (-s).exp_fast();
+        }
+        let (mut trans, mut opacity, mut depth) = (T::one(), T::zero(), T::zero());
+        for (k, i) in rg.enumerate() {
+            let e = w[k];
+            let wi = trans * (T::one() - e);
+            w[k] = wi;
+            trans *= e;
+            opacity += wi;
+            depth += wi * t_mid[i];
+            for (cc, v) in col.iter_mut().zip(&values[i * c..(i + 1) * c]) {
+                *cc += wi * *v;
+            }
+        }
+        unsafe {
+            po.slice(ray..ray + 1)[0] = opacity;
+            pd.slice(ray..ray + 1)[0] = depth;
+        }
+    });
+    Ok(out)
+}
+
+/// Gradients `(sigma_dt, values, t_mid)` of [`render`], from the gradients of its outputs
+/// (`grad_weights` is optional). Transmittance is recomputed, so only inputs and weights are kept.
+#[allow(clippy::too_many_arguments)]
+pub fn render_backward<T: Real>(
+    sigma_dt: &[T],
+    values: &[T],
+    channels: usize,
+    t_mid: &[T],
+    weights: &[T],
+    grad_color: &[T],
+    grad_opacity: &[T],
+    grad_depth: &[T],
+    grad_weights: Option<&[T]>,
+    segs: &Segments,
+) -> Result<(Vec<T>, Vec<T>, Vec<T>)> {
+    check_render(sigma_dt, values, channels, t_mid, segs)?;
+    let (r, c, n) = (segs.n_rays(), channels, segs.n_samples());
+    expect_len("weights", weights.len(), n)?;
+    expect_len("grad_color", grad_color.len(), r * c)?;
+    expect_len("grad_opacity", grad_opacity.len(), r)?;
+    expect_len("grad_depth", grad_depth.len(), r)?;
+    check_opt("grad_weights", grad_weights, n)?;
+    let mut g_sd = crate::alloc::zeros(n);
+    let mut g_val = crate::alloc::zeros(n * c);
+    let mut g_mid = crate::alloc::zeros(n);
+    let (ps, pv, pm) = (
+        SharedMut::new(&mut g_sd),
+        SharedMut::new(&mut g_val),
+        SharedMut::new(&mut g_mid),
+    );
+    segs.par_for_each(|ray, rg| {
+        // SAFETY: each ray writes only its own sample range.
+        let (gs, gv, gm) = unsafe {
+            (
+                ps.slice(rg.clone()),
+                pv.slice(rg.start * c..rg.end * c),
+                pm.slice(rg.clone()),
+            )
+        };
+        let gc = &grad_color[ray * c..(ray + 1) * c];
+        let (go, gd) = (grad_opacity[ray], grad_depth[ray]);
+        // Pass 1 (vectorised): e_i = exp(-s_i), parked in the depth-gradient slot.
+        for (gmk, &sk) in gm.iter_mut().zip(&sigma_dt[rg.clone()]) {
+            *gmk = (-sk).exp_fast();
+        }
+        // Pass 2: T_{i+1} = T_i e_i (= d w_i / d s_i, up to dL/dw_i), parked in the sigma slot.
+        let mut trans = T::one();
+        for (gsk, &e) in gs.iter_mut().zip(gm.iter()) {
+            trans *= e;
+            *gsk = trans;
+        }
+        // Pass 3 (reverse): dL/dw_i, value / depth gradients and
+        // dL/ds_i = T_{i+1} dL/dw_i - sum_{j>i} dL/dw_j w_j.
+        let mut suffix = T::zero();
+        for (k, i) in rg.enumerate().rev() {
+            let wi = weights[i];
+            let v = &values[i * c..(i + 1) * c];
+            let mut gw = go + gd * t_mid[i] + at(grad_weights, i);
+            for ((gvc, &gcc), &vc) in gv[k * c..(k + 1) * c].iter_mut().zip(gc).zip(v) {
+                gw += gcc * vc;
+                *gvc = wi * gcc;
+            }
+            gm[k] = wi * gd;
+            gs[k] = gs[k] * gw - suffix;
+            suffix += gw * wi;
+        }
+    });
+    Ok((g_sd, g_val, g_mid))
 }
 
 #[cfg(test)]
@@ -435,5 +589,51 @@ mod tests {
             }
         )
         .is_err());
+    }
+
+    #[test]
+    fn fused_render_matches_composition_and_finite_differences() {
+        let s = vec![0.2f64, 0.9, 0.4, 1.3, 0.05, 0.7, 0.3];
+        let segs = Segments::from_ray_indices(&[0, 0, 0, 1, 1, 1, 1], 2).unwrap();
+        let v: Vec<f64> = (0..14).map(|i| (i as f64 * 0.37).sin()).collect();
+        let z = vec![1.0f64, 1.5, 2.0, 1.2, 1.4, 1.9, 2.5];
+        let out = render(&s, &v, 2, &z, &segs).unwrap();
+        let w = weights_from_density(&s, &segs).unwrap();
+        let col = accumulate(&w.weights, Some(&v), 2, RayMap::Segments(&segs)).unwrap();
+        for (a, b) in out.color.iter().zip(&col) {
+            assert!((a - b).abs() < 1e-12);
+        }
+        let (gc, go, gd) = (vec![0.3, -0.2, 0.5, 0.8], vec![0.4, -0.6], vec![0.1, 0.2]);
+        let gw = vec![0.05, -0.1, 0.2, 0.0, 0.3, -0.2, 0.1];
+        let loss = |s: &[f64], v: &[f64], z: &[f64]| -> f64 {
+            let o = render(s, v, 2, z, &segs).unwrap();
+            let mut l: f64 = o.color.iter().zip(&gc).map(|(a, b)| a * b).sum();
+            for k in 0..2 {
+                l += o.opacity[k] * go[k] + o.depth[k] * gd[k];
+            }
+            l + o.weights.iter().zip(&gw).map(|(a, b)| a * b).sum::<f64>()
+        };
+        let (g_s, g_v, g_z) =
+            render_backward(&s, &v, 2, &z, &out.weights, &gc, &go, &gd, Some(&gw), &segs).unwrap();
+        let h = 1e-6;
+        for k in 0..s.len() {
+            let (mut sp, mut sm) = (s.clone(), s.clone());
+            sp[k] += h;
+            sm[k] -= h;
+            let fd = (loss(&sp, &v, &z) - loss(&sm, &v, &z)) / (2.0 * h);
+            assert!((fd - g_s[k]).abs() < 1e-7, "sigma {k}: {fd} vs {}", g_s[k]);
+            let (mut zp, mut zm) = (z.clone(), z.clone());
+            zp[k] += h;
+            zm[k] -= h;
+            let fd = (loss(&s, &v, &zp) - loss(&s, &v, &zm)) / (2.0 * h);
+            assert!((fd - g_z[k]).abs() < 1e-7);
+        }
+        for k in 0..v.len() {
+            let (mut vp, mut vm) = (v.clone(), v.clone());
+            vp[k] += h;
+            vm[k] -= h;
+            let fd = (loss(&s, &vp, &z) - loss(&s, &vm, &z)) / (2.0 * h);
+            assert!((fd - g_v[k]).abs() < 1e-7);
+        }
     }
 }

@@ -33,8 +33,9 @@ mod _core {
 
     #[pymodule_export]
     use crate::volrend::{
-        accumulate, accumulate_backward, scan, scan_backward, segment_offsets, weights_from_alpha,
-        weights_from_alpha_backward, weights_from_density, weights_from_density_backward,
+        accumulate, accumulate_backward, render, render_backward, scan, scan_backward,
+        segment_offsets, weights_from_alpha, weights_from_alpha_backward, weights_from_density,
+        weights_from_density_backward,
     };
 
     #[pymodule_export]
