@@ -93,3 +93,30 @@ def march(
     cone_angle: float,
     jitter: F32 | None = None,
 ) -> tuple[I64, F32, F32]: ...
+def render(
+    sigma_dt: Float, values: Float, channels: int, t_mid: Float, offsets: I64 | None, n_rays: int
+) -> tuple[Float, Float, Float, Float]: ...
+def render_backward(
+    sigma_dt: Float,
+    values: Float,
+    channels: int,
+    t_mid: Float,
+    weights: Float,
+    grad_color: Float,
+    grad_opacity: Float,
+    grad_depth: Float,
+    grad_weights: Float | None,
+    offsets: I64 | None,
+    n_rays: int,
+) -> tuple[Float, Float, Float]: ...
+def knn(points: F32, k: int, queries: F32 | None = None, exclude_self: bool = False) -> tuple[F32, I64]: ...
+def rasterize_mesh(
+    vertices: F32,
+    faces: I64,
+    viewmat: F32,
+    intrinsics: F32,
+    width: int,
+    height: int,
+    convention: str,
+    near: float = 1e-4,
+) -> tuple[I64, F32, F32]: ...
