@@ -44,6 +44,31 @@ fn bench_volrend(c: &mut Criterion) {
                 .unwrap()
         })
     });
+    let t_mid: Vec<f32> = (0..n)
+        .map(|i| 2.0 + 4.0 * ((i % SAMPLES) as f32 + 0.5) / SAMPLES as f32)
+        .collect();
+    g.bench_function("render_fused", |b| {
+        b.iter(|| render(&sigma_dt, &rgb, 3, &t_mid, &segs).unwrap())
+    });
+    let out = render(&sigma_dt, &rgb, 3, &t_mid, &segs).unwrap();
+    let (gc, go, gd) = (uniform(RAYS * 3, 8), uniform(RAYS, 9), uniform(RAYS, 10));
+    g.bench_function("render_fused_backward", |b| {
+        b.iter(|| {
+            render_backward(
+                &sigma_dt,
+                &rgb,
+                3,
+                &t_mid,
+                &out.weights,
+                &gc,
+                &go,
+                &gd,
+                None,
+                &segs,
+            )
+            .unwrap()
+        })
+    });
     g.bench_function("accumulate_rgb", |b| {
         b.iter(|| accumulate(&w.weights, Some(&rgb), 3, RayMap::Segments(&segs)).unwrap())
     });
