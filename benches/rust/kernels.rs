@@ -4,7 +4,8 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use raysplat_core::grid::{march, GridSpec, MarchParams};
 use raysplat_core::sampling::{importance_sampling, stratified_edges, Spacing};
 use raysplat_core::volrend::{
-    accumulate, weights_from_density, weights_from_density_backward, RayMap,
+    accumulate, render, render_backward, weights_from_density, weights_from_density_backward,
+    RayMap,
 };
 use raysplat_core::Segments;
 
