@@ -14,7 +14,7 @@ $(VPY):
 # Dependencies: torch is installed only when it is not importable already (it is several GB).
 $(STAMP): $(VPY) pyproject.toml
 	$(VPY) -c "import torch" 2>/dev/null || $(PIP) install "torch>=2.1"
-	$(PIP) install --quiet "maturin>=1.9,<2" "numpy>=1.26" "tqdm>=4.60" "trimesh>=4" "pillow>=9" "pytest>=8" "hypothesis>=6.100" "ruff>=0.6" "scipy>=1.11"
+	$(PIP) install --quiet "maturin>=1.9,<2" "numpy>=1.26" "tqdm>=4.60" "trimesh>=4" "pillow>=9" "nerfacc>=0.5" "pytest>=8" "hypothesis>=6.100" "ruff>=0.6" "scipy>=1.11"
 	touch $(STAMP)
 
 # Release build of the extension, installed editable into .venv.
