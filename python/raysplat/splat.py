@@ -229,7 +229,8 @@ def _validate(
         k = (sh_degree + 1) ** 2
         if colors.dim() != 3 or colors.shape[0] != n or colors.shape[2] != 3 or colors.shape[1] < k:
             raise ValueError(
-                f"colors must be SH coefficients [N, K, 3] with N={n} and K >= {k} for sh_degree={sh_degree}, "
+                f"colors must be SH coefficients [N, K, 3] with N={n} and K >= {k} "
+                f"for sh_degree={sh_degree}, "
                 f"got {tuple(colors.shape)}"
             )
     if backgrounds is not None:

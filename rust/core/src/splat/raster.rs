@@ -170,17 +170,25 @@ pub fn bin_tiles<T: Real>(
             }
         }
     }
+    // Depth keys in total order (sign-flipped IEEE bits), ties broken by index.
+    let key = |i: i64| -> u64 {
+        let bits = depths[i as usize].to_f64().unwrap_or(f64::NAN).to_bits();
+        if bits >> 63 == 1 {
+            !bits
+        } else {
+            bits | (1 << 63)
+        }
+    };
     let ids = SharedMut::new(&mut flatten_ids);
     crate::parallel::install(|| {
         (0..n_cameras * nt).into_par_iter().for_each(|t| {
             // SAFETY: tile ranges are disjoint.
             let list = unsafe { ids.slice(offsets[t] as usize..offsets[t + 1] as usize) };
-            list.sort_by(|&a, &b| {
-                let (da, db) = (depths[a as usize], depths[b as usize]);
-                da.partial_cmp(&db)
-                    .unwrap_or(std::cmp::Ordering::Equal)
-                    .then(a.cmp(&b))
-            });
+            let mut keyed: Vec<(u64, i64)> = list.iter().map(|&i| (key(i), i)).collect();
+            keyed.sort_unstable();
+            for (dst, (_, i)) in list.iter_mut().zip(keyed) {
+                *dst = i;
+            }
         });
     });
     Ok(Tiles {
@@ -302,6 +310,52 @@ fn tile_pixels<T: Real>(
     (px, py, inside)
 }
 
+/// The tile-local pixel box `(i0, i1, j0, j1)` (exclusive ends) outside which a Gaussian's
+/// `alpha = o · exp(-σ)` is below `1/255` (so skipping it there changes nothing): the ellipse
+/// `σ ≤ ln(255 o)` has half-widths `sqrt(2 ln(255 o) Σxx)`, `Σ = conic⁻¹`, padded by a pixel.
+#[inline]
+fn pixel_box<T: Real>(
+    mx: T,
+    my: T,
+    a: T,
+    b: T,
+    c: T,
+    o: T,
+    x0: usize,
+    y0: usize,
+) -> (usize, usize, usize, usize) {
+    let smax = (o * T::lit(255.0)).ln();
+    if smax.is_nan() || smax < T::zero() {
+        return (0, 0, 0, 0);
+    }
+    let det = a * c - b * b;
+    if !(det > T::zero()) {
+        return (0, TILE, 0, TILE);
+    }
+    let two_s = T::lit(2.0) * smax / det;
+    let (hx, hy) = ((two_s * c).sqrt(), (two_s * a).sqrt());
+    let half = T::lit(0.5);
+    let range = |center: T, h: T, origin: usize| -> (usize, usize) {
+        let rel = center - T::lit(origin as f64) - half;
+        let lo = (rel - h).floor();
+        let hi = (rel + h).ceil() + T::one();
+        let clamp = |v: T| -> usize {
+            if v > T::zero() {
+                v.to_usize().unwrap_or(TILE).min(TILE)
+            } else {
+                0
+            }
+        };
+        match (lo.is_finite(), hi.is_finite()) {
+            (true, true) => (clamp(lo), clamp(hi)),
+            _ => (0, TILE),
+        }
+    };
+    let (i0, i1) = range(mx, hx, x0);
+    let (j0, j1) = range(my, hy, y0);
+    (i0, i1.max(i0), j0, j1.max(j0))
+}
+
 /// Composites `N` projected Gaussians of `n_cameras` cameras into `[C, H, W, D]` images.
 pub fn rasterize<T: Real>(
     s: &Splats2d<'_, T>,
@@ -338,36 +392,43 @@ pub fn rasterize<T: Real>(
             let mut n_active = active.iter().filter(|&&a| a).count();
             let mut trans = [one; NPIX];
             let mut last = [-1i32; NPIX];
-            let mut w = [zero; NPIX];
             let mut acc = vec![zero; d * NPIX];
             for k in 0..ids.len() {
                 if n_active == 0 {
                     break;
                 }
                 let (mx, my, a, b, c, o) = (l.mx[k], l.my[k], l.ca[k], l.cb[k], l.cc[k], l.op[k]);
-                let mut n_term = 0usize;
-                let mut any = false;
-                for p in 0..NPIX {
-                    let (dx, dy) = (mx - px[p], my - py[p]);
-                    let sigma = half * (a * dx * dx + c * dy * dy) + b * dx * dy;
-                    let alpha = (o * (-sigma).exp_fast()).min(amax);
-                    let valid = active[p] & (sigma >= zero) & (alpha >= amin);
-                    let next = trans[p] * (one - alpha);
-                    let term = valid & (next <= tmin);
-                    let contrib = valid & !term;
-                    w[p] = if contrib { alpha * trans[p] } else { zero };
-                    trans[p] = if contrib { next } else { trans[p] };
-                    last[p] = if contrib { k as i32 } else { last[p] };
-                    active[p] &= !term;
-                    n_term += term as usize;
-                    any |= contrib;
-                }
-                n_active -= n_term;
-                if any {
-                    for (ch, &cv) in l.col[d * k..d * k + d].iter().enumerate() {
-                        for (a, &wp) in acc[ch * NPIX..(ch + 1) * NPIX].iter_mut().zip(&w) {
-                            *a += wp * cv;
+                let ck = &l.col[d * k..d * k + d];
+                let (i0, i1, j0, j1) = pixel_box(mx, my, a, b, c, o, x0, y0);
+                for j in j0..j1 {
+                    let dy = my - py[j * TILE];
+                    let (bdy, cdy) = (b * dy, half * c * dy * dy);
+                    // Opacities of the row first (branch-free, vectorisable), then the state.
+                    let mut al = [zero; TILE];
+                    for i in i0..i1 {
+                        let dx = mx - px[i];
+                        let sigma = dx * (half * a * dx + bdy) + cdy;
+                        let v = (o * (-sigma).exp_fast()).min(amax);
+                        al[i] = if sigma >= zero { v } else { zero };
+                    }
+                    for i in i0..i1 {
+                        let p = j * TILE + i;
+                        let alpha = al[i];
+                        if alpha < amin || !active[p] {
+                            continue;
                         }
+                        let next = trans[p] * (one - alpha);
+                        if next <= tmin {
+                            active[p] = false;
+                            n_active -= 1;
+                            continue;
+                        }
+                        let w = alpha * trans[p];
+                        for (q, &cv) in acc[p * d..p * d + d].iter_mut().zip(ck) {
+                            *q += w * cv;
+                        }
+                        trans[p] = next;
+                        last[p] = k as i32;
                     }
                 }
             }
@@ -390,7 +451,7 @@ pub fn rasterize<T: Real>(
                 for x in 0..xs {
                     let p = r * TILE + x;
                     for ch in 0..d {
-                        cs[x * d + ch] = acc[ch * NPIX + p];
+                        cs[x * d + ch] = acc[p * d + ch];
                     }
                     al[x] = one - trans[p];
                     tr[x] = trans[p];
@@ -460,9 +521,7 @@ pub fn rasterize_backward<T: Real>(
                 tcur[p] = trans[pix];
                 lastp[p] = last[pix];
                 va[p] = v_alphas.map_or(zero, |v| v[pix]);
-                for ch in 0..d {
-                    vc[ch * NPIX + p] = v_colors[pix * d + ch];
-                }
+                vc[p * d..p * d + d].copy_from_slice(&v_colors[pix * d..pix * d + d]);
             }
             let kmax = lastp.iter().copied().max().unwrap_or(-1);
             let mut vcol = vec![zero; d];
@@ -474,45 +533,50 @@ pub fn rasterize_backward<T: Real>(
                 vcol.iter_mut().for_each(|v| *v = zero);
                 let (mut vmx, mut vmy, mut vca, mut vcb, mut vcc, mut vop, mut ax, mut ay) =
                     (zero, zero, zero, zero, zero, zero, zero, zero);
-                for p in 0..NPIX {
-                    if k > lastp[p] {
-                        continue;
-                    }
-                    let (dx, dy) = (mx - px[p], my - py[p]);
-                    let sigma = half * (a * dx * dx + c * dy * dy) + b * dx * dy;
-                    if sigma < zero {
-                        continue;
-                    }
-                    let gexp = (-sigma).exp_fast();
-                    let raw = o * gexp;
-                    let alpha = raw.min(amax);
-                    if alpha < amin {
-                        continue;
-                    }
-                    let ra = one / (one - alpha);
-                    let tb = tcur[p] * ra;
-                    tcur[p] = tb;
-                    let wgt = alpha * tb;
-                    let mut v_alpha = va[p] * tf[p] * ra;
-                    for ch in 0..d {
-                        let q = ch * NPIX + p;
-                        let v = vc[q];
-                        vcol[ch] += wgt * v;
-                        v_alpha += v * (ck[ch] * tb - sacc[q] * ra);
-                        sacc[q] += wgt * ck[ch];
-                    }
-                    if raw <= amax {
-                        vop += v_alpha * gexp;
-                        let vs = -v_alpha * alpha;
-                        vca += half * dx * dx * vs;
-                        vcb += dx * dy * vs;
-                        vcc += half * dy * dy * vs;
-                        let gx = vs * (a * dx + b * dy);
-                        let gy = vs * (c * dy + b * dx);
-                        vmx += gx;
-                        vmy += gy;
-                        ax += gx.abs();
-                        ay += gy.abs();
+                let (i0, i1, j0, j1) = pixel_box(mx, my, a, b, c, o, x0, y0);
+                for j in j0..j1 {
+                    let dy = my - py[j * TILE];
+                    for i in i0..i1 {
+                        let p = j * TILE + i;
+                        if k > lastp[p] {
+                            continue;
+                        }
+                        let dx = mx - px[p];
+                        let sigma = half * (a * dx * dx + c * dy * dy) + b * dx * dy;
+                        if sigma < zero {
+                            continue;
+                        }
+                        let gexp = (-sigma).exp_fast();
+                        let raw = o * gexp;
+                        let alpha = raw.min(amax);
+                        if alpha < amin {
+                            continue;
+                        }
+                        let ra = one / (one - alpha);
+                        let tb = tcur[p] * ra;
+                        tcur[p] = tb;
+                        let wgt = alpha * tb;
+                        let mut v_alpha = va[p] * tf[p] * ra;
+                        for ch in 0..d {
+                            let q = p * d + ch;
+                            let v = vc[q];
+                            vcol[ch] += wgt * v;
+                            v_alpha += v * (ck[ch] * tb - sacc[q] * ra);
+                            sacc[q] += wgt * ck[ch];
+                        }
+                        if raw <= amax {
+                            vop += v_alpha * gexp;
+                            let vs = -v_alpha * alpha;
+                            vca += half * dx * dx * vs;
+                            vcb += dx * dy * vs;
+                            vcc += half * dy * dy * vs;
+                            let gx = vs * (a * dx + b * dy);
+                            let gy = vs * (c * dy + b * dx);
+                            vmx += gx;
+                            vmy += gy;
+                            ax += gx.abs();
+                            ay += gy.abs();
+                        }
                     }
                 }
                 let e = &mut g[ku * stride..(ku + 1) * stride];
