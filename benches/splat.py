@@ -32,9 +32,7 @@ def scene(torch, n: int = N, size: int = SIZE) -> dict:
     g = torch.Generator().manual_seed(0)
     means = torch.rand(n, 3, generator=g) * 2 - 1
     quats = torch.randn(n, 4, generator=g)
-    scales = torch.exp(
-        math.log(0.004) + torch.rand(n, 3, generator=g) * (math.log(0.02) - math.log(0.004))
-    )
+    scales = torch.exp(math.log(0.004) + torch.rand(n, 3, generator=g) * (math.log(0.02) - math.log(0.004)))
     opacities = 0.05 + 0.9 * torch.rand(n, generator=g)
     sh = torch.randn(n, 16, 3, generator=g) * 0.3
     viewmats = torch.eye(4)[None].clone()
