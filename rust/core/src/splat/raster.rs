@@ -314,6 +314,7 @@ fn tile_pixels<T: Real>(
 /// `alpha = o · exp(-σ)` is below `1/255` (so skipping it there changes nothing): the ellipse
 /// `σ ≤ ln(255 o)` has half-widths `sqrt(2 ln(255 o) Σxx)`, `Σ = conic⁻¹`, padded by a pixel.
 #[inline]
+#[allow(clippy::too_many_arguments)]
 fn pixel_box<T: Real>(
     mx: T,
     my: T,
@@ -329,7 +330,7 @@ fn pixel_box<T: Real>(
         return (0, 0, 0, 0);
     }
     let det = a * c - b * b;
-    if !(det > T::zero()) {
+    if det.is_nan() || det <= T::zero() {
         return (0, TILE, 0, TILE);
     }
     let two_s = T::lit(2.0) * smax / det;
@@ -357,6 +358,7 @@ fn pixel_box<T: Real>(
 }
 
 /// Composites `N` projected Gaussians of `n_cameras` cameras into `[C, H, W, D]` images.
+#[allow(clippy::needless_range_loop)]
 pub fn rasterize<T: Real>(
     s: &Splats2d<'_, T>,
     n_cameras: usize,
