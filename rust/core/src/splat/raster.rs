@@ -403,6 +403,9 @@ pub fn rasterize<T: Real>(
                 let ck = &l.col[d * k..d * k + d];
                 let (i0, i1, j0, j1) = pixel_box(mx, my, a, b, c, o, x0, y0);
                 for j in j0..j1 {
+                    if !active[j * TILE + i0..j * TILE + i1.max(i0)].contains(&true) {
+                        continue;
+                    }
                     let dy = my - py[j * TILE];
                     let (bdy, cdy) = (b * dy, half * c * dy * dy);
                     // Opacities of the row first (branch-free, vectorisable), then the state.
