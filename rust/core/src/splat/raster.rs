@@ -266,8 +266,30 @@ struct TileList<T> {
 }
 
 impl<T: Real> TileList<T> {
-    fn gather(s: &Splats2d<'_, T>, ids: &[i64]) -> Self {
-        let (m, d) = (ids.len(), s.channels);
+    /// Packs each Gaussian's `(mx, my, a, b, c, o, colour...)` contiguously (one cache line
+    /// per gather instead of four).
+    fn pack(s: &Splats2d<'_, T>) -> Vec<T> {
+        let d = s.channels;
+        let stride = 6 + d;
+        let mut packed = vec![T::zero(); s.opacities.len() * stride];
+        crate::parallel::install(|| {
+            packed
+                .par_chunks_mut(stride)
+                .enumerate()
+                .with_min_len(4096)
+                .for_each(|(i, e)| {
+                    e[..2].copy_from_slice(&s.means2d[2 * i..2 * i + 2]);
+                    e[2..5].copy_from_slice(&s.conics[3 * i..3 * i + 3]);
+                    e[5] = s.opacities[i];
+                    e[6..].copy_from_slice(&s.colors[d * i..d * i + d]);
+                });
+        });
+        packed
+    }
+
+    fn gather(packed: &[T], d: usize, ids: &[i64]) -> Self {
+        let m = ids.len();
+        let stride = 6 + d;
         let mut l = TileList {
             mx: Vec::with_capacity(m),
             my: Vec::with_capacity(m),
@@ -278,14 +300,14 @@ impl<T: Real> TileList<T> {
             col: Vec::with_capacity(m * d),
         };
         for &id in ids {
-            let i = id as usize;
-            l.mx.push(s.means2d[2 * i]);
-            l.my.push(s.means2d[2 * i + 1]);
-            l.ca.push(s.conics[3 * i]);
-            l.cb.push(s.conics[3 * i + 1]);
-            l.cc.push(s.conics[3 * i + 2]);
-            l.op.push(s.opacities[i]);
-            l.col.extend_from_slice(&s.colors[d * i..d * i + d]);
+            let e = &packed[id as usize * stride..(id as usize + 1) * stride];
+            l.mx.push(e[0]);
+            l.my.push(e[1]);
+            l.ca.push(e[2]);
+            l.cb.push(e[3]);
+            l.cc.push(e[4]);
+            l.op.push(e[5]);
+            l.col.extend_from_slice(&e[6..]);
         }
         l
     }
@@ -376,6 +398,7 @@ pub fn rasterize<T: Real>(
         last: vec![-1; n_cameras * hw],
     };
     let (tw, nt) = (tiles.tile_w, tiles.tile_w * tiles.tile_h);
+    let packed = TileList::pack(s);
     let (oc, oa, ot, ol) = (
         SharedMut::new(&mut out.colors),
         SharedMut::new(&mut out.alphas),
@@ -389,7 +412,7 @@ pub fn rasterize<T: Real>(
             let (ci, tt) = (t / nt, t % nt);
             let (x0, y0) = ((tt % tw) * TILE, (tt / tw) * TILE);
             let ids = &tiles.flatten_ids[tiles.offsets[t] as usize..tiles.offsets[t + 1] as usize];
-            let l = TileList::gather(s, ids);
+            let l = TileList::gather(&packed, d, ids);
             let (px, py, mut active) = tile_pixels::<T>(x0, y0, width, height);
             let mut n_active = active.iter().filter(|&&a| a).count();
             let mut trans = [one; NPIX];
@@ -402,24 +425,25 @@ pub fn rasterize<T: Real>(
                 let (mx, my, a, b, c, o) = (l.mx[k], l.my[k], l.ca[k], l.cb[k], l.cc[k], l.op[k]);
                 let ck = &l.col[d * k..d * k + d];
                 let (i0, i1, j0, j1) = pixel_box(mx, my, a, b, c, o, x0, y0);
+                let smax = (o * T::lit(255.0)).ln() * T::lit(1.0001) + T::lit(1e-6);
                 for j in j0..j1 {
                     if !active[j * TILE + i0..j * TILE + i1.max(i0)].contains(&true) {
                         continue;
                     }
                     let dy = my - py[j * TILE];
                     let (bdy, cdy) = (b * dy, half * c * dy * dy);
-                    // Opacities of the row first (branch-free, vectorisable), then the state.
-                    let mut al = [zero; TILE];
-                    for i in i0..i1 {
-                        let dx = mx - px[i];
-                        let sigma = dx * (half * a * dx + bdy) + cdy;
-                        let v = (o * (-sigma).exp_fast()).min(amax);
-                        al[i] = if sigma >= zero { v } else { zero };
-                    }
                     for i in i0..i1 {
                         let p = j * TILE + i;
-                        let alpha = al[i];
-                        if alpha < amin || !active[p] {
+                        if !active[p] {
+                            continue;
+                        }
+                        let dx = mx - px[i];
+                        let sigma = dx * (half * a * dx + bdy) + cdy;
+                        if sigma < zero || sigma > smax {
+                            continue;
+                        }
+                        let alpha = (o * (-sigma).exp_fast()).min(amax);
+                        if alpha < amin {
                             continue;
                         }
                         let next = trans[p] * (one - alpha);
@@ -496,6 +520,7 @@ pub fn rasterize_backward<T: Real>(
     let n_isect = tiles.flatten_ids.len();
     let mut buf = vec![T::zero(); n_isect * stride];
     let (tw, nt) = (tiles.tile_w, tiles.tile_w * tiles.tile_h);
+    let packed = TileList::pack(s);
     let dst = SharedMut::new(&mut buf);
     let (zero, one, half) = (T::zero(), T::one(), T::lit(0.5));
     let (amax, amin) = (T::lit(ALPHA_MAX), T::lit(ALPHA_MIN));
@@ -509,7 +534,7 @@ pub fn rasterize_backward<T: Real>(
             }
             // SAFETY: tile ranges of the intersection buffer are disjoint.
             let g = unsafe { dst.slice(lo * stride..hi * stride) };
-            let l = TileList::gather(s, &tiles.flatten_ids[lo..hi]);
+            let l = TileList::gather(&packed, d, &tiles.flatten_ids[lo..hi]);
             let (px, py, inside) = tile_pixels::<T>(x0, y0, width, height);
             let mut tf = [one; NPIX];
             let mut tcur = [one; NPIX];
@@ -539,6 +564,8 @@ pub fn rasterize_backward<T: Real>(
                 let (mut vmx, mut vmy, mut vca, mut vcb, mut vcc, mut vop, mut ax, mut ay) =
                     (zero, zero, zero, zero, zero, zero, zero, zero);
                 let (i0, i1, j0, j1) = pixel_box(mx, my, a, b, c, o, x0, y0);
+                // alpha >= 1/255 needs sigma <= ln(255 o) (with a little slack for rounding)
+                let smax = (o * T::lit(255.0)).ln() * T::lit(1.0001) + T::lit(1e-6);
                 for j in j0..j1 {
                     let dy = my - py[j * TILE];
                     for i in i0..i1 {
@@ -548,7 +575,7 @@ pub fn rasterize_backward<T: Real>(
                         }
                         let dx = mx - px[p];
                         let sigma = half * (a * dx * dx + c * dy * dy) + b * dx * dy;
-                        if sigma < zero {
+                        if sigma < zero || sigma > smax {
                             continue;
                         }
                         let gexp = (-sigma).exp_fast();
