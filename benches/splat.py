@@ -1,7 +1,8 @@
 """Gaussian-splatting rasterizer: Rust kernels vs the pure-torch twin (and gsplat where it runs).
 
 Run: ``.venv/bin/python benches/splat.py``. Every case runs in its own subprocess on 2 threads;
-"peak" is the growth of that process's peak RSS while the case runs (inputs excluded). Scene
+"peak" is the growth of that process's peak RSS over the warm-up and timed runs (inputs
+excluded). Scene
 (as in the peer survey): 100,000 Gaussians uniform in [-1, 1]^3, camera 3 units away,
 fx = fy = 256, 256x256, log-uniform scales 0.004-0.02, opacities U(0.05, 0.95), SH degree 3.
 A full frame is projection + SH + tile binning + compositing.
@@ -93,8 +94,8 @@ def _child(name: str, impl: str, threads: int, repeats: int, queue) -> None:
     except ImportError as err:
         queue.put({"skipped": f"{impl}: {err}"})
         return
-    fn()  # warm-up
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    fn()  # warm-up (counted in the peak)
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
@@ -127,7 +128,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--torch-repeats", type=int, default=2)
+    ap.add_argument("--torch-repeats", type=int, default=3)
     ap.add_argument("--json", help="also write the results here")
     args = ap.parse_args()
     rows = []
