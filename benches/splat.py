@@ -1,11 +1,11 @@
-"""Gaussian-splatting rasterizer: Rust kernels vs the pure-torch twin (and gsplat where it runs).
+"""Gaussian-splatting rasterizer: Rust kernels vs the pure-torch twin, forward and backward.
 
 Run: ``.venv/bin/python benches/splat.py``. Every case runs in its own subprocess on 2 threads;
 "peak" is the growth of that process's peak RSS over the warm-up and timed runs (inputs
-excluded). Scene
-(as in the peer survey): 100,000 Gaussians uniform in [-1, 1]^3, camera 3 units away,
-fx = fy = 256, 256x256, log-uniform scales 0.004-0.02, opacities U(0.05, 0.95), SH degree 3.
-A full frame is projection + SH + tile binning + compositing.
+excluded). Scene (as in the peer survey): 100,000 Gaussians uniform in [-1, 1]^3, camera 3 units
+away, fx = fy = 256, 256x256, log-uniform scales 0.004-0.02, opacities U(0.05, 0.95), SH degree 3.
+A full frame is projection + SH + tile binning + compositing; the torch twin composites in
+chunks of tiles (``[tiles, list, 256]`` tensors, about 4M elements each).
 """
 
 from __future__ import annotations
