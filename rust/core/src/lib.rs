@@ -15,6 +15,7 @@ pub mod real;
 pub mod sampling;
 pub mod scan;
 pub mod segments;
+pub mod splat;
 pub mod volrend;
 
 pub use error::{Error, Result};

@@ -11,6 +11,7 @@ mod knn;
 mod mesh;
 mod rays;
 mod sampling;
+mod splat;
 mod threads;
 mod volrend;
 
@@ -46,6 +47,12 @@ mod _core {
 
     #[pymodule_export]
     use crate::mesh::rasterize_mesh;
+
+    #[pymodule_export]
+    use crate::splat::{
+        splat_project, splat_project_backward, splat_rasterize, splat_rasterize_backward, splat_sh,
+        splat_sh_backward,
+    };
 
     #[pymodule_init]
     fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {

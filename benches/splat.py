@@ -1,0 +1,158 @@
+"""Gaussian-splatting rasterizer: Rust kernels vs the pure-torch twin, forward and backward.
+
+Run: ``.venv/bin/python benches/splat.py``. Every case runs in its own subprocess on 2 threads;
+"peak" is the growth of that process's peak RSS over the warm-up and timed runs (inputs
+excluded). Scene (as in the peer survey): 100,000 Gaussians uniform in [-1, 1]^3, camera 3 units
+away, fx = fy = 256, 256x256, log-uniform scales 0.004-0.02, opacities U(0.05, 0.95), SH degree 3.
+A full frame is projection + SH + tile binning + compositing; the torch twin composites in
+chunks of tiles (``[tiles, list, 256]`` tensors, about 4M elements each).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import multiprocessing as mp
+import resource
+import time
+
+N, SIZE = 100_000, 256
+
+
+def _setup(threads: int):
+    import raysplat as rs
+    import torch
+
+    torch.set_num_threads(threads)
+    rs.set_num_threads(threads)
+    return torch, rs
+
+
+def scene(torch, n: int = N, size: int = SIZE) -> dict:
+    g = torch.Generator().manual_seed(0)
+    means = torch.rand(n, 3, generator=g) * 2 - 1
+    quats = torch.randn(n, 4, generator=g)
+    scales = torch.exp(math.log(0.004) + torch.rand(n, 3, generator=g) * (math.log(0.02) - math.log(0.004)))
+    opacities = 0.05 + 0.9 * torch.rand(n, generator=g)
+    sh = torch.randn(n, 16, 3, generator=g) * 0.3
+    viewmats = torch.eye(4)[None].clone()
+    viewmats[0, 2, 3] = 3.0
+    Ks = torch.tensor([[[256.0, 0, size / 2], [0, 256.0, size / 2], [0, 0, 1]]])
+    return {
+        "means": means,
+        "quats": quats,
+        "scales": scales,
+        "opacities": opacities,
+        "colors": sh,
+        "viewmats": viewmats,
+        "Ks": Ks,
+        "width": size,
+        "height": size,
+        "sh_degree": 3,
+    }
+
+
+def _call(name: str, inp: dict, rs, torch):
+    from raysplat.splat import rasterization
+
+    if name == "rasterization_fwd":
+
+        def run():
+            with torch.no_grad():
+                return rasterization(**inp)
+
+        return run
+    if name == "rasterization_fwd_bwd":
+        keys = ("means", "quats", "scales", "opacities", "colors")
+
+        def run():
+            params = {k: inp[k].clone().requires_grad_(True) for k in keys}
+            img, alpha, meta = rasterization(**{**inp, **params})
+            meta["means2d"].retain_grad()
+            (img.sum() + alpha.sum()).backward()
+
+        return run
+    raise KeyError(name)
+
+
+def _runner(name: str, impl: str, inp, torch, rs):
+    call = _call(name, inp, rs, torch)
+
+    def run():
+        with rs.backend(impl):
+            return call()
+
+    return run
+
+
+def _child(name: str, impl: str, threads: int, repeats: int, queue) -> None:
+    torch, rs = _setup(threads)
+    try:
+        inp = scene(torch)
+        fn = _runner(name, impl, inp, torch, rs)
+    except ImportError as err:
+        queue.put({"skipped": f"{impl}: {err}"})
+        return
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    fn()  # warm-up (counted in the peak)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    queue.put(
+        {
+            "best_ms": 1e3 * min(times),
+            "median_ms": 1e3 * sorted(times)[len(times) // 2],
+            "peak_mb": (peak - base) / 1024.0,
+        }
+    )
+
+
+def measure(name: str, impl: str, threads: int, repeats: int) -> dict:
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue()
+    p = ctx.Process(target=_child, args=(name, impl, threads, repeats, q))
+    p.start()
+    out = q.get(timeout=1200)
+    p.join()
+    return out
+
+
+CASES = ["rasterization_fwd", "rasterization_fwd_bwd"]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--torch-repeats", type=int, default=3)
+    ap.add_argument("--json", help="also write the results here")
+    args = ap.parse_args()
+    rows = []
+    print(f"{N} Gaussians, {SIZE}x{SIZE}, SH degree 3, {args.threads} threads\n")
+    print(f"{'case':24s} {'impl':6s} {'best ms':>9s} {'median ms':>10s} {'peak MB':>8s} {'speed-up':>9s}")
+    for case in CASES:
+        results = {
+            impl: measure(case, impl, args.threads, args.repeats if impl == "rust" else args.torch_repeats)
+            for impl in ("rust", "torch")
+        }
+        rust_ms = results["rust"].get("best_ms")
+        for impl, r in results.items():
+            if "skipped" in r:
+                print(f"{case:24s} {impl:6s} skipped ({r['skipped'][:60]})")
+                continue
+            ratio = r["best_ms"] / rust_ms if rust_ms else float("nan")
+            label = "1.0x" if impl == "rust" else f"{ratio:.1f}x"
+            times = f"{r['best_ms']:9.1f} {r['median_ms']:10.1f} {r['peak_mb']:8.1f}"
+            print(f"{case:24s} {impl:6s} {times} {label:>9s}")
+            rows.append({"case": case, "impl": impl, **r, "rust_speedup": ratio})
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(rows, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,400 @@
+"""Gaussian splatting: Rust rasterizer vs the torch twin, brute force, gradcheck, gsplat."""
+
+from __future__ import annotations
+
+import pytest
+import raysplat as rs
+import torch
+from raysplat.reference import splat as ref
+from raysplat.splat import rasterization
+from torch.autograd import gradcheck
+from torch.testing import assert_close
+
+PARAMS = ("means", "quats", "scales", "opacities", "colors")
+
+
+def make_scene(n=40, c=2, width=40, height=28, dtype=torch.float32, sh_degree=None, channels=3, seed=0):
+    """Random Gaussians in front of ``c`` cameras looking down +z from z = -4 (some off-image)."""
+    g = torch.Generator().manual_seed(seed)
+    means = torch.rand(n, 3, generator=g, dtype=dtype) * 2 - 1
+    quats = torch.randn(n, 4, generator=g, dtype=dtype)
+    scales = torch.rand(n, 3, generator=g, dtype=dtype) * 0.15 + 0.03
+    opacities = torch.rand(n, generator=g, dtype=dtype) * 0.7 + 0.2
+    if sh_degree is None:
+        colors = torch.rand(n, channels, generator=g, dtype=dtype)
+    else:
+        colors = torch.randn(n, (sh_degree + 1) ** 2, 3, generator=g, dtype=dtype) * 0.4
+    viewmats = torch.eye(4, dtype=dtype).repeat(c, 1, 1)
+    viewmats[:, 2, 3] = 4.0
+    if c > 1:
+        ang = torch.tensor(0.3, dtype=dtype)
+        rot = torch.tensor([[ang.cos(), 0, ang.sin()], [0, 1, 0], [-ang.sin(), 0, ang.cos()]], dtype=dtype)
+        viewmats[1, :3, :3] = rot
+        viewmats[1, 0, 3] = 0.4
+    Ks = torch.tensor([[60.0, 0, width / 2], [0, 55.0, height / 2 - 1.5], [0, 0, 1]], dtype=dtype).repeat(
+        c, 1, 1
+    )
+    return {
+        "means": means,
+        "quats": quats,
+        "scales": scales,
+        "opacities": opacities,
+        "colors": colors,
+        "viewmats": viewmats,
+        "Ks": Ks,
+        "width": width,
+        "height": height,
+        "sh_degree": sh_degree,
+    }
+
+
+def render(scene, backend, grad=False, **kw):
+    """Renders with ``backend``; returns (img, alphas, meta, leaf params)."""
+    params = {k: scene[k].clone().requires_grad_(grad) for k in PARAMS}
+    with rs.backend(backend):
+        img, alphas, meta = rasterization(**{**scene, **params, **kw})
+    if grad:
+        meta["means2d"].retain_grad()
+    return img, alphas, meta, params
+
+
+def both_grads(scene, seed=3, **kw):
+    out = {}
+    for backend in ("rust", "torch"):
+        img, alphas, meta, params = render(scene, backend, grad=True, **kw)
+        g = torch.Generator().manual_seed(seed)
+        w_img = torch.randn(img.shape, generator=g, dtype=img.dtype)
+        w_alpha = torch.randn(alphas.shape, generator=g, dtype=img.dtype)
+        ((img * w_img).sum() + (alphas * w_alpha).sum()).backward()
+        out[backend] = (img, alphas, meta, {k: p.grad for k, p in params.items()})
+    return out["rust"], out["torch"]
+
+
+MODES = ["RGB", "D", "ED", "RGB+D", "RGB+ED"]
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("bg", [False, True])
+def test_forward_matches_twin(mode, bg):
+    scene = make_scene()
+    backgrounds = torch.tensor([[0.2, 0.5, 0.9], [1.0, 0.0, 0.3]]) if bg else None
+    ri, ra, rm, _ = render(scene, "rust", render_mode=mode, backgrounds=backgrounds)
+    ti, ta, tm, _ = render(scene, "torch", render_mode=mode, backgrounds=backgrounds)
+    d = {"RGB": 3, "D": 1, "ED": 1, "RGB+D": 4, "RGB+ED": 4}[mode]
+    assert ri.shape == (2, 28, 40, d) and ra.shape == (2, 28, 40, 1)
+    assert torch.equal(rm["radii"], tm["radii"])
+    assert rm["radii"].dtype == torch.int32 and rm["radii"].shape == (2, 40, 2)
+    for k in ("means2d", "depths", "conics"):
+        assert_close(rm[k], tm[k], rtol=1e-5, atol=1e-5)
+    assert torch.equal(rm["tiles_per_gauss"], tm["tiles_per_gauss"])
+    assert torch.equal(rm["isect_offsets"], tm["isect_offsets"])
+    assert torch.equal(rm["flatten_ids"], tm["flatten_ids"])
+    assert_close(ri, ti, rtol=1e-4, atol=2e-5)
+    assert_close(ra, ta, rtol=1e-4, atol=2e-5)
+    assert float(ra.max()) > 0.5  # the scene is not empty
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {},
+        {"render_mode": "RGB+ED", "backgrounds": torch.tensor([[0.1, 0.2, 0.3], [0.3, 0.2, 0.1]])},
+        {"rasterize_mode": "antialiased"},
+        {"render_mode": "D", "rasterize_mode": "antialiased"},
+    ],
+)
+def test_gradients_match_twin(kw):
+    scene = make_scene()
+    (ri, ra, rm, rg), (ti, ta, tm, tg) = both_grads(scene, **kw)
+    assert_close(ri, ti, rtol=1e-4, atol=2e-5)
+    for k in PARAMS:
+        if tg[k] is None:  # colors in depth-only modes
+            assert rg[k] is None and k == "colors" and kw.get("render_mode") == "D"
+            continue
+        scale = tg[k].abs().max()
+        assert scale > 0, k
+        assert_close(rg[k], tg[k], rtol=1e-3, atol=1e-4 * float(scale), msg=k)
+    assert_close(
+        rm["means2d"].grad, tm["means2d"].grad, rtol=1e-3, atol=1e-4 * float(tm["means2d"].grad.abs().max())
+    )
+
+
+@pytest.mark.parametrize("degree", [0, 1, 2, 3])
+def test_sh_matches_twin(degree):
+    scene = make_scene(sh_degree=degree)
+    (ri, _, _, rg), (ti, _, _, tg) = both_grads(scene)
+    assert_close(ri, ti, rtol=1e-4, atol=2e-5)
+    for k in PARAMS:
+        assert_close(rg[k], tg[k], rtol=1e-3, atol=1e-4 * float(tg[k].abs().max()), msg=k)
+
+
+def test_sh_lower_degree_than_coefficients():
+    """sh_degree below what K allows (the training schedule): extra coefficients get no grad."""
+    scene = make_scene(sh_degree=3)
+    scene["sh_degree"] = 1
+    (ri, _, _, rg), (ti, _, _, tg) = both_grads(scene)
+    assert_close(ri, ti, rtol=1e-4, atol=2e-5)
+    assert_close(rg["colors"], tg["colors"], rtol=1e-3, atol=1e-5)
+    assert float(rg["colors"][:, 4:].abs().max()) == 0.0
+
+
+def test_sh_degree0_is_constant_colour():
+    scene = make_scene(sh_degree=0)
+    plain = dict(scene, colors=(scene["colors"][:, 0] * ref.SH_C0 + 0.5).clamp_min(0), sh_degree=None)
+    assert_close(render(scene, "rust")[0], render(plain, "rust")[0], rtol=1e-5, atol=1e-6)
+
+
+def test_brute_force_compositing():
+    scene = make_scene(n=30, c=2, width=37, height=21, channels=2)
+    img, alphas, meta, _ = render(scene, "rust", render_mode="RGB+D")
+    feats = torch.cat([scene["colors"][None].expand(2, -1, -1), meta["depths"][..., None]], -1)
+    bi, ba = ref.brute_force(
+        meta["means2d"], meta["conics"], feats, meta["opacities"], meta["depths"], meta["radii"], 37, 21
+    )
+    assert_close(img, bi, rtol=1e-4, atol=1e-5)
+    assert_close(alphas, ba, rtol=1e-4, atol=1e-5)
+
+
+def test_opaque_stack_terminates_early():
+    """Many opaque Gaussians on one spot: transmittance stops above 1e-4 as in gsplat."""
+    n = 12
+    scene = make_scene(n=n, c=1, width=16, height=16)
+    scene["means"] = torch.zeros(n, 3)
+    scene["means"][:, 2] = torch.linspace(0, 1, n)
+    scene["scales"] = torch.full((n, 3), 0.5)
+    scene["opacities"] = torch.full((n,), 0.95)
+    img, alphas, meta, _ = render(scene, "rust")
+    bi, ba = ref.brute_force(
+        meta["means2d"],
+        meta["conics"],
+        scene["colors"][None],
+        meta["opacities"],
+        meta["depths"],
+        meta["radii"],
+        16,
+        16,
+    )
+    assert_close(img, bi, rtol=1e-4, atol=1e-5)
+    assert float(alphas.max()) < 1 - 1e-4 + 1e-6
+    assert float(alphas.max()) > 0.999
+    ti, ta, _, _ = render(scene, "torch")
+    assert_close(img, ti, rtol=1e-4, atol=1e-5)
+
+
+def _gradcheck_scene(sh_degree=None, aa=False):
+    n = 3
+    scene = make_scene(n=n, c=1, width=8, height=8, dtype=torch.float64, sh_degree=sh_degree, seed=5)
+    scene["means"] = torch.tensor(
+        [[0.05, 0.02, 0.0], [-0.04, 0.06, 0.3], [0.0, -0.05, -0.2]], dtype=torch.float64
+    )
+    scene["scales"] = torch.tensor(
+        [[0.3, 0.25, 0.2], [0.25, 0.35, 0.3], [0.4, 0.3, 0.35]], dtype=torch.float64
+    )
+    scene["opacities"] = torch.tensor([0.5, 0.6, 0.4], dtype=torch.float64)
+    scene["Ks"] = torch.tensor([[[40.0, 0, 4.1], [0, 42.0, 3.9], [0, 0, 1]]], dtype=torch.float64)
+    return scene
+
+
+@pytest.mark.parametrize(
+    "case", [{}, {"sh_degree": 3}, {"aa": True}, {"render_mode": "RGB+ED"}], ids=["rgb", "sh3", "aa", "ed"]
+)
+def test_gradcheck_float64(case):
+    scene = _gradcheck_scene(case.get("sh_degree"), case.get("aa", False))
+    kw = {"rasterize_mode": "antialiased"} if case.get("aa") else {}
+    if "render_mode" in case:
+        kw["render_mode"] = case["render_mode"]
+    inputs = tuple(scene[k].clone().requires_grad_(True) for k in PARAMS)
+
+    def f(*xs):
+        with rs.backend("rust"):
+            img, alphas, _ = rasterization(**{**scene, **dict(zip(PARAMS, xs, strict=True)), **kw})
+        return img, alphas
+
+    assert float(f(*inputs)[1].detach().min()) > 1e-3  # every pixel covered: smooth everywhere
+    assert gradcheck(f, inputs, eps=1e-6, atol=1e-6, rtol=1e-4)
+
+
+def test_float64_outputs():
+    scene = make_scene(dtype=torch.float64)
+    img, alphas, meta, _ = render(scene, "rust")
+    assert img.dtype == alphas.dtype == meta["means2d"].dtype == torch.float64
+    ti, _, _, _ = render(scene, "torch")
+    assert_close(img, ti, rtol=1e-9, atol=1e-10)
+
+
+def test_batched_cameras_equal_single():
+    scene = make_scene(c=2)
+    img, alphas, meta, _ = render(scene, "rust", render_mode="RGB+D")
+    for c in range(2):
+        one = dict(scene, viewmats=scene["viewmats"][c : c + 1], Ks=scene["Ks"][c : c + 1])
+        i1, a1, m1, _ = render(one, "rust", render_mode="RGB+D")
+        assert torch.equal(i1[0], img[c]) and torch.equal(a1[0], alphas[c])
+        assert torch.equal(m1["radii"][0], meta["radii"][c])
+
+
+def test_per_camera_colors():
+    scene = make_scene(c=2, channels=5)
+    per_cam = scene["colors"][None].repeat(2, 1, 1)
+    per_cam[1] = 1 - per_cam[1]
+    for backend in ("rust", "torch"):
+        img, _, _, _ = render(dict(scene, colors=per_cam), backend)
+        one, _, _, _ = render(
+            dict(scene, colors=per_cam[1], viewmats=scene["viewmats"][1:], Ks=scene["Ks"][1:]), backend
+        )
+        assert img.shape[-1] == 5
+        assert_close(img[1], one[0])
+
+
+def test_culling_near_far_and_offscreen():
+    scene = make_scene(n=4, c=1)
+    scene["means"] = torch.tensor([[0.0, 0.0, 0.0], [0.0, 0.0, -4.5], [30.0, 0.0, 0.0], [0.0, 0.0, 10.0]])
+    _, _, meta, _ = render(scene, "rust", far_plane=12.0)
+    radii = meta["radii"][0]
+    assert (radii[0] > 0).all()
+    assert (radii[1:] == 0).all()  # behind the camera, off-screen, beyond far
+    assert (meta["tiles_per_gauss"][0, 1:] == 0).all()
+    _, _, tmeta, _ = render(scene, "torch", far_plane=12.0)
+    assert torch.equal(tmeta["radii"], meta["radii"])
+    # culled Gaussians receive no gradient
+    (_, _, _, rg), _ = both_grads(scene, far_plane=12.0)
+    assert float(rg["means"][1:].abs().max()) == 0.0
+
+
+def test_transparent_gaussians_are_culled():
+    scene = make_scene(n=5, c=1)
+    scene["opacities"] = torch.full((5,), 1.0 / 300)
+    img, alphas, meta, _ = render(scene, "rust")
+    assert (meta["radii"] == 0).all() and float(alphas.max()) == 0.0
+
+
+def test_absgrad_matches_twin():
+    scene = make_scene()
+    res = {}
+    for backend in ("rust", "torch"):
+        img, alphas, meta, _ = render(scene, backend, grad=True, absgrad=True)
+        (img.sum() - 2 * alphas.sum()).backward()
+        res[backend] = meta["means2d"]
+    r, t = res["rust"], res["torch"]
+    assert r.absgrad.shape == (2, 40, 2)
+    assert_close(r.absgrad, t.absgrad, rtol=1e-3, atol=1e-5)
+    assert bool((r.absgrad >= r.grad.abs() - 1e-6).all())
+    assert float(r.absgrad.max()) > 0
+
+
+def test_deterministic_across_thread_counts():
+    scene = make_scene(n=300, c=2, width=64, height=48)
+    before = rs.get_num_threads()
+    grads = []
+    try:
+        for threads in (1, 2, 3):
+            rs.set_num_threads(threads)
+            ((_, _, m, g),) = [both_grads(scene)[0]]
+            grads.append([g[k] for k in PARAMS] + [m["means2d"].grad])
+    finally:
+        rs.set_num_threads(before)
+    for other in grads[1:]:
+        for a, b in zip(grads[0], other, strict=True):
+            assert torch.equal(a, b)
+
+
+def test_empty_scene():
+    scene = make_scene(n=0, c=1)
+    for backend in ("rust", "torch"):
+        img, alphas, meta, _ = render(scene, backend, backgrounds=torch.tensor([[0.5, 0.5, 0.5]]))
+        assert img.shape == (1, 28, 40, 3)
+        assert float(alphas.abs().max()) == 0.0
+        assert_close(img, torch.full_like(img, 0.5))
+
+
+def test_non_square_partial_tiles():
+    scene = make_scene(n=60, c=1, width=33, height=17)
+    ri, ra, _, _ = render(scene, "rust")
+    ti, ta, _, _ = render(scene, "torch")
+    assert_close(ri, ti, rtol=1e-4, atol=2e-5)
+    assert_close(ra, ta, rtol=1e-4, atol=2e-5)
+
+
+# ----------------------------------------------------------------------------- bad inputs
+
+
+def _bad(**changes):
+    scene = make_scene(n=4, c=1)
+    scene.update(changes)
+    return scene
+
+
+@pytest.mark.parametrize(
+    ("changes", "exc", "name"),
+    [
+        ({"means": torch.zeros(4, 2)}, ValueError, "means"),
+        ({"means": [[0.0, 0.0, 0.0]]}, TypeError, "means"),
+        ({"quats": torch.zeros(4, 3)}, ValueError, "quats"),
+        ({"scales": torch.zeros(5, 3)}, ValueError, "scales"),
+        ({"opacities": torch.zeros(4, 1)}, ValueError, "opacities"),
+        ({"opacities": torch.zeros(4, dtype=torch.long)}, TypeError, "opacities"),
+        ({"colors": torch.zeros(3, 3)}, ValueError, "colors"),
+        ({"colors": torch.zeros(2, 4, 3)}, ValueError, "colors"),
+        ({"viewmats": torch.eye(3)[None]}, ValueError, "viewmats"),
+        ({"Ks": torch.eye(3)[None].repeat(2, 1, 1)}, ValueError, "Ks"),
+        ({"Ks": torch.zeros(1, 3, 3)}, ValueError, "Ks"),
+        ({"width": 0}, ValueError, "width"),
+        ({"height": 2.5}, TypeError, "height"),
+        ({"sh_degree": 4, "colors": torch.zeros(4, 25, 3)}, ValueError, "sh_degree"),
+        ({"sh_degree": 2, "colors": torch.zeros(4, 4, 3)}, ValueError, "colors"),
+        ({"means": torch.full((4, 3), float("nan"))}, ValueError, "means"),
+        ({"opacities": torch.tensor([0.5, float("inf"), 0.5, 0.5])}, ValueError, "opacities"),
+    ],
+)
+@pytest.mark.parametrize("backend", ["rust", "torch"])
+def test_bad_inputs(changes, exc, name, backend):
+    with pytest.raises(exc, match=name), rs.backend(backend):
+        rasterization(**_bad(**changes))
+
+
+@pytest.mark.parametrize(
+    ("kw", "name"),
+    [
+        ({"render_mode": "RGBD"}, "render_mode"),
+        ({"rasterize_mode": "fast"}, "rasterize_mode"),
+        ({"near_plane": -1.0}, "near_plane"),
+        ({"eps2d": -0.1}, "eps2d"),
+        ({"tile_size": 8}, "tile_size"),
+        ({"camera_model": "fisheye"}, "camera_model"),
+        ({"backgrounds": torch.zeros(1, 2)}, "backgrounds"),
+    ],
+)
+def test_bad_options(kw, name):
+    with pytest.raises(ValueError, match=name):
+        rasterization(**_bad(), **kw)
+
+
+# ----------------------------------------------------------------------------- gsplat
+
+
+def test_matches_gsplat_torch_reference():
+    """gsplat's pure-torch projection and SH (they run on CPU) agree with ours."""
+    impl = pytest.importorskip("gsplat.cuda._torch_impl")
+    scene = make_scene(sh_degree=3)
+    _, _, meta, _ = render(scene, "rust")
+    out = impl._fully_fused_projection(
+        scene["means"],
+        None,
+        scene["quats"] / scene["quats"].norm(dim=-1, keepdim=True),
+        scene["scales"],
+        scene["viewmats"],
+        scene["Ks"],
+        scene["width"],
+        scene["height"],
+        eps2d=0.3,
+        near_plane=0.01,
+        far_plane=1e10,
+    )
+    radii, means2d, depths, conics = out[:4]
+    vis = (meta["radii"] > 0).all(-1)
+    assert_close(meta["means2d"][vis], means2d[vis], rtol=1e-4, atol=1e-4)
+    assert_close(meta["conics"][vis], conics[vis], rtol=1e-4, atol=1e-5)
+    assert_close(meta["depths"][vis], depths[vis])
+    dirs = scene["means"][None] - torch.linalg.inv(scene["viewmats"])[:, None, :3, 3]
+    want = impl._spherical_harmonics(3, dirs, scene["colors"][None].expand(2, -1, -1, -1))
+    got = ref.sh_colors(3, scene["colors"], scene["means"], torch.linalg.inv(scene["viewmats"])[:, :3, 3])
+    assert_close(got, want, rtol=1e-5, atol=1e-5)
