@@ -12,6 +12,7 @@ from raysplat.mesh import MeshRaster, rasterize_mesh, sample_texture
 from raysplat.rays import generate_rays, ndc_rays, ray_aabb_intersect
 from raysplat.sampling import importance_sampling, interlevel_loss, inverse_cdf, stratified_samples
 from raysplat.scan import exclusive_prod, exclusive_sum, inclusive_prod, inclusive_sum, pack_info
+from raysplat.splat import rasterization
 from raysplat.volrend import (
     accumulate_along_rays,
     render_weight_from_alpha,
@@ -52,6 +53,7 @@ __all__ = [
     "inverse_cdf",
     "ndc_rays",
     "pack_info",
+    "rasterization",
     "rasterize_mesh",
     "ray_aabb_intersect",
     "render_weight_from_alpha",

@@ -120,3 +120,89 @@ def rasterize_mesh(
     convention: str,
     near: float = 1e-4,
 ) -> tuple[I64, F32, F32]: ...
+
+# EWA projection: `(means2d, conics, depths, radii, compensations)`, each flat `[C, N, ...]`.
+def splat_project(
+    means: Float,
+    quats: Float,
+    scales: Float,
+    opacities: Float,
+    viewmats: Float,
+    ks: Float,
+    width: int,
+    height: int,
+    near: float,
+    far: float,
+    eps2d: float,
+    antialiased: bool,
+) -> tuple[NDArray[np.generic], ...]: ...
+
+# Gradients `(means, quats, scales)` of `splat_project`.
+def splat_project_backward(
+    means: Float,
+    quats: Float,
+    scales: Float,
+    opacities: Float,
+    viewmats: Float,
+    ks: Float,
+    width: int,
+    height: int,
+    eps2d: float,
+    radii: NDArray[np.int32] | I64,
+    v_means2d: Float,
+    v_conics: Float,
+    v_depths: Float,
+    v_compensations: Float,
+) -> tuple[NDArray[np.generic], ...]: ...
+
+# Tile binning + compositing: `(colors, alphas, trans, last, isect_offsets, flatten_ids,
+def splat_rasterize(
+    means2d: Float,
+    conics: Float,
+    colors: Float,
+    opacities: Float,
+    radii: NDArray[np.int32] | I64,
+    depths: Float,
+    n_cameras: int,
+    width: int,
+    height: int,
+    channels: int,
+) -> tuple[NDArray[np.generic], ...]: ...
+
+# Gradients `(means2d, conics, colors, opacities, absgrad or None)` of `splat_rasterize`.
+def splat_rasterize_backward(
+    means2d: Float,
+    conics: Float,
+    colors: Float,
+    opacities: Float,
+    n_cameras: int,
+    width: int,
+    height: int,
+    channels: int,
+    isect_offsets: NDArray[np.int32] | I64,
+    flatten_ids: NDArray[np.int32] | I64,
+    trans: Float,
+    last: NDArray[np.int32] | I64,
+    v_colors: Float,
+    v_alphas: Float,
+    absgrad: bool,
+) -> tuple[NDArray[np.generic], ...]: ...
+
+# SH colours `[C, N, 3]` of coefficients `[N, K, 3]` seen from `campos` `[C, 3]`.
+def splat_sh(
+    degree: int,
+    coeffs: Float,
+    k: int,
+    means: Float,
+    campos: Float,
+) -> Float: ...
+
+# Gradients `(coeffs, means)` of `splat_sh`.
+def splat_sh_backward(
+    degree: int,
+    coeffs: Float,
+    k: int,
+    means: Float,
+    campos: Float,
+    v_colors: Float,
+) -> tuple[NDArray[np.generic], ...]: ...
