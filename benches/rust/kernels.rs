@@ -7,6 +7,7 @@ use raysplat_core::volrend::{
     accumulate, render, render_backward, weights_from_density, weights_from_density_backward,
     RayMap,
 };
+use raysplat_core::volrend::{RenderGrads, Samples};
 use raysplat_core::Segments;
 
 const RAYS: usize = 65_536;
@@ -45,30 +46,29 @@ fn bench_volrend(c: &mut Criterion) {
                 .unwrap()
         })
     });
-    let t_mid: Vec<f32> = (0..n)
-        .map(|i| 2.0 + 4.0 * ((i % SAMPLES) as f32 + 0.5) / SAMPLES as f32)
+    let t_starts: Vec<f32> = (0..n)
+        .map(|i| 2.0 + 4.0 * (i % SAMPLES) as f32 / SAMPLES as f32)
         .collect();
-    g.bench_function("render_fused", |b| {
-        b.iter(|| render(&sigma_dt, &rgb, 3, &t_mid, &segs).unwrap())
-    });
-    let out = render(&sigma_dt, &rgb, 3, &t_mid, &segs).unwrap();
+    let t_ends: Vec<f32> = t_starts.iter().map(|t| t + 4.0 / SAMPLES as f32).collect();
+    let sigmas: Vec<f32> = sigma_dt.iter().map(|s| s * SAMPLES as f32 / 4.0).collect();
+    let x = Samples {
+        t_starts: &t_starts,
+        t_ends: &t_ends,
+        sigmas: &sigmas,
+        values: &rgb,
+        channels: 3,
+    };
+    g.bench_function("render_fused", |b| b.iter(|| render(x, &segs).unwrap()));
+    let out = render(x, &segs).unwrap();
     let (gc, go, gd) = (uniform(RAYS * 3, 8), uniform(RAYS, 9), uniform(RAYS, 10));
+    let grads = RenderGrads {
+        color: &gc,
+        opacity: &go,
+        depth: &gd,
+        weights: None,
+    };
     g.bench_function("render_fused_backward", |b| {
-        b.iter(|| {
-            render_backward(
-                &sigma_dt,
-                &rgb,
-                3,
-                &t_mid,
-                &out.weights,
-                &gc,
-                &go,
-                &gd,
-                None,
-                &segs,
-            )
-            .unwrap()
-        })
+        b.iter(|| render_backward(x, &out.weights, grads, &segs).unwrap())
     });
     g.bench_function("accumulate_rgb", |b| {
         b.iter(|| accumulate(&w.weights, Some(&rgb), 3, RayMap::Segments(&segs)).unwrap())

@@ -94,13 +94,20 @@ def march(
     jitter: F32 | None = None,
 ) -> tuple[I64, F32, F32]: ...
 def render(
-    sigma_dt: Float, values: Float, channels: int, t_mid: Float, offsets: I64 | None, n_rays: int
-) -> tuple[Float, Float, Float, Float]: ...
-def render_backward(
-    sigma_dt: Float,
+    t_starts: Float,
+    t_ends: Float,
+    sigmas: Float,
     values: Float,
     channels: int,
-    t_mid: Float,
+    offsets: I64 | None,
+    n_rays: int,
+) -> tuple[Float, Float, Float, Float]: ...
+def render_backward(
+    t_starts: Float,
+    t_ends: Float,
+    sigmas: Float,
+    values: Float,
+    channels: int,
     weights: Float,
     grad_color: Float,
     grad_opacity: Float,
@@ -108,7 +115,7 @@ def render_backward(
     grad_weights: Float | None,
     offsets: I64 | None,
     n_rays: int,
-) -> tuple[Float, Float, Float]: ...
+) -> tuple[Float, Float, Float, Float]: ...
 def knn(points: F32, k: int, queries: F32 | None = None, exclude_self: bool = False) -> tuple[F32, I64]: ...
 def rasterize_mesh(
     vertices: F32,

@@ -173,23 +173,24 @@ class OuterMeasure(torch.autograd.Function):
 
 
 class VolumeRender(torch.autograd.Function):
-    """Fused Rust volume rendering: ``(colors, opacities, depths, weights)`` from ``sigma_dt``,
-    per-sample ``values`` [N, C] and interval midpoints ``t_mid``."""
+    """Fused Rust volume rendering of intervals: ``(colors, opacities, depths, weights)`` from flat
+    ``t_starts``, ``t_ends``, ``sigmas`` [N] and ``values`` [N, C]."""
 
     @staticmethod
-    def forward(ctx, sigma_dt, values, t_mid, offsets, n_rays):
-        dt = float_dtype_of(sigma_dt)
+    def forward(ctx, t_starts, t_ends, sigmas, values, offsets, n_rays):
+        dt = float_dtype_of(sigmas)
         channels = values.shape[-1]
         c, o, d, w = _core.render(
-            to_numpy("sigmas", sigma_dt, dt),
+            to_numpy("t_starts", t_starts, dt),
+            to_numpy("t_ends", t_ends, dt),
+            to_numpy("sigmas", sigmas, dt),
             to_numpy("rgbs", values, dt),
             channels,
-            to_numpy("t_mid", t_mid, dt),
             offsets,
             n_rays,
         )
-        weights = from_numpy(w, sigma_dt.shape)
-        ctx.save_for_backward(sigma_dt, values, t_mid, weights)
+        weights = from_numpy(w, sigmas.shape)
+        ctx.save_for_backward(t_starts, t_ends, sigmas, values, weights)
         ctx.meta = (offsets, n_rays, channels, dt)
         return (
             from_numpy(c, (n_rays, channels)),
@@ -201,17 +202,18 @@ class VolumeRender(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx, g_color, g_opacity, g_depth, g_weights):
-        sigma_dt, values, t_mid, weights = ctx.saved_tensors
+        t_starts, t_ends, sigmas, values, weights = ctx.saved_tensors
         offsets, n_rays, channels, dt = ctx.meta
 
         def grad(name, g, shape):
             return to_numpy(name, g if g is not None else torch.zeros(shape, dtype=dt), dt)
 
-        gs, gv, gm = _core.render_backward(
-            to_numpy("sigmas", sigma_dt, dt),
+        g0, g1, gs, gv = _core.render_backward(
+            to_numpy("t_starts", t_starts, dt),
+            to_numpy("t_ends", t_ends, dt),
+            to_numpy("sigmas", sigmas, dt),
             to_numpy("rgbs", values, dt),
             channels,
-            to_numpy("t_mid", t_mid, dt),
             to_numpy("weights", weights, dt),
             grad("grad_color", g_color, (n_rays, channels)),
             grad("grad_opacity", g_opacity, (n_rays, 1)),
@@ -221,9 +223,10 @@ class VolumeRender(torch.autograd.Function):
             n_rays,
         )
         return (
-            from_numpy(gs, sigma_dt.shape),
+            from_numpy(g0, t_starts.shape),
+            from_numpy(g1, t_ends.shape),
+            from_numpy(gs, sigmas.shape),
             from_numpy(gv, values.shape),
-            from_numpy(gm, t_mid.shape),
             None,
             None,
         )

@@ -164,26 +164,32 @@ def volume_render(
         ``sum_i w_i (t_start_i + t_end_i) / 2``.
     """
     rust = chk.use_rust(t_starts, t_ends, sigmas, rgbs, ray_indices, render_bkgd)
-    sigma_dt, lay = _intervals(t_starts, t_ends, sigmas, ray_indices, n_rays, rust)
+    chk.tensor("t_starts", t_starts, ndim=(1, 2), finite=not rust)
+    chk.tensor("t_ends", t_ends, ndim=(1, 2), finite=not rust)
+    chk.tensor("sigmas", sigmas, ndim=(1, 2), finite=not rust)
+    chk.same_shape("t_starts", t_starts, "t_ends", t_ends)
+    chk.same_shape("t_starts", t_starts, "sigmas", sigmas)
+    chk.same_device(t_starts=t_starts, t_ends=t_ends, sigmas=sigmas, ray_indices=ray_indices)
+    lay = resolve_layout("sigmas", sigmas, ray_indices, n_rays, rust=rust)
     chk.tensor("rgbs", rgbs, ndim=sigmas.dim() + 1, finite=not rust)
     if tuple(rgbs.shape[:-1]) != tuple(sigmas.shape):
         raise ValueError(f"rgbs must have shape {tuple(sigmas.shape)} + [C], got {tuple(rgbs.shape)}")
     chk.same_device(sigmas=sigmas, rgbs=rgbs, render_bkgd=render_bkgd)
-    t_mid = 0.5 * (t_starts + t_ends)
     if rust:  # one fused kernel (offsets None = dense, equal segments)
         colors, opacities, depths, weights = _ops.VolumeRender.apply(
-            sigma_dt.reshape(-1),
+            t_starts.reshape(-1),
+            t_ends.reshape(-1),
+            sigmas.reshape(-1),
             rgbs.reshape(-1, rgbs.shape[-1]),
-            t_mid.reshape(-1),
             lay.offsets_np,
             lay.n_rays,
         )
         weights = weights.reshape(sigmas.shape)
     else:
-        weights, _, _ = _weights(sigma_dt, lay, rust)
+        weights, _, _ = _weights(sigmas * (t_ends - t_starts), lay, rust)
         colors = _accumulate(weights, rgbs, lay, rust, "rgbs")
         opacities = _accumulate(weights, None, lay, rust)
-        depths = _accumulate(weights, t_mid[..., None], lay, rust)
+        depths = _accumulate(weights, (0.5 * (t_starts + t_ends))[..., None], lay, rust)
     if expected_depth:
         depths = depths / opacities.clamp_min(torch.finfo(opacities.dtype).eps)
     if render_bkgd is not None:

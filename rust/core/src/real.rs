@@ -44,11 +44,13 @@ pub fn exp_f32(x: f32) -> f32 {
     const LOG2E: f32 = std::f32::consts::LOG2_E;
     const C1: f32 = 0.693_359_4;
     const C2: f32 = -2.121_944_4e-4;
-    const MAGIC: f32 = 12_582_912.0; // 1.5 * 2^23
-    let nan = x.is_nan();
-    let x = x.clamp(-87.0, 88.0);
-    let k = (x * LOG2E + MAGIC) - MAGIC;
-    let r = x - k * C1 - k * C2;
+    const MAGIC: f32 = 12_582_912.0; // 1.5 * 2^23: adding it rounds to an integer in the low bits
+    let xc = x.max(-87.0).min(88.0);
+    let kf = xc * LOG2E + MAGIC;
+    let k = kf - MAGIC;
+    // The integer k sits in the mantissa of kf; integer ops only, so loops vectorise.
+    let ki = (kf.to_bits() as i32).wrapping_sub(0x4B40_0000);
+    let r = xc - k * C1 - k * C2;
     let mut p = 1.987_569_1e-4f32;
     p = p * r + 1.398_199_9e-3;
     p = p * r + 8.333_452e-3;
@@ -56,11 +58,12 @@ pub fn exp_f32(x: f32) -> f32 {
     p = p * r + 1.666_666_5e-1;
     p = p * r + 0.5;
     let y = p * r * r + r + 1.0;
-    let scale = f32::from_bits(((k as i32 + 127) as u32) << 23);
-    if nan {
-        f32::NAN
+    let scale = f32::from_bits((ki.wrapping_add(127) as u32) << 23);
+    let v = y * scale;
+    if x.is_nan() {
+        x
     } else {
-        y * scale
+        v
     }
 }
 

@@ -314,45 +314,49 @@ pub struct Rendered<T> {
     pub color: Vec<T>,
     /// `[n_rays]` accumulated weights.
     pub opacity: Vec<T>,
-    /// `[n_rays]` accumulated `weights * t_mid`.
+    /// `[n_rays]` accumulated `weights * (t_start + t_end) / 2`.
     pub depth: Vec<T>,
     /// `[n_samples]` compositing weights.
     pub weights: Vec<T>,
 }
 
-fn check_render<T: Real>(
-    sigma_dt: &[T],
-    values: &[T],
-    channels: usize,
-    t_mid: &[T],
-    segs: &Segments,
-) -> Result<()> {
-    let n = segs.n_samples();
-    expect_len("sigmas", sigma_dt.len(), n)?;
-    expect_len("rgbs", values.len(), n * channels)?;
-    expect_len("t_mid", t_mid.len(), n)?;
-    Ok(())
+/// Per-sample inputs of [`render`]: interval bounds, densities and values `[N, channels]`.
+#[derive(Debug, Clone, Copy)]
+pub struct Samples<'a, T> {
+    /// Interval starts.
+    pub t_starts: &'a [T],
+    /// Interval ends.
+    pub t_ends: &'a [T],
+    /// Densities.
+    pub sigmas: &'a [T],
+    /// Values (colours), `channels` per sample.
+    pub values: &'a [T],
+    /// Values per sample.
+    pub channels: usize,
 }
 
-/// Fused volume rendering: weights from `sigma_dt` (as [`weights_from_density`]) and, per ray,
-/// `color = sum w_i values_i`, `opacity = sum w_i`, `depth = sum w_i t_mid_i` in one pass.
-pub fn render<T: Real>(
-    sigma_dt: &[T],
-    values: &[T],
-    channels: usize,
-    t_mid: &[T],
-    segs: &Segments,
-) -> Result<Rendered<T>> {
-    check_render(sigma_dt, values, channels, t_mid, segs)?;
-    if expect_finite("sigmas", sigma_dt).is_err() {
-        return Err(Error::value(
-            "sigmas",
-            "sigmas * (t_ends - t_starts) contains NaN or infinite values",
-        ));
+impl<T: Real> Samples<'_, T> {
+    fn check(&self, segs: &Segments) -> Result<()> {
+        let n = segs.n_samples();
+        expect_len("t_starts", self.t_starts.len(), n)?;
+        expect_len("t_ends", self.t_ends.len(), n)?;
+        expect_len("sigmas", self.sigmas.len(), n)?;
+        expect_len("rgbs", self.values.len(), n * self.channels)
     }
-    expect_finite("rgbs", values)?;
-    expect_finite("t_mid", t_mid)?;
-    let (r, c, n) = (segs.n_rays(), channels, segs.n_samples());
+}
+
+/// Fused volume rendering of `[t_start, t_end]` intervals with densities `sigmas`: weights
+/// as in [`weights_from_density`] with `sigma_dt = sigma * (t_end - t_start)`, and per ray
+/// `color = sum w_i values_i`, `opacity = sum w_i`, `depth = sum w_i (t_start_i + t_end_i) / 2`,
+/// in one pass.
+pub fn render<T: Real>(x: Samples<'_, T>, segs: &Segments) -> Result<Rendered<T>> {
+    x.check(segs)?;
+    expect_finite("t_starts", x.t_starts)?;
+    expect_finite("t_ends", x.t_ends)?;
+    expect_finite("sigmas", x.sigmas)?;
+    expect_finite("rgbs", x.values)?;
+    let (r, c, n) = (segs.n_rays(), x.channels, segs.n_samples());
+    let half = T::lit(0.5);
     let mut out = Rendered {
         color: crate::alloc::zeros(r * c),
         opacity: crate::alloc::zeros(r),
@@ -368,8 +372,13 @@ pub fn render<T: Real>(
     segs.par_for_each(|ray, rg| {
         // SAFETY: each ray writes its own row and its own sample range.
         let (col, w) = unsafe { (pc.slice(ray * c..(ray + 1) * c), pw.slice(rg.clone())) };
-        for (wk, &s) in w.iter_mut().zip(&sigma_dt[rg.clone()]) {
-            *wk = (-s).exp_fast();
+        let (t0, t1, sg) = (
+            &x.t_starts[rg.clone()],
+            &x.t_ends[rg.clone()],
+            &x.sigmas[rg.clone()],
+        );
+        for (((wk, &a), &b), &s) in w.iter_mut().zip(t0).zip(t1).zip(sg) {
+            *wk = (-(s * (b - a))).exp_fast();
         }
         let (mut trans, mut opacity, mut depth) = (T::one(), T::zero(), T::zero());
         for (k, i) in rg.enumerate() {
@@ -378,8 +387,8 @@ pub fn render<T: Real>(
             w[k] = wi;
             trans *= e;
             opacity += wi;
-            depth += wi * t_mid[i];
-            for (cc, v) in col.iter_mut().zip(&values[i * c..(i + 1) * c]) {
+            depth += wi * half * (t0[k] + t1[k]);
+            for (cc, v) in col.iter_mut().zip(&x.values[i * c..(i + 1) * c]) {
                 *cc += wi * *v;
             }
         }
@@ -391,74 +400,99 @@ pub fn render<T: Real>(
     Ok(out)
 }
 
-/// Gradients `(sigma_dt, values, t_mid)` of [`render`], from the gradients of its outputs
-/// (`grad_weights` is optional). Transmittance is recomputed, so only inputs and weights are kept.
-#[allow(clippy::too_many_arguments)]
+/// Gradients of [`render`]'s outputs.
+#[derive(Debug, Clone, Copy)]
+pub struct RenderGrads<'a, T> {
+    /// `[n_rays, channels]`.
+    pub color: &'a [T],
+    /// `[n_rays]`.
+    pub opacity: &'a [T],
+    /// `[n_rays]`.
+    pub depth: &'a [T],
+    /// `[n_samples]`, optional.
+    pub weights: Option<&'a [T]>,
+}
+
+/// Gradients of [`render`]'s inputs: `(t_starts, t_ends, sigmas, values)`.
+pub type RenderInputGrads<T> = (Vec<T>, Vec<T>, Vec<T>, Vec<T>);
+
+/// Input gradients of [`render`]: `(t_starts, t_ends, sigmas, values)`. Transmittance is
+/// recomputed, so only the inputs and the forward weights are needed.
 pub fn render_backward<T: Real>(
-    sigma_dt: &[T],
-    values: &[T],
-    channels: usize,
-    t_mid: &[T],
+    x: Samples<'_, T>,
     weights: &[T],
-    grad_color: &[T],
-    grad_opacity: &[T],
-    grad_depth: &[T],
-    grad_weights: Option<&[T]>,
+    g: RenderGrads<'_, T>,
     segs: &Segments,
-) -> Result<(Vec<T>, Vec<T>, Vec<T>)> {
-    check_render(sigma_dt, values, channels, t_mid, segs)?;
-    let (r, c, n) = (segs.n_rays(), channels, segs.n_samples());
+) -> Result<RenderInputGrads<T>> {
+    x.check(segs)?;
+    let (r, c, n) = (segs.n_rays(), x.channels, segs.n_samples());
     expect_len("weights", weights.len(), n)?;
-    expect_len("grad_color", grad_color.len(), r * c)?;
-    expect_len("grad_opacity", grad_opacity.len(), r)?;
-    expect_len("grad_depth", grad_depth.len(), r)?;
-    check_opt("grad_weights", grad_weights, n)?;
-    let mut g_sd = crate::alloc::zeros(n);
+    expect_len("grad_color", g.color.len(), r * c)?;
+    expect_len("grad_opacity", g.opacity.len(), r)?;
+    expect_len("grad_depth", g.depth.len(), r)?;
+    check_opt("grad_weights", g.weights, n)?;
+    let half = T::lit(0.5);
+    let mut g_ts = crate::alloc::zeros(n);
+    let mut g_te = crate::alloc::zeros(n);
+    let mut g_sg = crate::alloc::zeros(n);
     let mut g_val = crate::alloc::zeros(n * c);
-    let mut g_mid = crate::alloc::zeros(n);
-    let (ps, pv, pm) = (
-        SharedMut::new(&mut g_sd),
+    let (p0, p1, ps, pv) = (
+        SharedMut::new(&mut g_ts),
+        SharedMut::new(&mut g_te),
+        SharedMut::new(&mut g_sg),
         SharedMut::new(&mut g_val),
-        SharedMut::new(&mut g_mid),
     );
     segs.par_for_each(|ray, rg| {
         // SAFETY: each ray writes only its own sample range.
-        let (gs, gv, gm) = unsafe {
+        let (g0, g1, gs, gv) = unsafe {
             (
+                p0.slice(rg.clone()),
+                p1.slice(rg.clone()),
                 ps.slice(rg.clone()),
                 pv.slice(rg.start * c..rg.end * c),
-                pm.slice(rg.clone()),
             )
         };
-        let gc = &grad_color[ray * c..(ray + 1) * c];
-        let (go, gd) = (grad_opacity[ray], grad_depth[ray]);
-        // Pass 1 (vectorised): e_i = exp(-s_i), parked in the depth-gradient slot.
-        for (gmk, &sk) in gm.iter_mut().zip(&sigma_dt[rg.clone()]) {
-            *gmk = (-sk).exp_fast();
+        let (t0, t1, sg) = (
+            &x.t_starts[rg.clone()],
+            &x.t_ends[rg.clone()],
+            &x.sigmas[rg.clone()],
+        );
+        let gc = &g.color[ray * c..(ray + 1) * c];
+        let (go, gd) = (g.opacity[ray], g.depth[ray]);
+        // Pass 1 (vectorised): e_i = exp(-s_i), parked in g_sigmas.
+        for (((gsk, &a), &b), &s) in gs.iter_mut().zip(t0).zip(t1).zip(sg) {
+            *gsk = (-(s * (b - a))).exp_fast();
         }
-        // Pass 2: T_{i+1} = T_i e_i (= d w_i / d s_i, up to dL/dw_i), parked in the sigma slot.
+        // Pass 2: T_{i+1} = T_i e_i (= d w_i / d s_i per unit dL/dw_i), parked in g_t_ends.
         let mut trans = T::one();
-        for (gsk, &e) in gs.iter_mut().zip(gm.iter()) {
+        for (g1k, &e) in g1.iter_mut().zip(gs.iter()) {
             trans *= e;
-            *gsk = trans;
+            *g1k = trans;
         }
-        // Pass 3 (reverse): dL/dw_i, value / depth gradients and
-        // dL/ds_i = T_{i+1} dL/dw_i - sum_{j>i} dL/dw_j w_j.
+        // Pass 3 (reverse): dL/dw_i, then dL/ds_i = T_{i+1} dL/dw_i - sum_{j>i} dL/dw_j w_j,
+        // and the chain rule through s_i = sigma_i (t1 - t0) and depth's (t0 + t1) / 2.
         let mut suffix = T::zero();
         for (k, i) in rg.enumerate().rev() {
             let wi = weights[i];
-            let v = &values[i * c..(i + 1) * c];
-            let mut gw = go + gd * t_mid[i] + at(grad_weights, i);
-            for ((gvc, &gcc), &vc) in gv[k * c..(k + 1) * c].iter_mut().zip(gc).zip(v) {
+            let zi = half * (t0[k] + t1[k]);
+            let mut gw = go + gd * zi + at(g.weights, i);
+            for ((gvc, &gcc), &vc) in gv[k * c..(k + 1) * c]
+                .iter_mut()
+                .zip(gc)
+                .zip(&x.values[i * c..(i + 1) * c])
+            {
                 gw += gcc * vc;
                 *gvc = wi * gcc;
             }
-            gm[k] = wi * gd;
-            gs[k] = gs[k] * gw - suffix;
+            let g_s = g1[k] * gw - suffix;
             suffix += gw * wi;
+            let g_z = wi * gd;
+            gs[k] = g_s * (t1[k] - t0[k]);
+            g1[k] = g_s * sg[k] + half * g_z;
+            g0[k] = half * g_z - g_s * sg[k];
         }
     });
-    Ok((g_sd, g_val, g_mid))
+    Ok((g_ts, g_te, g_sg, g_val))
 }
 
 #[cfg(test)]
@@ -593,47 +627,69 @@ mod tests {
 
     #[test]
     fn fused_render_matches_composition_and_finite_differences() {
-        let s = vec![0.2f64, 0.9, 0.4, 1.3, 0.05, 0.7, 0.3];
+        let ts = vec![1.0f64, 1.3, 1.9, 1.0, 1.2, 1.5, 2.1];
+        let te = vec![1.3f64, 1.9, 2.4, 1.2, 1.5, 2.1, 2.6];
+        let sg = vec![0.7f64, 1.9, 0.4, 2.3, 0.15, 0.7, 0.9];
         let segs = Segments::from_ray_indices(&[0, 0, 0, 1, 1, 1, 1], 2).unwrap();
         let v: Vec<f64> = (0..14).map(|i| (i as f64 * 0.37).sin()).collect();
-        let z = vec![1.0f64, 1.5, 2.0, 1.2, 1.4, 1.9, 2.5];
-        let out = render(&s, &v, 2, &z, &segs).unwrap();
-        let w = weights_from_density(&s, &segs).unwrap();
+        let x = |ts: &[f64], te: &[f64], sg: &[f64], v: &[f64]| -> Rendered<f64> {
+            let xs = Samples {
+                t_starts: ts,
+                t_ends: te,
+                sigmas: sg,
+                values: v,
+                channels: 2,
+            };
+            render(xs, &segs).unwrap()
+        };
+        let out = x(&ts, &te, &sg, &v);
+        let sd: Vec<f64> = (0..7).map(|i| sg[i] * (te[i] - ts[i])).collect();
+        let w = weights_from_density(&sd, &segs).unwrap();
         let col = accumulate(&w.weights, Some(&v), 2, RayMap::Segments(&segs)).unwrap();
         for (a, b) in out.color.iter().zip(&col) {
             assert!((a - b).abs() < 1e-12);
         }
         let (gc, go, gd) = (vec![0.3, -0.2, 0.5, 0.8], vec![0.4, -0.6], vec![0.1, 0.2]);
         let gw = vec![0.05, -0.1, 0.2, 0.0, 0.3, -0.2, 0.1];
-        let loss = |s: &[f64], v: &[f64], z: &[f64]| -> f64 {
-            let o = render(s, v, 2, z, &segs).unwrap();
+        let loss = |o: Rendered<f64>| -> f64 {
             let mut l: f64 = o.color.iter().zip(&gc).map(|(a, b)| a * b).sum();
             for k in 0..2 {
                 l += o.opacity[k] * go[k] + o.depth[k] * gd[k];
             }
             l + o.weights.iter().zip(&gw).map(|(a, b)| a * b).sum::<f64>()
         };
-        let (g_s, g_v, g_z) =
-            render_backward(&s, &v, 2, &z, &out.weights, &gc, &go, &gd, Some(&gw), &segs).unwrap();
+        let grads = RenderGrads {
+            color: &gc,
+            opacity: &go,
+            depth: &gd,
+            weights: Some(&gw),
+        };
+        let xs = Samples {
+            t_starts: &ts,
+            t_ends: &te,
+            sigmas: &sg,
+            values: &v,
+            channels: 2,
+        };
+        let (g0, g1, gs, gv) = render_backward(xs, &out.weights, grads, &segs).unwrap();
         let h = 1e-6;
-        for k in 0..s.len() {
-            let (mut sp, mut sm) = (s.clone(), s.clone());
-            sp[k] += h;
-            sm[k] -= h;
-            let fd = (loss(&sp, &v, &z) - loss(&sm, &v, &z)) / (2.0 * h);
-            assert!((fd - g_s[k]).abs() < 1e-7, "sigma {k}: {fd} vs {}", g_s[k]);
-            let (mut zp, mut zm) = (z.clone(), z.clone());
-            zp[k] += h;
-            zm[k] -= h;
-            let fd = (loss(&s, &v, &zp) - loss(&s, &v, &zm)) / (2.0 * h);
-            assert!((fd - g_z[k]).abs() < 1e-7);
+        let fd = |f: &dyn Fn(f64) -> f64| (f(h) - f(-h)) / (2.0 * h);
+        let bump = |a: &[f64], k: usize, d: f64| {
+            let mut b = a.to_vec();
+            b[k] += d;
+            b
+        };
+        for k in 0..7 {
+            let d = fd(&|e| loss(x(&bump(&ts, k, e), &te, &sg, &v)));
+            assert!((d - g0[k]).abs() < 1e-7, "t_starts {k}: {d} vs {}", g0[k]);
+            let d = fd(&|e| loss(x(&ts, &bump(&te, k, e), &sg, &v)));
+            assert!((d - g1[k]).abs() < 1e-7, "t_ends {k}: {d} vs {}", g1[k]);
+            let d = fd(&|e| loss(x(&ts, &te, &bump(&sg, k, e), &v)));
+            assert!((d - gs[k]).abs() < 1e-7, "sigmas {k}: {d} vs {}", gs[k]);
         }
-        for k in 0..v.len() {
-            let (mut vp, mut vm) = (v.clone(), v.clone());
-            vp[k] += h;
-            vm[k] -= h;
-            let fd = (loss(&s, &vp, &z) - loss(&s, &vm, &z)) / (2.0 * h);
-            assert!((fd - g_v[k]).abs() < 1e-7);
+        for (k, gvk) in gv.iter().enumerate() {
+            let d = fd(&|e| loss(x(&ts, &te, &sg, &bump(&v, k, e))));
+            assert!((d - gvk).abs() < 1e-7);
         }
     }
 }

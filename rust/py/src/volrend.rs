@@ -267,38 +267,48 @@ pub fn accumulate_backward<'py>(
     })
 }
 
-/// Fused volume rendering: `(color [R*C], opacity [R], depth [R], weights [N])`.
+/// Fused volume rendering of intervals: `(color [R*C], opacity [R], depth [R], weights [N])`.
 #[pyfunction]
-#[pyo3(signature = (sigma_dt, values, channels, t_mid, offsets, n_rays))]
+#[pyo3(signature = (t_starts, t_ends, sigmas, values, channels, offsets, n_rays))]
+#[allow(clippy::too_many_arguments)]
 pub fn render<'py>(
     py: Python<'py>,
-    sigma_dt: Any<'py>,
+    t_starts: Any<'py>,
+    t_ends: Any<'py>,
+    sigmas: Any<'py>,
     values: Any<'py>,
     channels: usize,
-    t_mid: Any<'py>,
     offsets: Option<In<'py, i64>>,
     n_rays: usize,
 ) -> PyResult<(Any<'py>, Any<'py>, Any<'py>, Any<'py>)> {
     let offsets = opt_slice(&offsets, "offsets")?;
-    with_float!(float_dtype(&sigma_dt, "sigmas")?, T => {
-        let (sa, va, ma) = (borrow::<T>(&sigma_dt, "sigmas")?, borrow::<T>(&values, "rgbs")?, borrow::<T>(&t_mid, "t_mid")?);
-        let (s, v, m) = (slice(&sa, "sigmas")?, slice(&va, "rgbs")?, slice(&ma, "t_mid")?);
-        let segs = segments(offsets, n_rays, s.len())?;
-        let o = detached(py, || volrend::render(s, v, channels, m, &segs))?;
+    with_float!(float_dtype(&sigmas, "sigmas")?, T => {
+        let (a0, a1) = (borrow::<T>(&t_starts, "t_starts")?, borrow::<T>(&t_ends, "t_ends")?);
+        let (sa, va) = (borrow::<T>(&sigmas, "sigmas")?, borrow::<T>(&values, "rgbs")?);
+        let x = volrend::Samples {
+            t_starts: slice(&a0, "t_starts")?,
+            t_ends: slice(&a1, "t_ends")?,
+            sigmas: slice(&sa, "sigmas")?,
+            values: slice(&va, "rgbs")?,
+            channels,
+        };
+        let segs = segments(offsets, n_rays, x.sigmas.len())?;
+        let o = detached(py, || volrend::render(x, &segs))?;
         Ok((out_any(py, o.color), out_any(py, o.opacity), out_any(py, o.depth), out_any(py, o.weights)))
     })
 }
 
-/// Gradients `(sigma_dt, values, t_mid)` of `render`.
+/// Gradients `(t_starts, t_ends, sigmas, values)` of `render`.
 #[pyfunction]
-#[pyo3(signature = (sigma_dt, values, channels, t_mid, weights, grad_color, grad_opacity, grad_depth, grad_weights, offsets, n_rays))]
+#[pyo3(signature = (t_starts, t_ends, sigmas, values, channels, weights, grad_color, grad_opacity, grad_depth, grad_weights, offsets, n_rays))]
 #[allow(clippy::too_many_arguments)]
 pub fn render_backward<'py>(
     py: Python<'py>,
-    sigma_dt: Any<'py>,
+    t_starts: Any<'py>,
+    t_ends: Any<'py>,
+    sigmas: Any<'py>,
     values: Any<'py>,
     channels: usize,
-    t_mid: Any<'py>,
     weights: Any<'py>,
     grad_color: Any<'py>,
     grad_opacity: Any<'py>,
@@ -306,22 +316,33 @@ pub fn render_backward<'py>(
     grad_weights: Option<Any<'py>>,
     offsets: Option<In<'py, i64>>,
     n_rays: usize,
-) -> PyResult<(Any<'py>, Any<'py>, Any<'py>)> {
+) -> PyResult<(Any<'py>, Any<'py>, Any<'py>, Any<'py>)> {
     let offsets = opt_slice(&offsets, "offsets")?;
-    with_float!(float_dtype(&sigma_dt, "sigmas")?, T => {
-        let (sa, va, ma) = (borrow::<T>(&sigma_dt, "sigmas")?, borrow::<T>(&values, "rgbs")?, borrow::<T>(&t_mid, "t_mid")?);
-        let wa = borrow::<T>(&weights, "weights")?;
+    with_float!(float_dtype(&sigmas, "sigmas")?, T => {
+        let (a0, a1) = (borrow::<T>(&t_starts, "t_starts")?, borrow::<T>(&t_ends, "t_ends")?);
+        let (sa, va, wa) = (borrow::<T>(&sigmas, "sigmas")?, borrow::<T>(&values, "rgbs")?, borrow::<T>(&weights, "weights")?);
         let (gca, goa, gda) = (
             borrow::<T>(&grad_color, "grad_color")?,
             borrow::<T>(&grad_opacity, "grad_opacity")?,
             borrow::<T>(&grad_depth, "grad_depth")?,
         );
         let gwa = borrow_opt::<T>(&grad_weights, "grad_weights")?;
-        let (s, v, m, w) = (slice(&sa, "sigmas")?, slice(&va, "rgbs")?, slice(&ma, "t_mid")?, slice(&wa, "weights")?);
-        let (gc, go, gd) = (slice(&gca, "grad_color")?, slice(&goa, "grad_opacity")?, slice(&gda, "grad_depth")?);
-        let gw = opt_slice(&gwa, "grad_weights")?;
-        let segs = segments(offsets, n_rays, s.len())?;
-        let (a, b, c) = detached(py, || volrend::render_backward(s, v, channels, m, w, gc, go, gd, gw, &segs))?;
-        Ok((out_any(py, a), out_any(py, b), out_any(py, c)))
+        let x = volrend::Samples {
+            t_starts: slice(&a0, "t_starts")?,
+            t_ends: slice(&a1, "t_ends")?,
+            sigmas: slice(&sa, "sigmas")?,
+            values: slice(&va, "rgbs")?,
+            channels,
+        };
+        let g = volrend::RenderGrads {
+            color: slice(&gca, "grad_color")?,
+            opacity: slice(&goa, "grad_opacity")?,
+            depth: slice(&gda, "grad_depth")?,
+            weights: opt_slice(&gwa, "grad_weights")?,
+        };
+        let w = slice(&wa, "weights")?;
+        let segs = segments(offsets, n_rays, x.sigmas.len())?;
+        let (a, b, c, d) = detached(py, || volrend::render_backward(x, w, g, &segs))?;
+        Ok((out_any(py, a), out_any(py, b), out_any(py, c), out_any(py, d)))
     })
 }
