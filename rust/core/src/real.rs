@@ -45,7 +45,7 @@ pub fn exp_f32(x: f32) -> f32 {
     const C1: f32 = 0.693_359_4;
     const C2: f32 = -2.121_944_4e-4;
     const MAGIC: f32 = 12_582_912.0; // 1.5 * 2^23: adding it rounds to an integer in the low bits
-    let xc = x.max(-87.0).min(88.0);
+    let xc = x.clamp(-87.0, 88.0);
     let kf = xc * LOG2E + MAGIC;
     let k = kf - MAGIC;
     // The integer k sits in the mantissa of kf; integer ops only, so loops vectorise.
