@@ -5,22 +5,29 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 
 _C1, _C2 = 0.01**2, 0.03**2
 
 
-def _window(size: int, sigma: float, channels: int, like: torch.Tensor) -> torch.Tensor:
+def _band(n: int, size: int, sigma: float, like: torch.Tensor) -> torch.Tensor:
+    """``[n, n]`` matrix ``G`` with ``G @ x`` = the 1D Gaussian filter of ``x`` along its first
+    axis with zero padding (``conv2d(..., padding=size // 2)`` of a separable window)."""
     x = torch.arange(size, dtype=torch.float64) - size // 2
     g = torch.exp(-(x**2) / (2 * sigma**2))
     g = g / g.sum()
-    w = (g[:, None] * g[None, :]).to(like)
-    return w.expand(channels, 1, size, size).contiguous()
+    i = torch.arange(n)
+    off = i[None, :] - i[:, None] + size // 2  # column j, row i -> tap j - i
+    inside = (off >= 0) & (off < size)
+    return torch.where(inside, g[off.clamp(0, size - 1)], torch.zeros(())).to(like)
 
 
 def ssim(img: torch.Tensor, ref: torch.Tensor, window: int = 11, sigma: float = 1.5) -> torch.Tensor:
-    """Mean structural similarity of two images (3DGS's ``ssim``: zero padding, ``C1 = 0.01^2``,
-    ``C2 = 0.03^2``, values in [0, 1] assumed).
+    """Mean structural similarity of two images (3DGS's ``ssim``: ``window`` x ``window``
+    Gaussian window of std ``sigma``, zero padding, ``C1 = 0.01^2``, ``C2 = 0.03^2``, values in
+    [0, 1] assumed).
+
+    The separable window is applied as two banded matrix products (the same sums as
+    ``conv2d(..., padding=window // 2)``, several times faster on CPU than a depthwise conv).
 
     Args:
         img, ref: ``[H, W, C]`` or ``[B, H, W, C]`` images.
@@ -34,16 +41,13 @@ def ssim(img: torch.Tensor, ref: torch.Tensor, window: int = 11, sigma: float = 
         )
     if img.dim() == 3:
         img, ref = img[None], ref[None]
-    x, y = img.permute(0, 3, 1, 2), ref.permute(0, 3, 1, 2)
-    c = x.shape[1]
-    w = _window(window, sigma, c, x)
-    pad = window // 2
-    mu_x = F.conv2d(x, w, padding=pad, groups=c)
-    mu_y = F.conv2d(y, w, padding=pad, groups=c)
+    x, y = img.permute(0, 3, 1, 2), ref.permute(0, 3, 1, 2)  # [B, C, H, W]
+    gh = _band(x.shape[2], window, sigma, x)
+    gw = _band(x.shape[3], window, sigma, x)
+    stack = torch.stack([x, y, x * x, y * y, x * y])  # [5, B, C, H, W]
+    mu_x, mu_y, e_xx, e_yy, e_xy = (gh @ stack @ gw.T).unbind(0)
     mu_x2, mu_y2, mu_xy = mu_x * mu_x, mu_y * mu_y, mu_x * mu_y
-    s_x = F.conv2d(x * x, w, padding=pad, groups=c) - mu_x2
-    s_y = F.conv2d(y * y, w, padding=pad, groups=c) - mu_y2
-    s_xy = F.conv2d(x * y, w, padding=pad, groups=c) - mu_xy
+    s_x, s_y, s_xy = e_xx - mu_x2, e_yy - mu_y2, e_xy - mu_xy
     m = ((2 * mu_xy + _C1) * (2 * s_xy + _C2)) / ((mu_x2 + mu_y2 + _C1) * (s_x + s_y + _C2))
     return m.mean()
 

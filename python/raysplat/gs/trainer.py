@@ -85,6 +85,17 @@ class TrainConfig:
         return cls(**kw)
 
 
+def _fused_adam_ok(device: torch.device) -> bool:
+    """Whether this torch has a fused Adam for ``device`` (one kernel per step; on CPU it is
+    several times faster than the default for-each implementation)."""
+    try:
+        p = torch.nn.Parameter(torch.zeros(1, device=device))
+        torch.optim.Adam([p], fused=True)
+    except (RuntimeError, ValueError, TypeError):
+        return False
+    return True
+
+
 def _to_uint8(img: torch.Tensor) -> np.ndarray:
     return (img.detach().clamp(0, 1).cpu().numpy() * 255 + 0.5).astype(np.uint8)
 
@@ -182,8 +193,9 @@ class Trainer:
             "sh0": cfg.lr_sh0,
             "shN": cfg.lr_shN,
         }
+        fused = {"fused": True} if _fused_adam_ok(self.device) else {}
         return {
-            k: torch.optim.Adam([{"params": [self.model.params[k]], "lr": lr, "name": k}], eps=1e-15)
+            k: torch.optim.Adam([{"params": [self.model.params[k]], "lr": lr, "name": k}], eps=1e-15, **fused)
             for k, lr in lrs.items()
         }
 
@@ -277,10 +289,11 @@ class Trainer:
                             **{f"test_{k}": v for k, v in ev.items() if k != "views"},
                         }
                     )
-                    bar.write(
-                        f"step {self.step}: test PSNR {ev['psnr']:.2f} dB, SSIM {ev['ssim']:.4f}, "
-                        f"{r['n']} Gaussians, {self.train_time:.1f} s"
-                    )
+                    if progress:
+                        bar.write(
+                            f"step {self.step}: test PSNR {ev['psnr']:.2f} dB, SSIM {ev['ssim']:.4f}, "
+                            f"{r['n']} Gaussians, {self.train_time:.1f} s"
+                        )
         finally:
             bar.close()
         return result
