@@ -34,19 +34,26 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=100, help="sample scene image size")
     ap.add_argument("--budget", type=float, default=300.0, help="target wall time in seconds")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--reset-every", type=int, default=None, help="opacity reset period (0: none)")
+    ap.add_argument("--grow-grad2d", type=float, default=None, help="densification threshold (NDC units)")
     args = ap.parse_args()
 
     raysplat.set_num_threads(args.threads)
     torch.set_num_threads(args.torch_threads)
     scene = load(sample_scene("blender", size=args.size), background="none")
     t0 = time.perf_counter()
-    trainer = Trainer(scene, TrainConfig.fast(steps=args.steps, seed=args.seed))
+    dens = {"reset_every": args.reset_every, "grow_grad2d": args.grow_grad2d}
+    cfg = TrainConfig.fast(
+        steps=args.steps, seed=args.seed, densify={k: v for k, v in dens.items() if v is not None}
+    )
+    trainer = Trainer(scene, cfg)
     init_s = time.perf_counter() - t0
     n_test = len(trainer.test_ids)
     print(
         f"sample Blender scene {scene.width}x{scene.height}, {len(trainer.train_ids)} train / {n_test} test "
         f"views, {len(trainer.model)} initial Gaussians (init {init_s:.2f} s); run of {args.steps} steps; "
-        f"rust threads={args.threads}, torch threads={args.torch_threads}"
+        f"rust threads={args.threads}, torch threads={args.torch_threads}; opacity reset every "
+        f"{cfg.densify.reset_every}, grow_grad2d {cfg.densify.grow_grad2d:g}"
     )
     print(f"{'steps':>6} {'wall [s]':>9} {'#Gaussians':>11} {'test PSNR':>10} {'SSIM':>7}")
     best = None

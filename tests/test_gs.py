@@ -278,6 +278,19 @@ def test_grow_clones_small_and_splits_large_and_prune():
     _check_consistent(m, opts)
 
 
+def test_grow_respects_max_gaussians():
+    m, opts, dc = _setup(n=10)
+    with torch.no_grad():
+        m.params["scales"][:] = math.log(0.001)
+        m.params["scales"][:3] = math.log(0.5)
+    dc.cfg.max_gaussians = 13
+    dc.grad2d = torch.linspace(1e-3, 2e-3, 10)  # all high; the largest gradients win
+    dc.count = torch.ones(10)
+    cloned, split = dc.grow()
+    assert len(m) == 13 and cloned + split == 3
+    _check_consistent(m, opts)
+
+
 def test_gradient_units_are_ndc():
     # a loss linear in the pixel x of Gaussian 0 with slope s has NDC gradient s * W / 2
     m = random_model(n=3, degree=0)
