@@ -4,7 +4,7 @@ CPU tensors run on raysplat's Rust kernels; tensors on other devices run the pur
 in :mod:`raysplat.reference` (same results).
 """
 
-from raysplat import _core, datasets
+from raysplat import _core, datasets, gs
 from raysplat._checks import backend
 from raysplat.grid import OccupancyGrid
 from raysplat.knn import knn, knn_scale_init
@@ -44,6 +44,7 @@ __all__ = [
     "exclusive_sum",
     "generate_rays",
     "get_num_threads",
+    "gs",
     "importance_sampling",
     "inclusive_prod",
     "inclusive_sum",
