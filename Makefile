@@ -5,7 +5,7 @@ VPY     := $(VENV)/bin/python
 PIP     := $(VPY) -m pip
 STAMP   := $(VENV)/.raysplat-deps
 
-.PHONY: demo test test-rust test-python test-wheel build wheel bench lint fmt clean
+.PHONY: demo test test-rust test-python test-wheel build wheel bench bench-quality lint fmt clean
 
 $(VPY):
 	$(PY) -m venv $(VENV)
@@ -42,6 +42,12 @@ wheel: $(STAMP)
 bench: build
 	cargo bench -p raysplat-core
 	$(VPY) benches/sampling.py
+	$(VPY) benches/splat.py
+	$(VPY) benches/knn.py
+
+# Training quality vs wall time (several minutes each).
+bench-quality: build
+	$(VPY) benches/gs_quality.py
 
 lint: $(STAMP)
 	cargo fmt --all -- --check
