@@ -9,20 +9,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing as mp
-import resource
-import time
+
+from harness import in_subprocess, set_threads, time_call
 
 RAYS, SAMPLES = 65_536, 64
-
-
-def _setup(threads: int):
-    import raysplat as rs
-    import torch
-
-    torch.set_num_threads(threads)
-    rs.set_num_threads(threads)
-    return torch, rs
 
 
 def _case_inputs(name: str, torch):
@@ -115,7 +105,7 @@ def _runner(name: str, impl: str, inp, torch, rs):
 
 
 def _child(name: str, impl: str, threads: int, repeats: int, queue) -> None:
-    torch, rs = _setup(threads)
+    torch, rs = set_threads(threads)
     try:
         inp = _case_inputs(name, torch)
         fn = _runner(name, impl, inp, torch, rs)
@@ -125,31 +115,11 @@ def _child(name: str, impl: str, threads: int, repeats: int, queue) -> None:
     if fn is None:
         queue.put({"skipped": f"{impl}: not applicable"})
         return
-    fn()  # warm-up
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    queue.put(
-        {
-            "best_ms": 1e3 * min(times),
-            "median_ms": 1e3 * sorted(times)[len(times) // 2],
-            "peak_mb": (peak - base) / 1024.0,
-        }
-    )
+    queue.put(time_call(fn, repeats))
 
 
 def measure(name: str, impl: str, threads: int, repeats: int) -> dict:
-    ctx = mp.get_context("spawn")
-    q = ctx.Queue()
-    p = ctx.Process(target=_child, args=(name, impl, threads, repeats, q))
-    p.start()
-    out = q.get(timeout=600)
-    p.join()
-    return out
+    return in_subprocess(_child, name, impl, threads, repeats)
 
 
 CASES = [

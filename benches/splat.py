@@ -13,20 +13,10 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import multiprocessing as mp
-import resource
-import time
+
+from harness import in_subprocess, set_threads, time_call
 
 N, SIZE = 100_000, 256
-
-
-def _setup(threads: int):
-    import raysplat as rs
-    import torch
-
-    torch.set_num_threads(threads)
-    rs.set_num_threads(threads)
-    return torch, rs
 
 
 def scene(torch, n: int = N, size: int = SIZE) -> dict:
@@ -87,38 +77,18 @@ def _runner(name: str, impl: str, inp, torch, rs):
 
 
 def _child(name: str, impl: str, threads: int, repeats: int, queue) -> None:
-    torch, rs = _setup(threads)
+    torch, rs = set_threads(threads)
     try:
         inp = scene(torch)
         fn = _runner(name, impl, inp, torch, rs)
     except ImportError as err:
         queue.put({"skipped": f"{impl}: {err}"})
         return
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    fn()  # warm-up (counted in the peak)
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    queue.put(
-        {
-            "best_ms": 1e3 * min(times),
-            "median_ms": 1e3 * sorted(times)[len(times) // 2],
-            "peak_mb": (peak - base) / 1024.0,
-        }
-    )
+    queue.put(time_call(fn, repeats))
 
 
 def measure(name: str, impl: str, threads: int, repeats: int) -> dict:
-    ctx = mp.get_context("spawn")
-    q = ctx.Queue()
-    p = ctx.Process(target=_child, args=(name, impl, threads, repeats, q))
-    p.start()
-    out = q.get(timeout=1200)
-    p.join()
-    return out
+    return in_subprocess(_child, name, impl, threads, repeats)
 
 
 CASES = ["rasterization_fwd", "rasterization_fwd_bwd"]

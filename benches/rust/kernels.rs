@@ -13,20 +13,9 @@ use raysplat_core::Segments;
 const RAYS: usize = 65_536;
 const SAMPLES: usize = 64;
 
-/// Deterministic pseudo-random numbers in [0, 1).
-fn uniform(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407);
-    (0..n)
-        .map(|_| {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((s >> 40) as f32) / (1u64 << 24) as f32
-        })
-        .collect()
-}
+#[path = "common.rs"]
+mod common;
+use common::uniform;
 
 fn bench_volrend(c: &mut Criterion) {
     let n = RAYS * SAMPLES;

@@ -9,20 +9,9 @@ use raysplat_core::splat::{
 const N: usize = 100_000;
 const SIZE: usize = 256;
 
-/// Deterministic pseudo-random numbers in [0, 1).
-fn uniform(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407);
-    (0..n)
-        .map(|_| {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((s >> 40) as f32) / (1u64 << 24) as f32
-        })
-        .collect()
-}
+#[path = "common.rs"]
+mod common;
+use common::uniform;
 
 fn bench_splat(c: &mut Criterion) {
     let means: Vec<f32> = uniform(3 * N, 1).iter().map(|u| 2.0 * u - 1.0).collect();
