@@ -116,3 +116,14 @@ macro_rules! with_float {
     };
 }
 pub(crate) use with_float;
+
+/// Parses a camera convention argument (`"opengl"` or `"opencv"`).
+pub fn convention(name: &str) -> PyResult<raysplat_core::rays::Convention> {
+    match name {
+        "opengl" => Ok(raysplat_core::rays::Convention::OpenGl),
+        "opencv" => Ok(raysplat_core::rays::Convention::OpenCv),
+        other => Err(PyValueError::new_err(format!(
+            "convention: expected 'opengl' or 'opencv', got {other:?}"
+        ))),
+    }
+}

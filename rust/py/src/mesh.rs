@@ -1,8 +1,7 @@
 //! Bindings of `raysplat_core::mesh`.
 
-use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use raysplat_core::mesh::{self, Convention, MeshRequest};
+use raysplat_core::mesh::{self, MeshRequest};
 
 use crate::convert::{detached, out, slice, In, Out};
 
@@ -21,15 +20,7 @@ pub fn rasterize_mesh<'py>(
     convention: &str,
     near: f32,
 ) -> PyResult<(Out<'py, i64>, Out<'py, f32>, Out<'py, f32>)> {
-    let convention = match convention {
-        "opengl" => Convention::OpenGl,
-        "opencv" => Convention::OpenCv,
-        other => {
-            return Err(PyValueError::new_err(format!(
-                "convention: expected 'opengl' or 'opencv', got {other:?}"
-            )))
-        }
-    };
+    let convention = crate::convert::convention(convention)?;
     let req = MeshRequest {
         vertices: slice(&vertices, "vertices")?,
         faces: slice(&faces, "faces")?,

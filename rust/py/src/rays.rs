@@ -1,8 +1,7 @@
 //! Bindings of `raysplat_core::rays`.
 
-use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use raysplat_core::rays::{self, Convention, RayRequest};
+use raysplat_core::rays::{self, RayRequest};
 
 use crate::convert::{detached, opt_slice, out, slice, In, Out};
 
@@ -22,15 +21,7 @@ pub fn generate_rays<'py>(
     offsets: Option<In<'py, f32>>,
     normalize: bool,
 ) -> PyResult<(Out<'py, f32>, Out<'py, f32>)> {
-    let convention = match convention {
-        "opengl" => Convention::OpenGl,
-        "opencv" => Convention::OpenCv,
-        other => {
-            return Err(PyValueError::new_err(format!(
-                "convention: expected 'opengl' or 'opencv', got {other:?}"
-            )))
-        }
-    };
+    let convention = crate::convert::convention(convention)?;
     let req = RayRequest {
         c2w: slice(&c2w, "c2w")?,
         intrinsics: slice(&intrinsics, "K")?,
