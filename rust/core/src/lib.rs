@@ -6,6 +6,7 @@
 
 pub mod error;
 pub mod grid;
+pub mod hashgrid;
 pub mod knn;
 pub mod mesh;
 pub mod parallel;
