@@ -40,7 +40,7 @@ class NerfConfig:
     weight_decay: float = 1e-6
     #: radiance field
     n_levels: int = 16
-    log2_table: int = 17
+    log2_table: int = 15
     max_res: int = 1024
     hidden: int = 64
     #: occgrid
@@ -56,6 +56,9 @@ class NerfConfig:
     chunk: int = 4096
     #: test views evaluated (None: all)
     eval_views: int | None = None
+    #: stop training after this many seconds; the learning-rate decay then follows
+    #: ``max(step / steps, seconds / max_seconds)`` (wall-clock dependent: not reproducible)
+    max_seconds: float | None = None
     progress: bool = True
 
     def __post_init__(self):
@@ -121,11 +124,12 @@ def load_scene(path: str | Path, **options) -> Scene:
     return load(path, format=fmt, **options)
 
 
-def _lr_factor(step: int, warmup: int, total: int) -> float:
-    """Linear warm-up from 1 % then x0.33 at 50 / 75 / 90 % of the steps (nerfacc's schedule)."""
+def _lr_factor(step: int, warmup: int, progress: float) -> float:
+    """Linear warm-up from 1 % over ``warmup`` steps, then x0.33 at 50 / 75 / 90 % ``progress``
+    (nerfacc's schedule)."""
     f = 0.01 + 0.99 * min(step / warmup, 1.0) if warmup > 0 else 1.0
     for m in (0.5, 0.75, 0.9):
-        if step >= int(m * total):
+        if progress >= m:
             f *= 0.33
     return f
 
@@ -260,7 +264,10 @@ class Trainer:
         cfg, g = self.config, self.gen
         c2w, K, pix = self._training_set()
         self.field.train()
-        factor = _lr_factor(self.step, cfg.warmup_steps, cfg.steps)
+        progress = self.step / max(cfg.steps, 1)
+        if cfg.max_seconds:
+            progress = max(progress, self.train_seconds / cfg.max_seconds)
+        factor = _lr_factor(self.step, cfg.warmup_steps, progress)
         for group in self.optimizer.param_groups:
             group["lr"] = cfg.lr * factor
         self.sampler.update(self.step, self.field, generator=g)
@@ -296,8 +303,9 @@ class Trainer:
             "psnr": -10 * math.log10(max(float(mse.detach()), 1e-10)),
         }
 
-    def train(self, steps: int | None = None, callback=None) -> dict:
-        """Trains until step ``steps`` (default ``config.steps``); returns the last step's stats."""
+    def train(self, steps: int | None = None, callback=None, until_seconds: float | None = None) -> dict:
+        """Trains until step ``steps`` (default ``config.steps``), ``config.max_seconds`` or
+        ``until_seconds`` of training time; returns the last step's stats."""
         steps = self.config.steps if steps is None else steps
         last: dict = {}
         bar = None
@@ -306,8 +314,12 @@ class Trainer:
 
             bar = tqdm(total=steps, initial=self.step, desc=f"nerf/{self.config.sampler}", unit="step")
         t0 = time.perf_counter()
-        while self.step < steps:
+        base = self.train_seconds
+        limits = [x for x in (self.config.max_seconds, until_seconds) if x]
+        limit = min(limits) if limits else None
+        while self.step < steps and not (limit and self.train_seconds >= limit):
             last = self.train_step()
+            self.train_seconds = base + time.perf_counter() - t0
             if bar is not None:
                 bar.update(1)
                 if self.step % 10 == 0 or self.step == steps:
@@ -316,7 +328,6 @@ class Trainer:
                     )
             if callback is not None:
                 callback(self, last)
-        self.train_seconds += time.perf_counter() - t0
         if bar is not None:
             bar.close()
         return last
