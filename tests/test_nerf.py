@@ -150,7 +150,7 @@ def test_short_training_beats_mean_colour(scene, tmp_path):
 
 @pytest.mark.parametrize("sampler", ["occgrid", "proposal"])
 def test_resume_continues_identically(scene, tmp_path, sampler):
-    cfg = dict(TINY, warmup_steps=4)
+    cfg = dict(TINY, warmup_steps=4, batch_rays=128, target_samples=4096, grid_resolution=16)
     straight = Trainer(scene, NerfConfig(sampler=sampler, steps=10, **cfg))
     losses = [straight.train_step()["loss"] for _ in range(10)]
     half = Trainer(scene, NerfConfig(sampler=sampler, steps=10, **cfg))

@@ -87,7 +87,11 @@ impl HashGrid {
         let mut ws = [T::zero(); 8];
         for (c, (row, w)) in rows.iter_mut().zip(ws.iter_mut()).enumerate() {
             let (dx, dy, dz) = ((c >> 2) & 1, (c >> 1) & 1, c & 1);
-            let (i, j, k) = (base[0] + dx as u32, base[1] + dy as u32, base[2] + dz as u32);
+            let (i, j, k) = (
+                base[0] + dx as u32,
+                base[1] + dy as u32,
+                base[2] + dz as u32,
+            );
             *row = if dense {
                 i as usize + j as usize * side + k as usize * side * side
             } else {
@@ -194,7 +198,9 @@ mod tests {
         let g = grid();
         assert!(g.forward(&[0.5f32; 4], &vec![0.0; g.table_len()]).is_err());
         assert!(g.forward(&[0.5f32; 3], &[0.0; 3]).is_err());
-        assert!(g.forward(&[f32::NAN, 0.0, 0.0], &vec![0.0; g.table_len()]).is_err());
+        assert!(g
+            .forward(&[f32::NAN, 0.0, 0.0], &vec![0.0; g.table_len()])
+            .is_err());
     }
 
     #[test]
@@ -224,7 +230,11 @@ mod tests {
             tp[i] += 1e-6;
             tm[i] -= 1e-6;
             let fd = (loss(&tp) - loss(&tm)) / 2e-6;
-            assert!((fd - grad[i]).abs() < 1e-6, "entry {i}: {fd} vs {}", grad[i]);
+            assert!(
+                (fd - grad[i]).abs() < 1e-6,
+                "entry {i}: {fd} vs {}",
+                grad[i]
+            );
         }
     }
 }
