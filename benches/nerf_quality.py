@@ -3,8 +3,9 @@
 For each scene (the sample Blender scene, 100x100, and the sample LLFF scene) and sampler, trains
 for ``--budget`` seconds of wall time (the learning-rate decay follows the time budget), and
 evaluates on the test views at 1/3, 2/3 and all of the budget (evaluation time is not counted).
-Prints one table row per evaluation: sampler, scene, steps, wall s, test PSNR, SSIM, samples per
-ray (radiance-field samples per training ray) and training rays per second.
+Prints one table row per evaluation: sampler, scene, steps, wall s, CPU s, test PSNR, SSIM, samples
+per ray (radiance-field samples per training ray) and training rays per second (of the ``--clock``:
+with ``--clock cpu``, per CPU second / threads).
 
 Run: ``python benches/nerf_quality.py`` (about 2 x 3 x (budget + evaluation)); e.g.
 ``--budget 120 --scenes blender --samplers occgrid`` for a quick look.
@@ -46,7 +47,9 @@ def main() -> None:
         f"{'samples/ray':>13}{'rays/s':>9}"
     )
     print(
-        f"raysplat {rs.__version__}, {args.threads} threads, budget {args.budget:.0f} s per run", flush=True
+        f"raysplat {rs.__version__}, {args.threads} threads, "
+        f"budget {args.budget:.0f} s ({args.clock} clock) per run",
+        flush=True,
     )
     for scene_name in args.scenes:
         scene = load_scene(rs.datasets.sample_scene(scene_name))
@@ -68,7 +71,7 @@ def main() -> None:
                     "psnr": round(ev["psnr"], 2),
                     "ssim": round(ev["ssim"], 3),
                     "samples_per_ray": round(trainer.stats["samples"] / max(trainer.stats["rays"], 1), 1),
-                    "rays_per_s": round(trainer.stats["rays"] / max(trainer.train_seconds, 1e-9)),
+                    "rays_per_s": round(trainer.stats["rays"] / max(trainer.elapsed(), 1e-9)),
                     "mean_color_psnr": round(ev["mean_color_psnr"], 2),
                 }
                 rows.append(row)
