@@ -4,7 +4,7 @@ CPU tensors run on raysplat's Rust kernels; tensors on other devices run the pur
 in :mod:`raysplat.reference` (same results).
 """
 
-from raysplat import _core, datasets, gs
+from raysplat import _core, datasets, gs, nerf
 from raysplat._checks import backend
 from raysplat.grid import OccupancyGrid
 from raysplat.knn import knn, knn_scale_init
@@ -53,6 +53,7 @@ __all__ = [
     "knn_scale_init",
     "inverse_cdf",
     "ndc_rays",
+    "nerf",
     "pack_info",
     "rasterization",
     "rasterize_mesh",

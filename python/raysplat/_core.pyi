@@ -213,3 +213,13 @@ def splat_sh_backward(
     campos: Float,
     v_colors: Float,
 ) -> tuple[NDArray[np.generic], ...]: ...
+
+# Hash-grid encoding `[N * L * n_feat]` of points `x` `[N * 3]` with `table` `[L * T * n_feat]`.
+def hashgrid_forward(
+    x: Float, table: Float, resolutions: list[int], table_size: int, n_feat: int
+) -> Float: ...
+
+# Gradient `[L * T * n_feat]` of `hashgrid_forward` w.r.t. the table.
+def hashgrid_backward(
+    x: Float, grad_out: Float, resolutions: list[int], table_size: int, n_feat: int
+) -> Float: ...

@@ -134,8 +134,98 @@ def _add_train_gs(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_train_gs)
 
 
+def _config_from(args: argparse.Namespace):
+    from raysplat.nerf import NerfConfig
+
+    return NerfConfig(
+        sampler=args.sampler,
+        steps=args.steps,
+        device=args.device,
+        seed=args.seed,
+        progress=not args.quiet,
+    )
+
+
+def _train_nerf(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from raysplat.nerf import Trainer
+
+    if args.device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ValueError("--device cuda: no CUDA device is available")
+    out = Path(args.out)
+    if args.resume:
+        trainer = Trainer.load_checkpoint(args.resume, args.data, steps=args.steps, progress=not args.quiet)
+    else:
+        trainer = Trainer(args.data, _config_from(args))
+    m = trainer.run(out, video=None if args.no_video else "turntable", frames=args.frames)
+    summary = {k: m[k] for k in ("sampler", "steps", "train_seconds", "test_psnr", "test_ssim")}
+    print(json.dumps(summary))
+    print(f"checkpoint: {out / 'ckpt.pt'}; metrics: {out / 'metrics.json'}; renders: {out / 'renders'}")
+    return 0
+
+
+def _add_train_nerf(sub: argparse._SubParsersAction) -> None:
+    from raysplat.nerf import SAMPLERS
+
+    p = sub.add_parser(
+        "nerf",
+        help="train a radiance field",
+        description="Trains a radiance field on a dataset, evaluates it on the test views and writes "
+        "ckpt.pt, metrics.json and renders/ (test views, a turntable GIF) to --out.",
+    )
+    p.add_argument("data", help="dataset directory (blender / llff / nerfstudio / colmap)")
+    p.add_argument(
+        "--sampler", choices=SAMPLERS, default="occgrid", help="sample placement (default: occgrid)"
+    )
+    p.add_argument("--steps", type=int, default=2000, help="optimisation steps (default: 2000)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+    p.add_argument("--out", default="out/nerf", help="output directory (default: out/nerf)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.add_argument("--resume", default=None, help="continue from this checkpoint up to --steps")
+    p.add_argument("--frames", type=int, default=40, help="turntable frames (default: 40)")
+    p.add_argument("--no-video", action="store_true", help="skip the turntable GIF")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_train_nerf)
+
+
+def _render(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from raysplat.nerf import Trainer
+
+    trainer = Trainer.load_checkpoint(args.ckpt, args.data, progress=False)
+    out = Path(args.out)
+    if args.path == "test" and trainer.scene is not None:
+        ev = trainer.evaluate("test", out)
+        print(json.dumps({k: round(v, 4) for k, v in ev.items() if k in ("psnr", "ssim")}))
+    gif = trainer.render_path(args.path, out, frames=args.frames)
+    print(f"wrote {gif} and its frames")
+    return 0
+
+
+def _add_render(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "render",
+        help="render a camera path from a trained checkpoint",
+        description="Renders a trained NeRF checkpoint along a camera path (PNG frames + GIF). "
+        "With --path test and the dataset available, also prints test PSNR / SSIM.",
+    )
+    p.add_argument("ckpt", help="checkpoint written by `raysplat train`")
+    p.add_argument("--path", choices=("spiral", "turntable", "test"), default="turntable")
+    p.add_argument("--out", default="out/render", help="output directory (default: out/render)")
+    p.add_argument("--frames", type=int, default=60, help="frames of spiral / turntable (default: 60)")
+    p.add_argument("--data", default=None, help="dataset directory (default: the one trained on)")
+    p.set_defaults(func=_render)
+
+
 #: ``raysplat train`` models, each an ``_add_train_<model>(subparsers)`` like :data:`COMMANDS`
-TRAIN_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_train_gs]
+TRAIN_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_train_gs, _add_train_nerf]
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
@@ -147,7 +237,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 
 
 #: subcommand registrars, in the order ``--help`` lists them
-COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_make_scene, _add_train]
+COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_make_scene, _add_train, _add_render]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -7,6 +7,7 @@
 pub mod alloc;
 pub mod error;
 pub mod grid;
+pub mod hashgrid;
 pub mod knn;
 pub mod mesh;
 pub mod parallel;

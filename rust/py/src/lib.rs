@@ -7,6 +7,7 @@
 
 mod convert;
 mod grid;
+mod hashgrid;
 mod knn;
 mod mesh;
 mod rays;
@@ -41,6 +42,9 @@ mod _core {
 
     #[pymodule_export]
     use crate::grid::march;
+
+    #[pymodule_export]
+    use crate::hashgrid::{hashgrid_backward, hashgrid_forward};
 
     #[pymodule_export]
     use crate::knn::knn;

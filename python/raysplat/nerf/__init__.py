@@ -1,0 +1,37 @@
+"""NeRF reconstruction: a hash-grid radiance field, three samplers (occupancy grid, mip-NeRF 360
+proposal networks, NeRF hierarchical) and a :class:`Trainer` with evaluation, rendering and
+exactly resumable checkpoints."""
+
+from raysplat.nerf.encoding import HashGrid, hashgrid_encode, sh_encode
+from raysplat.nerf.field import DensityField, RadianceField, SceneBox, contract
+from raysplat.nerf.metrics import psnr, ssim
+from raysplat.nerf.samplers import (
+    SAMPLERS,
+    HierarchicalSampler,
+    OccGridSampler,
+    ProposalSampler,
+    Rays,
+    RenderOut,
+)
+from raysplat.nerf.trainer import NerfConfig, Trainer, load_scene
+
+__all__ = [
+    "SAMPLERS",
+    "DensityField",
+    "HashGrid",
+    "HierarchicalSampler",
+    "NerfConfig",
+    "OccGridSampler",
+    "ProposalSampler",
+    "RadianceField",
+    "Rays",
+    "RenderOut",
+    "SceneBox",
+    "Trainer",
+    "contract",
+    "hashgrid_encode",
+    "load_scene",
+    "psnr",
+    "sh_encode",
+    "ssim",
+]
