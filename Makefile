@@ -22,8 +22,9 @@ build: $(STAMP)
 	rm -f python/raysplat/_core*.so
 	VIRTUAL_ENV=$(abspath $(VENV)) $(VPY) -m maturin develop --release --quiet
 
+# The main job: generate the sample Blender scene, train the default NeRF on CPU (about 5 min).
 demo: build
-	$(VPY) examples/demo.py
+	$(VPY) examples/nerf_demo.py --out out/nerf_demo
 
 test-rust:
 	cargo test -p raysplat-core --release
@@ -47,6 +48,7 @@ bench: build
 
 # Training quality vs wall time (several minutes each).
 bench-quality: build
+	$(VPY) benches/nerf_quality.py
 	$(VPY) benches/gs_quality.py
 
 lint: $(STAMP)
