@@ -57,10 +57,12 @@ def _public_call(name: str, inp, rs):
     if name == "render_weight_from_density":
         return lambda: rs.render_weight_from_density(inp["t_starts"], inp["t_ends"], inp["sigmas"])
     if name == "volume_render_fwd_bwd":
+        # Leaf tensors made once; each call clears their gradients (no per-call copies).
+        sg = inp["sigmas"].clone().requires_grad_(True)
+        rgb = inp["rgbs"].clone().requires_grad_(True)
 
         def run():
-            sg = inp["sigmas"].clone().requires_grad_(True)
-            rgb = inp["rgbs"].clone().requires_grad_(True)
+            sg.grad = rgb.grad = None
             color, opacity, depth, _ = rs.volume_render(inp["t_starts"], inp["t_ends"], sg, rgb)
             (color.sum() + opacity.sum() + depth.sum()).backward()
 
@@ -78,10 +80,11 @@ def _nerfacc_call(name: str, inp):
     if name == "render_weight_from_density":
         return lambda: nerfacc.render_weight_from_density(ts, te, inp["sigmas"])
     if name == "volume_render_fwd_bwd":
+        sg = inp["sigmas"].clone().requires_grad_(True)
+        rgb = inp["rgbs"].clone().requires_grad_(True)
 
         def run():
-            sg = inp["sigmas"].clone().requires_grad_(True)
-            rgb = inp["rgbs"].clone().requires_grad_(True)
+            sg.grad = rgb.grad = None
             w, _, _ = nerfacc.render_weight_from_density(ts, te, sg)
             mid = (0.5 * (ts + te))[..., None]
             acc = nerfacc.accumulate_along_rays

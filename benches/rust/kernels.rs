@@ -57,7 +57,7 @@ fn bench_volrend(c: &mut Criterion) {
         weights: None,
     };
     g.bench_function("render_fused_backward", |b| {
-        b.iter(|| render_backward(x, &out.weights, grads, &segs).unwrap())
+        b.iter(|| render_backward(x, &out.weights, grads, false, &segs).unwrap())
     });
     g.bench_function("accumulate_rgb", |b| {
         b.iter(|| accumulate(&w.weights, Some(&rgb), 3, RayMap::Segments(&segs)).unwrap())

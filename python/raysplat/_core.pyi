@@ -113,6 +113,7 @@ def render_backward(
     grad_opacity: Float,
     grad_depth: Float,
     grad_weights: Float | None,
+    need_t: bool,
     offsets: I64 | None,
     n_rays: int,
 ) -> tuple[Float, Float, Float, Float]: ...

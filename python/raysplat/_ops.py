@@ -204,6 +204,7 @@ class VolumeRender(torch.autograd.Function):
     def backward(ctx, g_color, g_opacity, g_depth, g_weights):
         t_starts, t_ends, sigmas, values, weights = ctx.saved_tensors
         offsets, n_rays, channels, dt = ctx.meta
+        need_t = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
 
         def grad(name, g, shape):
             return to_numpy(name, g if g is not None else torch.zeros(shape, dtype=dt), dt)
@@ -219,12 +220,13 @@ class VolumeRender(torch.autograd.Function):
             grad("grad_opacity", g_opacity, (n_rays, 1)),
             grad("grad_depth", g_depth, (n_rays, 1)),
             _grad("grad_weights", g_weights, dt),
+            need_t,
             offsets,
             n_rays,
         )
         return (
-            from_numpy(g0, t_starts.shape),
-            from_numpy(g1, t_ends.shape),
+            from_numpy(g0, t_starts.shape) if need_t else None,
+            from_numpy(g1, t_ends.shape) if need_t else None,
             from_numpy(gs, sigmas.shape),
             from_numpy(gv, values.shape),
             None,

@@ -416,12 +416,14 @@ pub struct RenderGrads<'a, T> {
 /// Gradients of [`render`]'s inputs: `(t_starts, t_ends, sigmas, values)`.
 pub type RenderInputGrads<T> = (Vec<T>, Vec<T>, Vec<T>, Vec<T>);
 
-/// Input gradients of [`render`]: `(t_starts, t_ends, sigmas, values)`. Transmittance is
-/// recomputed, so only the inputs and the forward weights are needed.
+/// Input gradients of [`render`]: `(t_starts, t_ends, sigmas, values)`; the interval-bound
+/// gradients are only computed (else returned empty) when `need_t`. Transmittance is recomputed,
+/// so only the inputs and the forward weights are needed.
 pub fn render_backward<T: Real>(
     x: Samples<'_, T>,
     weights: &[T],
     g: RenderGrads<'_, T>,
+    need_t: bool,
     segs: &Segments,
 ) -> Result<RenderInputGrads<T>> {
     x.check(segs)?;
@@ -432,8 +434,9 @@ pub fn render_backward<T: Real>(
     expect_len("grad_depth", g.depth.len(), r)?;
     check_opt("grad_weights", g.weights, n)?;
     let half = T::lit(0.5);
-    let mut g_ts = crate::alloc::zeros(n);
-    let mut g_te = crate::alloc::zeros(n);
+    let nt = if need_t { n } else { 0 };
+    let mut g_ts = crate::alloc::zeros(nt);
+    let mut g_te = crate::alloc::zeros(nt);
     let mut g_sg = crate::alloc::zeros(n);
     let mut g_val = crate::alloc::zeros(n * c);
     let (p0, p1, ps, pv) = (
@@ -444,14 +447,7 @@ pub fn render_backward<T: Real>(
     );
     segs.par_for_each(|ray, rg| {
         // SAFETY: each ray writes only its own sample range.
-        let (g0, g1, gs, gv) = unsafe {
-            (
-                p0.slice(rg.clone()),
-                p1.slice(rg.clone()),
-                ps.slice(rg.clone()),
-                pv.slice(rg.start * c..rg.end * c),
-            )
-        };
+        let (gs, gv) = unsafe { (ps.slice(rg.clone()), pv.slice(rg.start * c..rg.end * c)) };
         let (t0, t1, sg) = (
             &x.t_starts[rg.clone()],
             &x.t_ends[rg.clone()],
@@ -459,20 +455,20 @@ pub fn render_backward<T: Real>(
         );
         let gc = &g.color[ray * c..(ray + 1) * c];
         let (go, gd) = (g.opacity[ray], g.depth[ray]);
-        // Pass 1 (vectorised): e_i = exp(-s_i), parked in g_sigmas.
+        // Pass 1 (vectorised): e_i = exp(-s_i); pass 2: running product -> T_{i+1} = T_i e_i,
+        // i.e. d w_i / d s_i per unit dL/dw_i. Both parked in g_sigmas.
         for (((gsk, &a), &b), &s) in gs.iter_mut().zip(t0).zip(t1).zip(sg) {
             *gsk = (-(s * (b - a))).exp_fast();
         }
-        // Pass 2: T_{i+1} = T_i e_i (= d w_i / d s_i per unit dL/dw_i), parked in g_t_ends.
         let mut trans = T::one();
-        for (g1k, &e) in g1.iter_mut().zip(gs.iter()) {
-            trans *= e;
-            *g1k = trans;
+        for gsk in gs.iter_mut() {
+            trans *= *gsk;
+            *gsk = trans;
         }
         // Pass 3 (reverse): dL/dw_i, then dL/ds_i = T_{i+1} dL/dw_i - sum_{j>i} dL/dw_j w_j,
         // and the chain rule through s_i = sigma_i (t1 - t0) and depth's (t0 + t1) / 2.
         let mut suffix = T::zero();
-        for (k, i) in rg.enumerate().rev() {
+        for (k, i) in rg.clone().enumerate().rev() {
             let wi = weights[i];
             let zi = half * (t0[k] + t1[k]);
             let mut gw = go + gd * zi + at(g.weights, i);
@@ -484,12 +480,17 @@ pub fn render_backward<T: Real>(
                 gw += gcc * vc;
                 *gvc = wi * gcc;
             }
-            let g_s = g1[k] * gw - suffix;
+            let g_s = gs[k] * gw - suffix;
             suffix += gw * wi;
-            let g_z = wi * gd;
             gs[k] = g_s * (t1[k] - t0[k]);
-            g1[k] = g_s * sg[k] + half * g_z;
-            g0[k] = half * g_z - g_s * sg[k];
+            if need_t {
+                let g_z = wi * gd;
+                // SAFETY: as above; these buffers have `n` elements when `need_t`.
+                unsafe {
+                    p1.slice(i..i + 1)[0] = g_s * sg[k] + half * g_z;
+                    p0.slice(i..i + 1)[0] = half * g_z - g_s * sg[k];
+                }
+            }
         }
     });
     Ok((g_ts, g_te, g_sg, g_val))
@@ -671,7 +672,9 @@ mod tests {
             values: &v,
             channels: 2,
         };
-        let (g0, g1, gs, gv) = render_backward(xs, &out.weights, grads, &segs).unwrap();
+        let (g0, g1, gs, gv) = render_backward(xs, &out.weights, grads, true, &segs).unwrap();
+        let (n0, n1, ns, _) = render_backward(xs, &out.weights, grads, false, &segs).unwrap();
+        assert!(n0.is_empty() && n1.is_empty() && ns == gs);
         let h = 1e-6;
         let fd = |f: &dyn Fn(f64) -> f64| (f(h) - f(-h)) / (2.0 * h);
         let bump = |a: &[f64], k: usize, d: f64| {

@@ -300,7 +300,7 @@ pub fn render<'py>(
 
 /// Gradients `(t_starts, t_ends, sigmas, values)` of `render`.
 #[pyfunction]
-#[pyo3(signature = (t_starts, t_ends, sigmas, values, channels, weights, grad_color, grad_opacity, grad_depth, grad_weights, offsets, n_rays))]
+#[pyo3(signature = (t_starts, t_ends, sigmas, values, channels, weights, grad_color, grad_opacity, grad_depth, grad_weights, need_t, offsets, n_rays))]
 #[allow(clippy::too_many_arguments)]
 pub fn render_backward<'py>(
     py: Python<'py>,
@@ -314,6 +314,7 @@ pub fn render_backward<'py>(
     grad_opacity: Any<'py>,
     grad_depth: Any<'py>,
     grad_weights: Option<Any<'py>>,
+    need_t: bool,
     offsets: Option<In<'py, i64>>,
     n_rays: usize,
 ) -> PyResult<(Any<'py>, Any<'py>, Any<'py>, Any<'py>)> {
@@ -342,7 +343,7 @@ pub fn render_backward<'py>(
         };
         let w = slice(&wa, "weights")?;
         let segs = segments(offsets, n_rays, x.sigmas.len())?;
-        let (a, b, c, d) = detached(py, || volrend::render_backward(x, w, g, &segs))?;
+        let (a, b, c, d) = detached(py, || volrend::render_backward(x, w, g, need_t, &segs))?;
         Ok((out_any(py, a), out_any(py, b), out_any(py, c), out_any(py, d)))
     })
 }
