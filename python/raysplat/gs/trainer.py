@@ -387,7 +387,7 @@ class Trainer:
 
     def save(self, out: str | os.PathLike | None = None, renders: bool = True, gif_frames: int = 40) -> dict:
         """Writes ``gaussians.ply``, ``checkpoint.pt``, ``metrics.json`` (final test PSNR / SSIM,
-        per-view values, history) and, with ``renders``, ``renders/test_XXXX.png`` and
+        per-view values, history) and, with ``renders``, ``renders/test_<index>.png`` and
         ``turntable.gif``. Returns the metrics."""
         from PIL import Image  # noqa: PLC0415
 
