@@ -47,3 +47,27 @@ def in_subprocess(target: Callable, *args, timeout: float = 1200) -> dict:
     out = q.get(timeout=timeout)
     p.join()
     return out
+
+
+def report(case: str, results: dict[str, dict], rows: list, width: int = 30) -> None:
+    """Prints one case's rows (time, peak memory, speed-up relative to the "rust" entry) and
+    appends them to ``rows``. Entries marked ``skipped`` are printed as such, except
+    "not applicable" ones."""
+    rust_ms = results["rust"].get("best_ms")
+    for impl, r in results.items():
+        if "skipped" in r:
+            if "not applicable" not in r["skipped"]:
+                print(f"{case:{width}s} {impl:8s} skipped ({r['skipped'][:60]})")
+            continue
+        ratio = r["best_ms"] / rust_ms if rust_ms else float("nan")
+        label = "1.0x" if impl == "rust" else f"{ratio:.1f}x"
+        times = f"{r['best_ms']:9.1f} {r['median_ms']:10.1f} {r['peak_mb']:8.1f}"
+        print(f"{case:{width}s} {impl:8s} {times} {label:>9s}")
+        rows.append({"case": case, "impl": impl, **r, "rust_speedup": ratio})
+
+
+def header(width: int = 30) -> None:
+    """Column titles matching :func:`report`."""
+    print(
+        f"{'case':{width}s} {'impl':8s} {'best ms':>9s} {'median ms':>10s} {'peak MB':>8s} {'speed-up':>9s}"
+    )

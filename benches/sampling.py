@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from harness import in_subprocess, set_threads, time_call
+from harness import header, in_subprocess, report, set_threads, time_call
 
 RAYS, SAMPLES = 65_536, 64
 
@@ -142,22 +142,12 @@ def main() -> None:
     args = ap.parse_args()
     rows = []
     print(f"{RAYS} rays x {SAMPLES} samples, {args.threads} threads, best of {args.repeats}\n")
-    print(f"{'case':30s} {'impl':8s} {'best ms':>9s} {'median ms':>10s} {'peak MB':>8s} {'speed-up':>9s}")
+    header(30)
     for case in CASES:
         results = {
             impl: measure(case, impl, args.threads, args.repeats) for impl in ("rust", "torch", "nerfacc")
         }
-        rust_ms = results["rust"].get("best_ms")
-        for impl, r in results.items():
-            if "skipped" in r:
-                if impl != "nerfacc" or "not applicable" not in r["skipped"]:
-                    print(f"{case:30s} {impl:8s} skipped ({r['skipped'][:60]})")
-                continue
-            ratio = r["best_ms"] / rust_ms if rust_ms else float("nan")
-            label = "1.0x" if impl == "rust" else f"{ratio:.1f}x"
-            times = f"{r['best_ms']:9.1f} {r['median_ms']:10.1f} {r['peak_mb']:8.1f}"
-            print(f"{case:30s} {impl:8s} {times} {label:>9s}")
-            rows.append({"case": case, "impl": impl, **r, "rust_speedup": ratio})
+        report(case, results, rows, 30)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=2)

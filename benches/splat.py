@@ -14,7 +14,7 @@ import argparse
 import json
 import math
 
-from harness import in_subprocess, set_threads, time_call
+from harness import header, in_subprocess, report, set_threads, time_call
 
 N, SIZE = 100_000, 256
 
@@ -103,22 +103,13 @@ def main() -> None:
     args = ap.parse_args()
     rows = []
     print(f"{N} Gaussians, {SIZE}x{SIZE}, SH degree 3, {args.threads} threads\n")
-    print(f"{'case':24s} {'impl':6s} {'best ms':>9s} {'median ms':>10s} {'peak MB':>8s} {'speed-up':>9s}")
+    header(24)
     for case in CASES:
         results = {
             impl: measure(case, impl, args.threads, args.repeats if impl == "rust" else args.torch_repeats)
             for impl in ("rust", "torch")
         }
-        rust_ms = results["rust"].get("best_ms")
-        for impl, r in results.items():
-            if "skipped" in r:
-                print(f"{case:24s} {impl:6s} skipped ({r['skipped'][:60]})")
-                continue
-            ratio = r["best_ms"] / rust_ms if rust_ms else float("nan")
-            label = "1.0x" if impl == "rust" else f"{ratio:.1f}x"
-            times = f"{r['best_ms']:9.1f} {r['median_ms']:10.1f} {r['peak_mb']:8.1f}"
-            print(f"{case:24s} {impl:6s} {times} {label:>9s}")
-            rows.append({"case": case, "impl": impl, **r, "rust_speedup": ratio})
+        report(case, results, rows, 24)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=2)
