@@ -139,11 +139,12 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--json", help="also write the results here")
+    ap.add_argument("--cases", nargs="+", choices=CASES, default=CASES, help="run only these cases")
     args = ap.parse_args()
     rows = []
     print(f"{RAYS} rays x {SAMPLES} samples, {args.threads} threads, best of {args.repeats}\n")
     header(30)
-    for case in CASES:
+    for case in args.cases:
         results = {
             impl: measure(case, impl, args.threads, args.repeats) for impl in ("rust", "torch", "nerfacc")
         }

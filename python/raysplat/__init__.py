@@ -33,13 +33,35 @@ def get_num_threads() -> int:
     return _core.get_num_threads()
 
 
+def set_buffer_cache_limit(megabytes: float) -> None:
+    """Caps the memory kept for reuse by the Rust kernels' output buffers (default 512 MB or
+    ``RAYSPLAT_BUFFER_CACHE_MB``; 0 disables the cache). Freed outputs of at least 1 MB are
+    recycled for later calls of the same size, which avoids page-faulting fresh memory."""
+    if not megabytes >= 0:
+        raise ValueError(f"megabytes must be >= 0, got {megabytes}")
+    _core.set_buffer_cache_budget(int(megabytes * (1 << 20)))
+
+
+def empty_buffer_cache() -> None:
+    """Returns every cached output buffer to the system."""
+    _core.release_buffer_cache()
+
+
+def buffer_cache_info() -> dict[str, int]:
+    """``{"cached_bytes": ..., "limit_bytes": ...}`` of the output-buffer cache."""
+    cached, limit = _core.buffer_cache_info()
+    return {"cached_bytes": cached, "limit_bytes": limit}
+
+
 __all__ = [
     "MeshRaster",
     "OccupancyGrid",
     "__version__",
     "accumulate_along_rays",
     "backend",
+    "buffer_cache_info",
     "datasets",
+    "empty_buffer_cache",
     "exclusive_prod",
     "exclusive_sum",
     "generate_rays",
@@ -61,6 +83,7 @@ __all__ = [
     "render_weight_from_alpha",
     "render_weight_from_density",
     "sample_texture",
+    "set_buffer_cache_limit",
     "set_num_threads",
     "stratified_samples",
     "volume_render",

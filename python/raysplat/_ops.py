@@ -24,6 +24,7 @@ class WeightsFromDensity(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, sigma_dt: torch.Tensor, offsets: np.ndarray | None, n_rays: int):
+        ctx.set_materialize_grads(False)  # unused outputs get None, not zero tensors
         dt = float_dtype_of(sigma_dt)
         shape = sigma_dt.shape
         w, t, a = _core.weights_from_density(to_numpy("sigmas", sigma_dt, dt), offsets, n_rays)
@@ -54,6 +55,7 @@ class WeightsFromAlpha(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, alphas: torch.Tensor, offsets: np.ndarray | None, n_rays: int):
+        ctx.set_materialize_grads(False)  # unused outputs get None, not zero tensors
         dt = float_dtype_of(alphas)
         a_np = to_numpy("alphas", alphas, dt)
         w, t = _core.weights_from_alpha(a_np, offsets, n_rays)
@@ -178,6 +180,7 @@ class VolumeRender(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, t_starts, t_ends, sigmas, values, offsets, n_rays):
+        ctx.set_materialize_grads(False)  # unused outputs get None, not zero tensors
         dt = float_dtype_of(sigmas)
         channels = values.shape[-1]
         c, o, d, w = _core.render(

@@ -47,7 +47,7 @@ pub fn expect_finite<T: crate::real::Real>(name: &'static str, data: &[T]) -> Re
     use rayon::prelude::*;
     let bad = crate::parallel::install(|| {
         data.par_chunks(1 << 14)
-            .any(|chunk| chunk.iter().any(|v| !v.is_finite()))
+            .any(|chunk| chunk.iter().fold(false, |bad, v| bad | !v.is_finite()))
     });
     if bad {
         return Err(Error::value(name, "contains NaN or infinite values"));

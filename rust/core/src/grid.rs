@@ -8,9 +8,9 @@
 
 use rayon::prelude::*;
 
+use crate::alloc::Output;
 use crate::error::{expect_finite, expect_len, Error, Result};
 use crate::rays::slab;
-use crate::segments::SharedMut;
 
 /// Geometry of a cascaded occupancy grid.
 #[derive(Debug, Clone, PartialEq)]
@@ -177,9 +177,19 @@ impl Bits {
             binaries
                 .par_chunks(64)
                 .map(|c| {
-                    c.iter()
-                        .enumerate()
-                        .fold(0u64, |acc, (i, &b)| acc | (u64::from(b) << i))
+                    if c.len() == 64 {
+                        // 8 bools (bytes 0 / 1) at a time: the multiply gathers their low bits
+                        // into the top byte.
+                        c.chunks_exact(8).enumerate().fold(0u64, |acc, (q, b)| {
+                            let bytes = u64::from_le_bytes(std::array::from_fn(|i| u8::from(b[i])));
+                            let packed = bytes.wrapping_mul(0x0102_0408_1020_4080) >> 56;
+                            acc | (packed << (8 * q))
+                        })
+                    } else {
+                        c.iter()
+                            .enumerate()
+                            .fold(0u64, |acc, (i, &b)| acc | (u64::from(b) << i))
+                    }
                 })
                 .collect()
         });
@@ -197,21 +207,42 @@ trait Sink {
     fn emit(&mut self, t_start: f32, t_end: f32);
 }
 
-/// Appends samples of consecutive rays to growable buffers.
+/// Appends samples of consecutive rays to growable buffers: ray indices as runs, and interval
+/// ends only when steps vary (uniform steps end at `t_start + step`).
 #[derive(Default)]
 struct Push {
     ray: i64,
-    ray_indices: Vec<i64>,
+    /// `(ray, number of samples)` in order.
+    runs: Vec<(i64, u32)>,
     t_starts: Vec<f32>,
-    t_ends: Vec<f32>,
+    /// Interval ends, kept only for non-uniform steps.
+    t_ends: Option<Vec<f32>>,
+}
+
+impl Push {
+    fn new(uniform: bool) -> Self {
+        Push {
+            t_ends: (!uniform).then(Vec::new),
+            ..Push::default()
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.t_starts.len()
+    }
 }
 
 impl Sink for Push {
     #[inline]
     fn emit(&mut self, t_start: f32, t_end: f32) {
-        self.ray_indices.push(self.ray);
+        match self.runs.last_mut() {
+            Some((ray, count)) if *ray == self.ray => *count += 1,
+            _ => self.runs.push((self.ray, 1)),
+        }
         self.t_starts.push(t_start);
-        self.t_ends.push(t_end);
+        if let Some(ends) = &mut self.t_ends {
+            ends.push(t_end);
+        }
     }
 }
 
@@ -298,7 +329,7 @@ pub fn march(
     let tables = spec.tables();
     let bits = Bits::pack(binaries);
     let hier =
-        (spec.levels == 1 && params.cone_angle <= 0.0).then(|| Hierarchy::new(&tables, &bits));
+        (spec.levels == 1 && params.cone_angle <= 0.0).then(|| Hierarchy::new(&tables, binaries));
     let outer = spec.level_aabb(spec.levels - 1);
     let ctx = RayMarcher {
         origins,
@@ -314,12 +345,13 @@ pub fn march(
     };
     // One pass per chunk of rays into growable buffers, then one parallel copy into the output
     // (measured faster than a count pass followed by a fill pass).
+    let uniform = params.cone_angle <= 0.0;
     let chunks: Vec<Push> = crate::parallel::install(|| {
         let chunk = (n / (crate::parallel::num_threads() * 16)).clamp(64, 4096);
         (0..n.div_ceil(chunk))
             .into_par_iter()
             .map(|c| {
-                let mut out = Push::default();
+                let mut out = Push::new(uniform);
                 for r in c * chunk..((c + 1) * chunk).min(n) {
                     out.ray = r as i64;
                     ctx.ray(r, &mut out);
@@ -328,43 +360,58 @@ pub fn march(
             })
             .collect()
     });
-    Ok(concat(chunks))
+    Ok(concat(chunks, params.step))
 }
 
-/// Concatenates per-chunk outputs into one packed result, copying chunks in parallel.
-fn concat(chunks: Vec<Push>) -> Marched {
-    let total: usize = chunks.iter().map(|c| c.ray_indices.len()).sum();
-    let mut m = Marched {
-        ray_indices: crate::alloc::zeros(total),
-        t_starts: crate::alloc::zeros(total),
-        t_ends: crate::alloc::zeros(total),
-    };
-    let (pr, ps, pe) = (
-        SharedMut::new(&mut m.ray_indices),
-        SharedMut::new(&mut m.t_starts),
-        SharedMut::new(&mut m.t_ends),
+/// Concatenates per-chunk outputs into one packed result, copying chunks in parallel; uniform
+/// steps (`t_ends` not kept) end at `t_start + step`, exactly as they were emitted.
+fn concat(chunks: Vec<Push>, step: f32) -> Marched {
+    let total: usize = chunks.iter().map(Push::len).sum();
+    let (mut ri_out, mut ts_out, mut te_out) = (
+        Output::<i64>::new(total),
+        Output::<f32>::new(total),
+        Output::<f32>::new(total),
     );
+    let (pr, ps, pe) = (ri_out.pieces(), ts_out.pieces(), te_out.pieces());
     let mut starts = Vec::with_capacity(chunks.len());
     let mut acc = 0usize;
     for c in &chunks {
         starts.push(acc);
-        acc += c.ray_indices.len();
+        acc += c.len();
     }
     crate::parallel::install(|| {
         chunks
             .par_iter()
             .zip(starts.par_iter())
             .for_each(|(c, &s0)| {
-                let rg = s0..s0 + c.ray_indices.len();
+                let rg = s0..s0 + c.len();
                 // SAFETY: chunk ranges are disjoint.
-                unsafe {
-                    pr.slice(rg.clone()).copy_from_slice(&c.ray_indices);
-                    ps.slice(rg.clone()).copy_from_slice(&c.t_starts);
-                    pe.slice(rg).copy_from_slice(&c.t_ends);
+                let (ri, ts, te) =
+                    unsafe { (pr.claim(rg.clone()), ps.claim(rg.clone()), pe.claim(rg)) };
+                ts.copy_from_slice(&c.t_starts);
+                match &c.t_ends {
+                    Some(ends) => te.copy_from_slice(ends),
+                    None => {
+                        for (e, &t) in te.iter_mut().zip(&c.t_starts) {
+                            *e = t + step;
+                        }
+                    }
+                }
+                let mut at = 0;
+                for &(ray, count) in &c.runs {
+                    ri[at..at + count as usize].fill(ray);
+                    at += count as usize;
                 }
             });
     });
-    m
+    // SAFETY: the chunks' ranges tile 0..total.
+    unsafe {
+        Marched {
+            ray_indices: ri_out.finish(),
+            t_starts: ts_out.finish(),
+            t_ends: te_out.finish(),
+        }
+    }
 }
 
 /// Everything one ray's march needs; `ray` is generic over the sample sink so both passes inline.
@@ -512,25 +559,17 @@ fn face_time(g: &DdaGrid, a: usize, i: i64, dir: i64, o: f32, inv_d: f32) -> f32
     (face - o) * inv_d
 }
 
-/// Fine cells and coarse blocks of a single-level grid, for two-level empty-space skipping.
+/// Coarse blocks of a single-level grid, for empty-space skipping.
 struct Hierarchy {
-    fine: DdaGrid,
     coarse: DdaGrid,
     /// Whether each coarse block holds at least one occupied cell.
     blocks: Vec<bool>,
 }
 
 impl Hierarchy {
-    fn new(tables: &GridTables, bits: &Bits) -> Self {
+    fn new(tables: &GridTables, binaries: &[bool]) -> Self {
         let lv = &tables.levels[0];
         let res = tables.resolution;
-        let cells = res.map(|r| r as i64);
-        let fine = DdaGrid {
-            lo: lv.lo,
-            size: lv.size,
-            scale: lv.scale,
-            cells,
-        };
         let nb = res.map(|r| r.div_ceil(BLOCK));
         let bsize = lv.size.map(|s| s * BLOCK as f32);
         let coarse = DdaGrid {
@@ -539,34 +578,45 @@ impl Hierarchy {
             scale: bsize.map(|s| 1.0 / s),
             cells: nb.map(|n| n as i64),
         };
-        let blocks = crate::parallel::install(|| {
-            (0..nb[0] * nb[1] * nb[2])
-                .into_par_iter()
-                .map(|b| {
-                    let (bx, by, bz) = (b / (nb[1] * nb[2]), (b / nb[2]) % nb[1], b % nb[2]);
-                    let range = |bi: usize, r: usize| bi * BLOCK..((bi + 1) * BLOCK).min(r);
-                    range(bx, res[0]).any(|i| {
-                        range(by, res[1]).any(|j| {
-                            range(bz, res[2]).any(|k| bits.get((i * res[1] + j) * res[2] + k))
-                        })
-                    })
-                })
-                .collect()
+        // One pass over the cells, a block-row (8 x-slices) per task; 8 z-neighbours are tested
+        // as one 64-bit word.
+        let mut blocks = vec![false; nb[0] * nb[1] * nb[2]];
+        let (ry, rz) = (res[1], res[2]);
+        crate::parallel::install(|| {
+            blocks
+                .par_chunks_mut(nb[1] * nb[2])
+                .enumerate()
+                .for_each(|(bx, plane)| {
+                    for i in bx * BLOCK..((bx + 1) * BLOCK).min(res[0]) {
+                        for j in 0..ry {
+                            let row = &binaries[(i * ry + j) * rz..(i * ry + j + 1) * rz];
+                            let out = &mut plane[(j / BLOCK) * nb[2]..(j / BLOCK + 1) * nb[2]];
+                            for (o, cells) in out.iter_mut().zip(row.chunks(BLOCK)) {
+                                *o |= any_true(cells);
+                            }
+                        }
+                    }
+                });
         });
-        Hierarchy {
-            fine,
-            coarse,
-            blocks,
-        }
+        Hierarchy { coarse, blocks }
     }
 }
 
-/// Single-level, uniform-step marching by a two-level 3-D DDA (Amanatides & Woo): empty
-/// 8^3 blocks are crossed in one step, occupied blocks are walked cell by cell.
-///
-/// Only occupied cells enumerate their candidate steps (midpoint within the cell's entry/exit
-/// distances, widened by 1% of a step); candidates near a face are confirmed by the same point
-/// lookup the brute-force definition uses, so the result equals the step-by-step march.
+/// Whether any of `cells` is set.
+#[inline]
+fn any_true(cells: &[bool]) -> bool {
+    if let Ok(eight) = <[bool; 8]>::try_from(cells) {
+        u64::from_le_bytes(eight.map(u8::from)) != 0
+    } else {
+        cells.iter().any(|&b| b)
+    }
+}
+
+/// Single-level, uniform-step marching: a 3-D DDA (Amanatides & Woo) over 8^3 blocks crosses
+/// empty blocks in one step; inside occupied blocks every step's midpoint gets the same point
+/// lookup as the brute-force definition, so the result equals the step-by-step march exactly.
+/// (Per-step lookups are cheaper than a cell-level DDA here: steps are a few per cell, and the
+/// lookup is branch-free where the DDA's axis choice mispredicts.)
 #[allow(clippy::too_many_arguments)]
 fn march_ray_dda(
     o: [f32; 3],
@@ -579,46 +629,22 @@ fn march_ray_dda(
     step: f32,
     out: &mut impl Sink,
 ) {
-    let [_, ry, rz] = hier.fine.cells;
     let [_, nby, nbz] = hier.coarse.cells;
+    // Steps whose midpoint lies within `margin` of a block are tried by that block too, so
+    // rounding in the block walk never loses one; `next_k` keeps each step to one try.
     let margin = 0.01 * step;
     let half = 0.5 * step;
     let inv_step = 1.0 / step;
     let mut next_k: i64 = 0;
-    let mut visit_cell = |ijk: [i64; 3], t_in: f32, t_out: f32| -> bool {
-        let cell = ((ijk[0] * ry + ijk[1]) * rz + ijk[2]) as usize;
-        if !binaries.get(cell) {
-            return true;
-        }
-        let k_lo = ((t_in - margin - t_start - half) * inv_step)
-            .ceil()
-            .max(0.0) as i64;
-        let k_hi = ((t_out + margin - t_start - half) * inv_step).floor() as i64;
-        let mut k = k_lo.max(next_k);
-        while k <= k_hi {
-            let t = t_start + k as f32 * step;
-            let mid = t + half;
-            if mid >= t_hi {
-                return false;
-            }
-            // Midpoints well inside this (occupied) cell need no lookup; those within the
-            // margin of a face are decided by the exact point lookup.
-            let inside = mid > t_in + margin && mid < t_out - margin;
-            let occupied = inside || {
-                let x = [o[0] + mid * d[0], o[1] + mid * d[1], o[2] + mid * d[2]];
-                tables
-                    .locate(x)
-                    .is_some_and(|(_, flat, _)| binaries.get(flat))
-            };
-            if occupied {
-                out.emit(t, t + step);
-            }
-            k += 1;
-        }
-        next_k = next_k.max(k);
-        true
+    let mut flat = [0u32; BATCH];
+    #[cfg(target_arch = "x86_64")]
+    let lookup: LookupSteps = if crate::isa::avx2() {
+        lookup_steps_avx2
+    } else {
+        lookup_steps
     };
-    let block = BLOCK as i64;
+    #[cfg(not(target_arch = "x86_64"))]
+    let lookup: LookupSteps = lookup_steps;
     dda(
         &hier.coarse,
         [0; 3],
@@ -631,11 +657,94 @@ fn march_ray_dda(
             if !hier.blocks[((b[0] * nby + b[1]) * nbz + b[2]) as usize] {
                 return true;
             }
-            let start = b.map(|v| v * block);
-            let end = [0, 1, 2].map(|a| ((b[a] + 1) * block).min(hier.fine.cells[a]));
-            !dda(&hier.fine, start, end, o, d, t_in, t_out, &mut visit_cell)
+            let k_lo = ((t_in - margin - t_start - half) * inv_step)
+                .ceil()
+                .max(0.0) as i64;
+            let k_hi = ((t_out + margin - t_start - half) * inv_step).floor() as i64;
+            let mut k = k_lo.max(next_k);
+            while k <= k_hi {
+                let len = ((k_hi - k + 1) as usize).min(BATCH);
+                let ray = RayConst {
+                    o,
+                    d,
+                    t_start,
+                    step,
+                };
+                // SAFETY: `lookup` only picks AVX2 code on CPUs that have it.
+                unsafe { lookup(&ray, tables, k, &mut flat[..len]) };
+                for (j, &f) in flat[..len].iter().enumerate() {
+                    let t = t_start + (k + j as i64) as f32 * step;
+                    if t + half >= t_hi {
+                        return false;
+                    }
+                    if f != OUTSIDE && binaries.get(f as usize) {
+                        out.emit(t, t + step);
+                    }
+                }
+                k += len as i64;
+            }
+            next_k = next_k.max(k);
+            true
         },
     );
+}
+
+/// Steps whose cells are looked up together (the lookups vectorise).
+const BATCH: usize = 64;
+/// Flat index of a point outside the grid.
+const OUTSIDE: u32 = u32::MAX;
+
+/// One ray's step arithmetic: step `k` starts at `t_start + k * step`.
+#[derive(Clone, Copy)]
+struct RayConst {
+    o: [f32; 3],
+    d: [f32; 3],
+    t_start: f32,
+    step: f32,
+}
+
+/// A compiled variant of [`lookup_steps`].
+type LookupSteps = unsafe fn(&RayConst, &GridTables, i64, &mut [u32]);
+
+/// [`lookup_steps`] compiled for AVX2.
+///
+/// # Safety
+/// The CPU must support AVX2 (see [`crate::isa::avx2`]).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn lookup_steps_avx2(ray: &RayConst, tables: &GridTables, k0: i64, flat: &mut [u32]) {
+    lookup_steps(ray, tables, k0, flat)
+}
+
+/// Level-0 flat cell index ([`OUTSIDE`] if none) of the midpoints of steps `k0, k0 + 1, ...`:
+/// [`GridTables::locate_level0`]'s arithmetic, branch-free so the loop vectorises.
+#[inline(always)]
+fn lookup_steps(ray: &RayConst, tables: &GridTables, k0: i64, flat: &mut [u32]) {
+    let RayConst {
+        o,
+        d,
+        t_start,
+        step,
+    } = *ray;
+    let half = 0.5 * step;
+    let lv = &tables.levels[0];
+    let (c, ih, lo, sc) = (tables.centre, tables.inv_half, lv.lo, lv.scale);
+    let top = tables.resolution.map(|r| (r - 1) as f32);
+    let [_, ry, rz] = tables.resolution.map(|r| r as u32);
+    for (j, f) in flat.iter_mut().enumerate() {
+        let mid = t_start + (k0 + j as i64) as f32 * step + half;
+        let x = [o[0] + mid * d[0], o[1] + mid * d[1], o[2] + mid * d[2]];
+        let m = ((x[0] - c[0]).abs() * ih[0])
+            .max((x[1] - c[1]).abs() * ih[1])
+            .max((x[2] - c[2]).abs() * ih[2]);
+        // SAFETY (all three): clamped into [0, res - 1] first (NaN becomes 0 by `max`).
+        let cell = |a: usize| -> u32 {
+            let v = ((x[a] - lo[a]) * sc[a]).max(0.0).min(top[a]);
+            unsafe { v.to_int_unchecked::<u32>() }
+        };
+        let idx = (cell(0) * ry + cell(1)) * rz + cell(2);
+        *f = if m < 1.0 { idx } else { OUTSIDE };
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -717,6 +826,31 @@ mod tests {
             aabb: [-1., -1., -1., 1., 1., 1.],
             resolution: [8, 8, 8],
             levels,
+        }
+    }
+
+    #[test]
+    fn bit_packing_and_block_mask_match_the_cells() {
+        for res in [[16usize, 16, 16], [13, 9, 70], [1, 1, 1]] {
+            let n = res[0] * res[1] * res[2];
+            let cells: Vec<bool> = (0..n).map(|i| (i * 2_654_435_761usize) % 97 < 3).collect();
+            let bits = Bits::pack(&cells);
+            assert!((0..n).all(|i| bits.get(i) == cells[i]));
+            let g = GridSpec {
+                aabb: [0.0, 0.0, 0.0, 1.0, 1.0, 1.0],
+                resolution: res,
+                levels: 1,
+            };
+            let hier = Hierarchy::new(&g.tables(), &cells);
+            let nb = res.map(|r| r.div_ceil(BLOCK));
+            for (b, &occupied) in hier.blocks.iter().enumerate() {
+                let (bx, by, bz) = (b / (nb[1] * nb[2]), (b / nb[2]) % nb[1], b % nb[2]);
+                let want = (0..n).any(|i| {
+                    let (x, y, z) = (i / (res[1] * res[2]), (i / res[2]) % res[1], i % res[2]);
+                    cells[i] && x / BLOCK == bx && y / BLOCK == by && z / BLOCK == bz
+                });
+                assert_eq!(occupied, want, "res {res:?} block {b}");
+            }
         }
     }
 

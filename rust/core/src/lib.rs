@@ -5,12 +5,15 @@
 //! knows about Python; the `raysplat-py` crate converts arrays and errors.
 
 pub mod alloc;
+pub mod cache;
 pub mod error;
 pub mod grid;
 pub mod hashgrid;
+pub mod isa;
 pub mod knn;
 pub mod mesh;
 pub mod parallel;
+pub mod prefix;
 pub mod rays;
 pub mod real;
 pub mod sampling;

@@ -156,31 +156,30 @@ fn ray_error(res: std::result::Result<(), (usize, &'static str, &'static str)>) 
 
 /// Normalised CDF (`n_bins + 1` values from 0 to 1) of one ray's histogram. Rays whose weights
 /// sum to zero fall back to the uniform density over `[t_0, t_B]` (weights = bin widths).
+#[inline(always)]
 fn ray_cdf(edges: &[f32], weights: &[f32], cdf: &mut Vec<f32>) {
     let n = weights.len();
-    cdf.clear();
-    cdf.push(0.0);
-    let total: f32 = weights.iter().sum();
-    let width = edges[n] - edges[0];
-    let uniform = total.is_nan() || total <= 0.0;
-    let (norm, use_width) = if !uniform {
-        (1.0 / total, false)
-    } else if width > 0.0 {
-        (1.0 / width, true)
-    } else {
-        (1.0 / n as f32, false)
-    };
-    let mut acc = 0f32;
-    for b in 0..n {
-        let w = if use_width {
-            edges[b + 1] - edges[b]
-        } else if uniform {
-            1.0
+    cdf.resize(n + 1, 0.0);
+    let cdf = &mut cdf[..=n];
+    cdf[0] = 0.0;
+    cdf[1..].copy_from_slice(weights);
+    let total = crate::prefix::inclusive_sum(&mut cdf[1..]);
+    if total.is_nan() || total <= 0.0 {
+        let width = edges[n] - edges[0];
+        if width > 0.0 {
+            for (b, c) in cdf.iter_mut().enumerate() {
+                *c = (edges[b] - edges[0]) / width;
+            }
         } else {
-            weights[b]
-        };
-        acc += w;
-        cdf.push((acc * norm).min(1.0));
+            for (b, c) in cdf.iter_mut().enumerate() {
+                *c = b as f32 / n as f32;
+            }
+        }
+    } else {
+        let norm = 1.0 / total;
+        for c in cdf.iter_mut() {
+            *c = min_f32(*c * norm, 1.0);
+        }
     }
     cdf[n] = 1.0;
 }
@@ -240,6 +239,163 @@ pub fn inverse_cdf(edges: &[f32], weights: &[f32], n_rays: usize, u: &[f32]) -> 
     Ok(out)
 }
 
+/// Whether any value of one ray's histogram is invalid (non-finite, unsorted edges, negative
+/// weights). Branch-free so it vectorises; [`ray_problem`] then names the failure.
+#[inline(always)]
+fn ray_is_bad(edges: &[f32], weights: &[f32]) -> bool {
+    let mut bad = !edges[0].is_finite();
+    for (pair, &w) in edges.windows(2).zip(weights) {
+        bad |= !pair[1].is_finite() | (pair[1] < pair[0]) | !w.is_finite() | (w < 0.0);
+    }
+    bad
+}
+
+/// Per-thread scratch of [`importance_sampling`].
+#[derive(Default)]
+struct Scratch {
+    /// The ray's normalised CDF.
+    cdf: Vec<f32>,
+    /// Per bin: `t` where the bin's inverse CDF starts and its slope `dt / dcdf`.
+    t_start: Vec<f32>,
+    slope: Vec<f32>,
+    /// For each CDF knot, the index of the first sample at or above it.
+    first: Vec<f32>,
+    /// For each sample index, the last knot whose first sample it is (0 if none).
+    last_knot: Vec<u32>,
+}
+
+/// Samples `u_k = min((k + b) / n, 1)` of one ray's inverse CDF into `out[1..=n]`.
+///
+/// Equivalent to walking the bins once for increasing `u`, but free of data-dependent branches
+/// (the walk mispredicts about once per bin) and vectorisable: every CDF knot finds the first
+/// sample at or above it in closed form, a running maximum over those positions gives each
+/// sample's bin, and each bin's inverse is a precomputed line.
+#[inline(always)]
+fn sample_uniform_u(e: &[f32], b: f32, scratch: &mut Scratch, out: &mut [f32]) {
+    let n = out.len() - 1;
+    let Scratch {
+        cdf,
+        t_start,
+        slope,
+        first,
+        last_knot,
+    } = scratch;
+    let n_bins = cdf.len() - 1;
+    let (inv_n, n_f) = (1.0 / n as f32, n as f32);
+    // Per-bin lines t = t_start + (u - cdf[i]) * slope; flat bins map to their midpoint.
+    t_start.resize(n_bins, 0.0);
+    slope.resize(n_bins, 0.0);
+    let (t_start, slope) = (&mut t_start[..n_bins], &mut slope[..n_bins]);
+    let (c_lo, c_hi) = (&cdf[..n_bins], &cdf[1..=n_bins]);
+    let (t_lo, t_hi) = (&e[..n_bins], &e[1..=n_bins]);
+    for i in 0..n_bins {
+        let (c0, c1, t0, t1) = (c_lo[i], c_hi[i], t_lo[i], t_hi[i]);
+        let flat = c1 - c0 <= 1e-10; // the CDF is finite: no NaN here
+        t_start[i] = if flat { t0 + 0.5 * (t1 - t0) } else { t0 };
+        slope[i] = if flat { 0.0 } else { (t1 - t0) / (c1 - c0) };
+    }
+    // first[i]: first k with cdf[i + 1] <= u_k. The closed-form guess is corrected by one step
+    // either way so that it agrees exactly with that comparison. (The last knot, cdf = 1, is
+    // computed too, so the loop runs over a whole number of vectors, but never used.)
+    first.resize(n_bins, 0.0);
+    for (f, &c) in first.iter_mut().zip(c_hi) {
+        let k = min_f32(max_f32((c * n_f - b).ceil(), 0.0), n_f);
+        let down = (k > 0.0) & (c <= min_f32((k - 1.0 + b) * inv_n, 1.0));
+        let k = if down { k - 1.0 } else { k };
+        let up = (k < n_f) & (c > min_f32((k + b) * inv_n, 1.0));
+        *f = if up { k + 1.0 } else { k };
+    }
+    // Knots are sorted, so the last write to each slot is the largest knot starting there.
+    last_knot.clear();
+    last_knot.resize(n + 1, 0);
+    for (i, &k) in first[..n_bins - 1].iter().enumerate() {
+        // SAFETY: k is an integer in [0, n] by construction above.
+        let k: u32 = unsafe { k.to_int_unchecked() };
+        last_knot[k as usize] = i as u32 + 1;
+    }
+    let mut bin = 0u32;
+    for (k, (slot, &knot)) in out[1..].iter_mut().zip(last_knot.iter()).enumerate() {
+        bin = bin.max(knot);
+        let i = bin as usize;
+        let u = min_f32((k as f32 + b) * inv_n, 1.0);
+        *slot = min_f32(t_start[i] + (u - c_lo[i]) * slope[i], t_hi[i]);
+    }
+}
+
+/// `max` for non-NaN operands (a single instruction, unlike `f32::max`).
+#[inline(always)]
+fn max_f32(a: f32, b: f32) -> f32 {
+    if a > b {
+        a
+    } else {
+        b
+    }
+}
+
+/// `min` for non-NaN operands (a single instruction, unlike `f32::min`).
+#[inline(always)]
+fn min_f32(a: f32, b: f32) -> f32 {
+    if a < b {
+        a
+    } else {
+        b
+    }
+}
+
+/// A compiled variant of [`importance_ray`].
+type ImportanceRay = unsafe fn(&[f32], &[f32], f32, &mut Scratch, &mut [f32]) -> bool;
+
+/// [`importance_ray`] compiled for AVX2.
+///
+/// # Safety
+/// The CPU must support AVX2 (see [`crate::isa::avx2`]).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn importance_ray_avx2(
+    e: &[f32],
+    w: &[f32],
+    b: f32,
+    scratch: &mut Scratch,
+    new_edges: &mut [f32],
+) -> bool {
+    importance_ray(e, w, b, scratch, new_edges)
+}
+
+/// One ray of [`importance_sampling`] with offset `b`: writes `new_edges`, or returns `false`
+/// when the histogram is invalid.
+#[inline(always)]
+fn importance_ray(
+    e: &[f32],
+    w: &[f32],
+    b: f32,
+    scratch: &mut Scratch,
+    new_edges: &mut [f32],
+) -> bool {
+    let n_bins = w.len();
+    let n_samples = new_edges.len() - 1;
+    if ray_is_bad(e, w) {
+        return false;
+    }
+    ray_cdf(e, w, &mut scratch.cdf);
+    let (t_min, t_max) = (e[0], e[n_bins]);
+    if n_samples == 1 {
+        new_edges[0] = t_min;
+        new_edges[1] = t_max;
+        return true;
+    }
+    sample_uniform_u(e, b, scratch, new_edges);
+    // Edges: midpoints between samples, the ends reflected and clipped (in place: edge k reads
+    // samples k-1 and k, stored at k and k+1).
+    let (s0, s1) = (new_edges[1], new_edges[2]);
+    let (sl, sp) = (new_edges[n_samples], new_edges[n_samples - 1]);
+    for k in 1..n_samples {
+        new_edges[k] = 0.5 * (new_edges[k] + new_edges[k + 1]);
+    }
+    new_edges[0] = (s0 - 0.5 * (s1 - s0)).max(t_min);
+    new_edges[n_samples] = (sl + 0.5 * (sl - sp)).min(t_max);
+    true
+}
+
 /// Importance sampling: `n_samples` new intervals per ray (`[n_rays, n_samples + 1]` edges).
 ///
 /// Sample `k` sits at `F^{-1}((k + b) / n)` with `b = 0.5` or, with `jitter` (`[n_rays]` values
@@ -265,48 +421,37 @@ pub fn importance_sampling(
         expect_len("jitter", j.len(), n_rays)?;
     }
     let e_out = n_samples + 1;
-    let mut out = crate::alloc::zeros::<f32>(n_rays * e_out);
-    let inv_n = 1.0 / n_samples as f32;
+    let mut out = crate::alloc::Output::<f32>::new(n_rays * e_out);
+    let pieces = out.pieces();
+    #[cfg(target_arch = "x86_64")]
+    let kernel: ImportanceRay = if crate::isa::avx2() {
+        importance_ray_avx2
+    } else {
+        importance_ray
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let kernel: ImportanceRay = importance_ray;
     ray_error(crate::parallel::install(|| {
-        out.par_chunks_mut(e_out)
-            .enumerate()
-            .with_min_len(64)
-            .try_for_each_init(Vec::new, |cdf, (r, new_edges)| {
+        (0..n_rays)
+            .into_par_iter()
+            .with_min_len(512)
+            .try_for_each_init(Scratch::default, |scratch, r| {
                 let e = &edges[r * (n_bins + 1)..(r + 1) * (n_bins + 1)];
                 let w = &weights[r * n_bins..(r + 1) * n_bins];
-                if let Some((name, why)) = ray_problem(e, w) {
+                let b = jitter.map_or(0.5, |j| j[r].clamp(0.0, 1.0));
+                // SAFETY: rays claim disjoint rows.
+                let new_edges = unsafe { pieces.claim(r * e_out..(r + 1) * e_out) };
+                // SAFETY: the AVX2 variant only runs on CPUs that have it.
+                let ok = unsafe { kernel(e, w, b, scratch, new_edges) };
+                if !ok {
+                    let (name, why) = ray_problem(e, w).unwrap_or(("t_edges", "is invalid"));
                     return Err((r, name, why));
                 }
-                ray_cdf(e, w, cdf);
-                let (t_min, t_max) = (e[0], e[n_bins]);
-                if n_samples == 1 {
-                    new_edges[0] = t_min;
-                    new_edges[1] = t_max;
-                    return Ok(());
-                }
-                let b = jitter.map_or(0.5, |j| j[r].clamp(0.0, 1.0));
-                // Samples go to new_edges[1..=n]; u is increasing, so walk the bins once.
-                let mut bin = 0usize;
-                for k in 0..n_samples {
-                    let u = ((k as f32 + b) * inv_n).min(1.0);
-                    while bin + 1 < n_bins && cdf[bin + 1] <= u {
-                        bin += 1;
-                    }
-                    new_edges[k + 1] = invert_in_bin(e, cdf, bin, u);
-                }
-                // Edges: midpoints between samples, the ends reflected and clipped (in place:
-                // edge k reads samples k-1 and k, stored at k and k+1).
-                let (s0, s1) = (new_edges[1], new_edges[2]);
-                let (sl, sp) = (new_edges[n_samples], new_edges[n_samples - 1]);
-                for k in 1..n_samples {
-                    new_edges[k] = 0.5 * (new_edges[k] + new_edges[k + 1]);
-                }
-                new_edges[0] = (s0 - 0.5 * (s1 - s0)).max(t_min);
-                new_edges[n_samples] = (sl + 0.5 * (sl - sp)).min(t_max);
                 Ok(())
             })
     }))?;
-    Ok(out)
+    // SAFETY: every ray claimed its row (an error returns above).
+    Ok(unsafe { out.finish() })
 }
 
 /// Index pairs for the outer measure: for each query edge, the last key edge `<=` it and the
@@ -453,6 +598,62 @@ mod tests {
     fn zero_length_ray_is_fine() {
         let e = stratified_edges(&[1.0], &[1.0], 2, Spacing::Linear, None).unwrap();
         assert_eq!(e, vec![1.0; 3]);
+    }
+
+    /// The straightforward bin walk that `sample_uniform_u` replaces.
+    fn walk_samples(e: &[f32], cdf: &[f32], b: f32, n: usize) -> Vec<f32> {
+        let n_bins = cdf.len() - 1;
+        let mut bin = 0;
+        (0..n)
+            .map(|k| {
+                let u = ((k as f32 + b) * (1.0 / n as f32)).min(1.0);
+                while bin + 1 < n_bins && cdf[bin + 1] <= u {
+                    bin += 1;
+                }
+                invert_in_bin(e, cdf, bin, u)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn branch_free_sampler_matches_bin_walk() {
+        let mut seed = 12345u64;
+        let mut rand = || {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (seed >> 40) as f32 / (1u64 << 24) as f32
+        };
+        for trial in 0..400 {
+            let n_bins = 1 + trial % 70;
+            let n = 1 + (trial * 7) % 90;
+            let mut e = vec![0f32; n_bins + 1];
+            for i in 1..=n_bins {
+                // some zero-width bins, some zero-weight runs
+                e[i] = e[i - 1] + if rand() < 0.1 { 0.0 } else { rand() };
+            }
+            let w: Vec<f32> = (0..n_bins)
+                .map(|_| if rand() < 0.3 { 0.0 } else { rand() })
+                .collect();
+            let b = [0.0, 0.5, 0.999_999, 1.0, rand()][trial % 5];
+            let mut scratch = Scratch::default();
+            ray_cdf(&e, &w, &mut scratch.cdf);
+            let want = walk_samples(&e, &scratch.cdf, b, n);
+            let mut got = vec![0f32; n + 1];
+            sample_uniform_u(&e, b, &mut scratch, &mut got);
+            for k in 0..n {
+                let tol = 1e-5 * (1.0 + e[n_bins]);
+                assert!(
+                    (got[k + 1] - want[k]).abs() <= tol,
+                    "trial {trial} k {k}: {} vs {} cdf {:?} e {:?} first {:?} b {b}",
+                    got[k + 1],
+                    want[k],
+                    scratch.cdf,
+                    e,
+                    scratch.first
+                );
+            }
+        }
     }
 
     #[test]

@@ -85,6 +85,22 @@ impl Segments {
     }
 }
 
+impl Segments {
+    /// Like [`Segments::par_for_each`], with per-thread state made by `init` (scratch buffers).
+    pub fn par_for_each_init<S>(
+        &self,
+        init: impl Fn() -> S + Sync + Send,
+        f: impl Fn(&mut S, usize, std::ops::Range<usize>) + Sync + Send,
+    ) {
+        crate::parallel::install(|| {
+            (0..self.n_rays())
+                .into_par_iter()
+                .with_min_len(256)
+                .for_each_init(&init, |state, r| f(state, r, self.range(r)));
+        });
+    }
+}
+
 /// Per-ray sample counts of a sorted `ray_indices` array; errors if unsorted or out of range.
 pub fn counts_from_sorted(ray_indices: &[i64], n_rays: usize) -> Result<Vec<usize>> {
     let mut counts = vec![0usize; n_rays];

@@ -6,7 +6,11 @@
 
 use rayon::prelude::*;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::alloc::Output;
 use crate::error::{expect_finite, expect_len, Error, Result};
+use crate::isa::{per_ray_variants, pick_variant};
 use crate::real::Real;
 use crate::segments::{Segments, SharedMut};
 
@@ -335,7 +339,35 @@ pub struct Samples<'a, T> {
     pub channels: usize,
 }
 
-impl<T: Real> Samples<'_, T> {
+impl<'a, T: Real> Samples<'a, T> {
+    /// The samples in `rg` (one ray).
+    #[inline]
+    fn ray(&self, rg: std::ops::Range<usize>) -> Samples<'a, T> {
+        let c = self.channels;
+        Samples {
+            t_starts: &self.t_starts[rg.clone()],
+            t_ends: &self.t_ends[rg.clone()],
+            sigmas: &self.sigmas[rg.clone()],
+            values: &self.values[rg.start * c..rg.end * c],
+            channels: c,
+        }
+    }
+
+    /// The error naming the first input that holds a NaN or infinity.
+    fn first_non_finite(&self) -> Error {
+        for (name, data) in [
+            ("t_starts", self.t_starts),
+            ("t_ends", self.t_ends),
+            ("sigmas", self.sigmas),
+            ("rgbs", self.values),
+        ] {
+            if let Err(e) = expect_finite(name, data) {
+                return e;
+            }
+        }
+        Error::value("sigmas", "contains NaN or infinite values")
+    }
+
     fn check(&self, segs: &Segments) -> Result<()> {
         let n = segs.n_samples();
         expect_len("t_starts", self.t_starts.len(), n)?;
@@ -351,53 +383,102 @@ impl<T: Real> Samples<'_, T> {
 /// in one pass.
 pub fn render<T: Real>(x: Samples<'_, T>, segs: &Segments) -> Result<Rendered<T>> {
     x.check(segs)?;
-    expect_finite("t_starts", x.t_starts)?;
-    expect_finite("t_ends", x.t_ends)?;
-    expect_finite("sigmas", x.sigmas)?;
-    expect_finite("rgbs", x.values)?;
     let (r, c, n) = (segs.n_rays(), x.channels, segs.n_samples());
-    let half = T::lit(0.5);
-    let mut out = Rendered {
-        color: crate::alloc::zeros(r * c),
-        opacity: crate::alloc::zeros(r),
-        depth: crate::alloc::zeros(r),
-        weights: crate::alloc::zeros(n),
-    };
-    let (pc, po, pd, pw) = (
-        SharedMut::new(&mut out.color),
-        SharedMut::new(&mut out.opacity),
-        SharedMut::new(&mut out.depth),
-        SharedMut::new(&mut out.weights),
+    let (mut color, mut opacity, mut depth) = (
+        crate::alloc::zeros(r * c),
+        crate::alloc::zeros(r),
+        crate::alloc::zeros(r),
     );
+    let mut weights = Output::new(n);
+    let (pc, po, pd, pw) = (
+        SharedMut::new(&mut color),
+        SharedMut::new(&mut opacity),
+        SharedMut::new(&mut depth),
+        weights.pieces(),
+    );
+    let bad = AtomicBool::new(false);
+    let kernel: RenderRay<T> = pick_variant!(render_ray_base, render_ray_avx2, T, c);
     segs.par_for_each(|ray, rg| {
         // SAFETY: each ray writes its own row and its own sample range.
-        let (col, w) = unsafe { (pc.slice(ray * c..(ray + 1) * c), pw.slice(rg.clone())) };
-        let (t0, t1, sg) = (
-            &x.t_starts[rg.clone()],
-            &x.t_ends[rg.clone()],
-            &x.sigmas[rg.clone()],
-        );
-        for (((wk, &a), &b), &s) in w.iter_mut().zip(t0).zip(t1).zip(sg) {
-            *wk = (-(s * (b - a))).exp_fast();
-        }
-        let (mut trans, mut opacity, mut depth) = (T::one(), T::zero(), T::zero());
-        for (k, i) in rg.enumerate() {
-            let e = w[k];
-            let wi = trans * (T::one() - e);
-            w[k] = wi;
-            trans *= e;
-            opacity += wi;
-            depth += wi * half * (t0[k] + t1[k]);
-            for (cc, v) in col.iter_mut().zip(&x.values[i * c..(i + 1) * c]) {
-                *cc += wi * *v;
-            }
+        let (col, w) = unsafe { (pc.slice(ray * c..(ray + 1) * c), pw.claim(rg.clone())) };
+        // SAFETY: `pick_variant` only picks AVX2 code on CPUs that have it.
+        let (o, d, ok) = unsafe { kernel(x.ray(rg.clone()), col, w, c) };
+        if !ok {
+            bad.store(true, Ordering::Relaxed);
         }
         unsafe {
-            po.slice(ray..ray + 1)[0] = opacity;
-            pd.slice(ray..ray + 1)[0] = depth;
+            po.slice(ray..ray + 1)[0] = o;
+            pd.slice(ray..ray + 1)[0] = d;
         }
     });
-    Ok(out)
+    if bad.load(Ordering::Relaxed) {
+        return Err(x.first_non_finite());
+    }
+    Ok(Rendered {
+        color,
+        opacity,
+        depth,
+        // SAFETY: the segments cover every sample, and each ray claimed its own.
+        weights: unsafe { weights.finish() },
+    })
+}
+
+/// A compiled variant of [`render_ray`].
+type RenderRay<T> = unsafe fn(Samples<'_, T>, &mut [T], &mut [T], usize) -> (T, T, bool);
+
+per_ray_variants!(render_ray_base, render_ray_avx2, render_ray, <T>,
+    (x: Samples<'_, T>, col: &mut [T], w: &mut [T]), c, (T, T, bool));
+
+/// One ray of [`render`]: fills `w` and `col`, returns `(opacity, depth, all inputs finite)`.
+/// Inlined into variants with a constant `c`, so the colour sums stay in registers.
+#[inline(always)]
+fn render_ray<T: Real>(x: Samples<'_, T>, col: &mut [T], w: &mut [T], c: usize) -> (T, T, bool) {
+    let m = w.len();
+    let (t0, t1, sg, v) = (
+        &x.t_starts[..m],
+        &x.t_ends[..m],
+        &x.sigmas[..m],
+        &x.values[..m * c],
+    );
+    // Pass 1 (vectorised): e_k = exp(-sigma_k dt_k), and the finiteness check of every input.
+    let mut finite = true;
+    for k in 0..m {
+        let (a, b, s) = (t0[k], t1[k], sg[k]);
+        finite &= a.is_finite() & b.is_finite() & s.is_finite();
+        w[k] = (-(s * (b - a))).exp_fast();
+    }
+    for &vk in v {
+        finite &= vk.is_finite();
+    }
+    // Pass 2: transmittance and the weighted sums. Colour sums live in a local array
+    // (registers for small constant `c`): stores to `col` would chain through memory.
+    let half = T::lit(0.5);
+    const LOCAL: usize = 4;
+    let mut acc = [T::zero(); LOCAL];
+    let (mut trans, mut opacity, mut depth) = (T::one(), T::zero(), T::zero());
+    col.fill(T::zero());
+    for k in 0..m {
+        let e = w[k];
+        let wk = trans * (T::one() - e);
+        w[k] = wk;
+        trans *= e;
+        opacity += wk;
+        depth += wk * half * (t0[k] + t1[k]);
+        let vk = &v[k * c..k * c + c];
+        if c <= LOCAL {
+            for ch in 0..c {
+                acc[ch] += wk * vk[ch];
+            }
+        } else {
+            for ch in 0..c {
+                col[ch] += wk * vk[ch];
+            }
+        }
+    }
+    if c <= LOCAL {
+        col.copy_from_slice(&acc[..c]);
+    }
+    (opacity, depth, finite)
 }
 
 /// Gradients of [`render`]'s outputs.
@@ -433,67 +514,129 @@ pub fn render_backward<T: Real>(
     expect_len("grad_opacity", g.opacity.len(), r)?;
     expect_len("grad_depth", g.depth.len(), r)?;
     check_opt("grad_weights", g.weights, n)?;
-    let half = T::lit(0.5);
     let nt = if need_t { n } else { 0 };
-    let mut g_ts = crate::alloc::zeros(nt);
-    let mut g_te = crate::alloc::zeros(nt);
-    let mut g_sg = crate::alloc::zeros(n);
-    let mut g_val = crate::alloc::zeros(n * c);
-    let (p0, p1, ps, pv) = (
-        SharedMut::new(&mut g_ts),
-        SharedMut::new(&mut g_te),
-        SharedMut::new(&mut g_sg),
-        SharedMut::new(&mut g_val),
-    );
-    segs.par_for_each(|ray, rg| {
-        // SAFETY: each ray writes only its own sample range.
-        let (gs, gv) = unsafe { (ps.slice(rg.clone()), pv.slice(rg.start * c..rg.end * c)) };
-        let (t0, t1, sg) = (
-            &x.t_starts[rg.clone()],
-            &x.t_ends[rg.clone()],
-            &x.sigmas[rg.clone()],
-        );
-        let gc = &g.color[ray * c..(ray + 1) * c];
-        let (go, gd) = (g.opacity[ray], g.depth[ray]);
-        // Pass 1 (vectorised): e_i = exp(-s_i); pass 2: running product -> T_{i+1} = T_i e_i,
-        // i.e. d w_i / d s_i per unit dL/dw_i. Both parked in g_sigmas.
-        for (((gsk, &a), &b), &s) in gs.iter_mut().zip(t0).zip(t1).zip(sg) {
-            *gsk = (-(s * (b - a))).exp_fast();
-        }
-        let mut trans = T::one();
-        for gsk in gs.iter_mut() {
-            trans *= *gsk;
-            *gsk = trans;
-        }
-        // Pass 3 (reverse): dL/dw_i, then dL/ds_i = T_{i+1} dL/dw_i - sum_{j>i} dL/dw_j w_j,
-        // and the chain rule through s_i = sigma_i (t1 - t0) and depth's (t0 + t1) / 2.
-        let mut suffix = T::zero();
-        for (k, i) in rg.clone().enumerate().rev() {
-            let wi = weights[i];
-            let zi = half * (t0[k] + t1[k]);
-            let mut gw = go + gd * zi + at(g.weights, i);
-            for ((gvc, &gcc), &vc) in gv[k * c..(k + 1) * c]
-                .iter_mut()
-                .zip(gc)
-                .zip(&x.values[i * c..(i + 1) * c])
-            {
-                gw += gcc * vc;
-                *gvc = wi * gcc;
-            }
-            let g_s = gs[k] * gw - suffix;
-            suffix += gw * wi;
-            gs[k] = g_s * (t1[k] - t0[k]);
-            if need_t {
-                let g_z = wi * gd;
-                // SAFETY: as above; these buffers have `n` elements when `need_t`.
-                unsafe {
-                    p1.slice(i..i + 1)[0] = g_s * sg[k] + half * g_z;
-                    p0.slice(i..i + 1)[0] = half * g_z - g_s * sg[k];
-                }
-            }
-        }
+    let (mut g_ts, mut g_te) = (Output::new(nt), Output::new(nt));
+    let (mut g_sg, mut g_val) = (Output::new(n), Output::new(n * c));
+    let (p0, p1, ps, pv) = (g_ts.pieces(), g_te.pieces(), g_sg.pieces(), g_val.pieces());
+    let kernel: RenderRayBackward<T> =
+        pick_variant!(render_ray_backward_base, render_ray_backward_avx2, T, c);
+    segs.par_for_each_init(Vec::new, |scratch, ray, rg| {
+        // SAFETY: each ray writes only its own sample range (the `t` buffers have `n` elements
+        // when `need_t`).
+        let (gs, gv) = unsafe { (ps.claim(rg.clone()), pv.claim(rg.start * c..rg.end * c)) };
+        let gt = need_t.then(|| unsafe { (p0.claim(rg.clone()), p1.claim(rg.clone())) });
+        let gr = RayGrads {
+            color: &g.color[ray * c..(ray + 1) * c],
+            opacity: g.opacity[ray],
+            depth: g.depth[ray],
+            weights: g.weights.map(|gw| &gw[rg.clone()]),
+        };
+        let (xr, w) = (x.ray(rg.clone()), &weights[rg.clone()]);
+        // SAFETY: `pick_variant` only picks AVX2 code on CPUs that have it.
+        unsafe { kernel(xr, w, gr, gs, gv, gt, scratch, c) };
     });
-    Ok((g_ts, g_te, g_sg, g_val))
+    // SAFETY: the segments cover every sample and each ray claimed its own (the `t` buffers
+    // are empty unless `need_t`).
+    unsafe { Ok((g_ts.finish(), g_te.finish(), g_sg.finish(), g_val.finish())) }
+}
+
+/// One ray's output gradients in [`render_backward`].
+#[derive(Clone, Copy)]
+struct RayGrads<'a, T> {
+    color: &'a [T],
+    opacity: T,
+    depth: T,
+    weights: Option<&'a [T]>,
+}
+
+/// A compiled variant of [`render_ray_backward`].
+type RenderRayBackward<T> = unsafe fn(
+    Samples<'_, T>,
+    &[T],
+    RayGrads<'_, T>,
+    &mut [T],
+    &mut [T],
+    Option<(&mut [T], &mut [T])>,
+    &mut Vec<T>,
+    usize,
+);
+
+per_ray_variants!(render_ray_backward_base, render_ray_backward_avx2, render_ray_backward, <T>,
+    (x: Samples<'_, T>, w: &[T], g: RayGrads<'_, T>, gs: &mut [T], gv: &mut [T],
+     gt: Option<(&mut [T], &mut [T])>, scratch: &mut Vec<T>), c, ());
+
+/// One ray of [`render_backward`]; inlined with a constant `c` like [`render_ray`].
+///
+/// `dL/dw_k = go + gd z_k + gw_k + gc . v_k`, and with `T_{k+1} = T_k exp(-s_k)`:
+/// `dL/ds_k = T_{k+1} dL/dw_k - sum_{j>k} w_j dL/dw_j`, then the chain rule through
+/// `s_k = sigma_k (t1 - t0)` and the depth's `z_k = (t0 + t1) / 2`.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn render_ray_backward<T: Real>(
+    x: Samples<'_, T>,
+    w: &[T],
+    g: RayGrads<'_, T>,
+    gs: &mut [T],
+    gv: &mut [T],
+    gt: Option<(&mut [T], &mut [T])>,
+    scratch: &mut Vec<T>,
+    c: usize,
+) {
+    let m = gs.len();
+    let (t0, t1, sg, v) = (
+        &x.t_starts[..m],
+        &x.t_ends[..m],
+        &x.sigmas[..m],
+        &x.values[..m * c],
+    );
+    let (w, gv) = (&w[..m], &mut gv[..m * c]);
+    // Pass 1 (vectorised): exp(-s_k); pass 2: running product T_{k+1}; both parked in `gs`.
+    for k in 0..m {
+        gs[k] = (-(sg[k] * (t1[k] - t0[k]))).exp_fast();
+    }
+    let mut trans = T::one();
+    for gsk in gs.iter_mut() {
+        trans *= *gsk;
+        *gsk = trans;
+    }
+    // Pass 3 (forward order, streams the values once): dL/dv_k = w_k gc, and dL/dw_k.
+    const LOCAL: usize = 4;
+    let mut gc = [T::zero(); LOCAL];
+    if c <= LOCAL {
+        gc[..c].copy_from_slice(g.color);
+    }
+    let half = T::lit(0.5);
+    let (go, gd) = (g.opacity, g.depth);
+    scratch.clear();
+    scratch.resize(m, T::zero());
+    let dw = &mut scratch[..m];
+    for k in 0..m {
+        let mut d = go + gd * half * (t0[k] + t1[k]);
+        for ch in 0..c {
+            let gcc = if c <= LOCAL { gc[ch] } else { g.color[ch] };
+            gv[k * c + ch] = w[k] * gcc;
+            d += gcc * v[k * c + ch];
+        }
+        dw[k] = d;
+    }
+    if let Some(gw) = g.weights {
+        for (d, &x) in dw.iter_mut().zip(&gw[..m]) {
+            *d += x;
+        }
+    }
+    // Pass 4 (reverse): the suffix sum is the only dependency between samples.
+    let mut suffix = T::zero();
+    let mut gt = gt;
+    for k in (0..m).rev() {
+        let g_s = gs[k] * dw[k] - suffix;
+        suffix += dw[k] * w[k];
+        gs[k] = g_s * (t1[k] - t0[k]);
+        if let Some((g0, g1)) = gt.as_mut() {
+            let g_z = half * w[k] * gd;
+            g1[k] = g_s * sg[k] + g_z;
+            g0[k] = g_z - g_s * sg[k];
+        }
+    }
 }
 
 #[cfg(test)]

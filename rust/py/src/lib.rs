@@ -5,6 +5,7 @@
 //! NumPy array, and turns every core error into a Python `ValueError`. The Python package
 //! reshapes outputs and wraps the `*_backward` functions into autograd.
 
+mod cache;
 mod convert;
 mod grid;
 mod hashgrid;
@@ -18,12 +19,19 @@ mod volrend;
 
 use pyo3::prelude::*;
 
+/// Output buffers are recycled across calls (see `raysplat_core::cache`).
+#[global_allocator]
+static ALLOC: raysplat_core::cache::CachingAlloc = raysplat_core::cache::CachingAlloc;
+
 #[pymodule]
 mod _core {
     use super::*;
 
     #[pymodule_export]
     use crate::threads::{get_num_threads, set_num_threads};
+
+    #[pymodule_export]
+    use crate::cache::{buffer_cache_info, release_buffer_cache, set_buffer_cache_budget};
 
     #[pymodule_export]
     use crate::rays::{generate_rays, ndc_rays, ray_aabb_intersect};
@@ -62,6 +70,7 @@ mod _core {
     fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {
         m.add("__version__", env!("CARGO_PKG_VERSION"))?;
         crate::threads::install_fork_guard();
+        crate::cache::budget_from_env();
         Ok(())
     }
 }

@@ -1,0 +1,71 @@
+//! Runtime choice of instruction set for the hottest per-ray loops.
+//!
+//! Wheels target x86-64-v2 (SSE4.2) so they run on any 64-bit x86 CPU from the last 15 years.
+//! Kernels whose loops vectorise also get an AVX2 build of their per-ray function, chosen once
+//! per call when the CPU has it. Both builds run the same element-wise arithmetic (no fused
+//! multiply-add, no reordered sums), so results are bit-identical either way.
+
+/// Whether the AVX2 variants may run (x86-64 with AVX2, unless `RAYSPLAT_NO_AVX2` is set).
+pub fn avx2() -> bool {
+    use std::sync::OnceLock;
+    static AVX2: OnceLock<bool> = OnceLock::new();
+    *AVX2.get_or_init(|| std::env::var_os("RAYSPLAT_NO_AVX2").is_none() && detected())
+}
+
+#[cfg(target_arch = "x86_64")]
+fn detected() -> bool {
+    std::arch::is_x86_feature_detected!("avx2")
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn detected() -> bool {
+    false
+}
+
+/// Defines `$base` and (on x86-64) `$avx2`: the same `#[inline(always)]` body `$inner`,
+/// compiled for the baseline and for AVX2, with the channel count as a const generic
+/// (`0` = take it from the argument `$c`).
+macro_rules! per_ray_variants {
+    ($base:ident, $avx2:ident, $inner:ident, <$t:ident>, ($($arg:ident: $ty:ty),*), $c:ident, $ret:ty) => {
+        #[allow(clippy::too_many_arguments)]
+        fn $base<$t: Real, const C: usize>($($arg: $ty,)* $c: usize) -> $ret {
+            $inner($($arg,)* if C == 0 { $c } else { C })
+        }
+
+        /// # Safety
+        /// The CPU must support AVX2 (see [`crate::isa::avx2`]).
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx2")]
+        #[allow(clippy::too_many_arguments)]
+        unsafe fn $avx2<$t: Real, const C: usize>($($arg: $ty,)* $c: usize) -> $ret {
+            $inner($($arg,)* if C == 0 { $c } else { C })
+        }
+    };
+}
+pub(crate) use per_ray_variants;
+
+/// Picks the variant for channel count `$c` (specialised for 1, 3 and 4) and instruction set.
+macro_rules! pick_variant {
+    ($base:ident, $avx2:ident, $t:ty, $c:expr) => {{
+        #[cfg(target_arch = "x86_64")]
+        let avx2 = $crate::isa::avx2();
+        #[cfg(not(target_arch = "x86_64"))]
+        let avx2 = false;
+        let _ = avx2;
+        match ($c, avx2) {
+            #[cfg(target_arch = "x86_64")]
+            (1, true) => $avx2::<$t, 1> as _,
+            #[cfg(target_arch = "x86_64")]
+            (3, true) => $avx2::<$t, 3> as _,
+            #[cfg(target_arch = "x86_64")]
+            (4, true) => $avx2::<$t, 4> as _,
+            #[cfg(target_arch = "x86_64")]
+            (_, true) => $avx2::<$t, 0> as _,
+            (1, _) => $base::<$t, 1> as _,
+            (3, _) => $base::<$t, 3> as _,
+            (4, _) => $base::<$t, 4> as _,
+            _ => $base::<$t, 0> as _,
+        }
+    }};
+}
+pub(crate) use pick_variant;
