@@ -41,48 +41,81 @@ fn at<T: Real>(v: Option<&[T]>, i: usize) -> T {
 pub fn weights_from_density<T: Real>(sigma_dt: &[T], segs: &Segments) -> Result<Weights<T>> {
     let n = sigma_dt.len();
     expect_len("sigmas", n, segs.n_samples())?;
-    if expect_finite("sigmas", sigma_dt).is_err() {
+    let (mut w, mut t, mut a) = (Output::new(n), Output::new(n), Output::new(n));
+    let (pw, pt, pa) = (w.pieces(), t.pieces(), a.pieces());
+    #[cfg(target_arch = "x86_64")]
+    let kernel: WeightsRay<T> = if crate::isa::avx2() {
+        weights_ray_avx2
+    } else {
+        weights_ray
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let kernel: WeightsRay<T> = weights_ray;
+    let bad = AtomicBool::new(false);
+    segs.par_for_each(|_, rg| {
+        // SAFETY: segments are disjoint.
+        let (w, t, a) = unsafe {
+            (
+                pw.claim(rg.clone()),
+                pt.claim(rg.clone()),
+                pa.claim(rg.clone()),
+            )
+        };
+        // SAFETY: the AVX2 variant only runs on CPUs that have it.
+        if !unsafe { kernel(&sigma_dt[rg], w, t, a) } {
+            bad.store(true, Ordering::Relaxed);
+        }
+    });
+    if bad.load(Ordering::Relaxed) {
         return Err(Error::value(
             "sigmas",
             "sigmas * (t_ends - t_starts) contains NaN or infinite values",
         ));
     }
-    let mut w = crate::alloc::zeros(n);
-    let mut t = crate::alloc::zeros(n);
-    let mut a = crate::alloc::zeros(n);
-    let (pw, pt, pa) = (
-        SharedMut::new(&mut w),
-        SharedMut::new(&mut t),
-        SharedMut::new(&mut a),
-    );
-    segs.par_for_each(|_, rg| {
-        // SAFETY: segments are disjoint.
-        let (w, t, a) = unsafe {
-            (
-                pw.slice(rg.clone()),
-                pt.slice(rg.clone()),
-                pa.slice(rg.clone()),
-            )
-        };
-        // Pass 1 (vectorised): a = exp(-s). Pass 2: T_{k+1} = T_k * exp(-s_k).
-        for (ak, &s) in a.iter_mut().zip(&sigma_dt[rg]) {
-            *ak = (-s).exp_fast();
-        }
-        let mut trans = T::one();
-        for k in 0..a.len() {
-            let e = a[k];
-            let alpha = T::one() - e;
-            t[k] = trans;
-            a[k] = alpha;
-            w[k] = trans * alpha;
-            trans *= e;
-        }
-    });
-    Ok(Weights {
-        weights: w,
-        trans: t,
-        alphas: a,
-    })
+    // SAFETY: the segments cover every sample, and each ray claimed its own.
+    unsafe {
+        Ok(Weights {
+            weights: w.finish(),
+            trans: t.finish(),
+            alphas: a.finish(),
+        })
+    }
+}
+
+/// A compiled variant of [`weights_ray`].
+type WeightsRay<T> = unsafe fn(&[T], &mut [T], &mut [T], &mut [T]) -> bool;
+
+/// [`weights_ray`] compiled for AVX2.
+///
+/// # Safety
+/// The CPU must support AVX2 (see [`crate::isa::avx2`]).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn weights_ray_avx2<T: Real>(s: &[T], w: &mut [T], t: &mut [T], a: &mut [T]) -> bool {
+    weights_ray(s, w, t, a)
+}
+
+/// One ray of [`weights_from_density`]; `false` if a thickness is not finite.
+#[inline(always)]
+fn weights_ray<T: Real>(s: &[T], w: &mut [T], t: &mut [T], a: &mut [T]) -> bool {
+    let m = s.len();
+    let (w, t, a) = (&mut w[..m], &mut t[..m], &mut a[..m]);
+    // Pass 1 (vectorised): exp(-s) and the finiteness check. Pass 2: T_{k+1} = T_k exp(-s_k).
+    let mut finite = true;
+    for k in 0..m {
+        finite &= s[k].is_finite();
+        a[k] = (-s[k]).exp_fast();
+    }
+    let mut trans = T::one();
+    for k in 0..m {
+        let e = a[k];
+        let alpha = T::one() - e;
+        t[k] = trans;
+        a[k] = alpha;
+        w[k] = trans * alpha;
+        trans *= e;
+    }
+    finite
 }
 
 /// Gradient w.r.t. `sigma_dt` of [`weights_from_density`], given the saved `trans` and `alphas`
@@ -101,11 +134,11 @@ pub fn weights_from_density_backward<T: Real>(
     check_opt("grad_weights", grad_weights, n)?;
     check_opt("grad_trans", grad_trans, n)?;
     check_opt("grad_alphas", grad_alphas, n)?;
-    let mut out = crate::alloc::zeros(n);
-    let dst = SharedMut::new(&mut out);
+    let mut out = Output::new(n);
+    let dst = out.pieces();
     segs.par_for_each(|_, rg| {
         // SAFETY: segments are disjoint.
-        let o = unsafe { dst.slice(rg.clone()) };
+        let o = unsafe { dst.claim(rg.clone()) };
         // dL/ds_k = exp(-s_k) (gα_k + gw_k T_k) - sum_{i>k} (gT_i T_i + gw_i w_i)
         let mut suffix = T::zero();
         for (k, i) in rg.clone().enumerate().rev() {
@@ -115,7 +148,8 @@ pub fn weights_from_density_backward<T: Real>(
             suffix += at(grad_trans, i) * trans[i] + gw * trans[i] * alphas[i];
         }
     });
-    Ok(out)
+    // SAFETY: the segments cover every sample, and each ray claimed its own.
+    Ok(unsafe { out.finish() })
 }
 
 /// Weights and transmittance from per-sample opacities: `T_i = prod_{j<i} (1 - alpha_j)`.
