@@ -53,6 +53,16 @@ def test_weights_from_density_single_output_grads(kind, packed, intervals):
         assert_close(_grads([out], (sig,), [up]), _grads([want], (sig,), [up]))
 
 
+def test_weights_from_density_grads_of_densities_only(intervals):
+    """Interval bounds without gradients (the usual case) take the kernel's no-`t` path."""
+    ts, te, sig = intervals((6, 10), requires_grad=True)
+    ts, te = ts.detach(), te.detach()
+    w = rs.render_weight_from_density(ts, te, sig)[0]
+    want = ref.weights_from_density(sig * (te - ts), None)[0]
+    up = torch.randn(6, 10)
+    assert_close(_grads([w], (sig,), [up]), _grads([want], (sig,), [up]))
+
+
 @pytest.mark.parametrize("kind", LAYOUTS)
 def test_weights_from_density_gradcheck(kind, packed, intervals):
     shape, kw, _, _, _ = _layout(kind, packed)

@@ -48,6 +48,22 @@ def scan_backward(
     inputs: Float, grad: Float, offsets: I64 | None, n_rays: int, op: str, exclusive: bool
 ) -> Float: ...
 def weights_from_density(sigma_dt: Float, offsets: I64 | None, n_rays: int) -> tuple[Float, Float, Float]: ...
+def weights_from_intervals(
+    t_starts: Float, t_ends: Float, sigmas: Float, offsets: I64 | None, n_rays: int
+) -> tuple[Float, Float, Float]: ...
+def weights_from_intervals_backward(
+    t_starts: Float,
+    t_ends: Float,
+    sigmas: Float,
+    trans: Float,
+    alphas: Float,
+    grad_weights: Float | None,
+    grad_trans: Float | None,
+    grad_alphas: Float | None,
+    need_t: bool,
+    offsets: I64 | None,
+    n_rays: int,
+) -> tuple[Float, Float, Float]: ...
 def weights_from_density_backward(
     trans: Float,
     alphas: Float,

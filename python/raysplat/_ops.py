@@ -50,6 +50,56 @@ class WeightsFromDensity(torch.autograd.Function):
         return from_numpy(g, t.shape), None, None
 
 
+class WeightsFromIntervals(torch.autograd.Function):
+    """``(weights, trans, alphas)`` of flat intervals ``[t_starts, t_ends]`` with densities
+    ``sigmas``; the optical thickness ``sigmas * (t_ends - t_starts)`` is formed in Rust."""
+
+    @staticmethod
+    def forward(ctx, t_starts, t_ends, sigmas, offsets: np.ndarray | None, n_rays: int):
+        ctx.set_materialize_grads(False)  # unused outputs get None, not zero tensors
+        dt = float_dtype_of(sigmas)
+        shape = sigmas.shape
+        w, t, a = _core.weights_from_intervals(
+            to_numpy("t_starts", t_starts, dt),
+            to_numpy("t_ends", t_ends, dt),
+            to_numpy("sigmas", sigmas, dt),
+            offsets,
+            n_rays,
+        )
+        w, t, a = (from_numpy(x, shape) for x in (w, t, a))
+        ctx.save_for_backward(t_starts, t_ends, sigmas, t, a)
+        ctx.offsets, ctx.n_rays, ctx.dt = offsets, n_rays, dt
+        return w, t, a
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, gw, gt, ga):
+        t_starts, t_ends, sigmas, t, a = ctx.saved_tensors
+        dt = ctx.dt
+        need_t = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
+        g0, g1, gs = _core.weights_from_intervals_backward(
+            to_numpy("t_starts", t_starts, dt),
+            to_numpy("t_ends", t_ends, dt),
+            to_numpy("sigmas", sigmas, dt),
+            to_numpy("trans", t, dt),
+            to_numpy("alphas", a, dt),
+            _grad("grad_weights", gw, dt),
+            _grad("grad_trans", gt, dt),
+            _grad("grad_alphas", ga, dt),
+            need_t,
+            ctx.offsets,
+            ctx.n_rays,
+        )
+        shape = sigmas.shape
+        return (
+            from_numpy(g0, shape) if need_t else None,
+            from_numpy(g1, shape) if need_t else None,
+            from_numpy(gs, shape),
+            None,
+            None,
+        )
+
+
 class WeightsFromAlpha(torch.autograd.Function):
     """``(weights, trans)`` of flat ``alphas`` on segments given by ``offsets``."""
 

@@ -15,7 +15,7 @@ from raysplat.reference import volrend as ref
 from raysplat.scan import Layout, resolve_layout
 
 
-def _intervals(t_starts, t_ends, sigmas, ray_indices, n_rays, rust: bool) -> tuple[torch.Tensor, Layout]:
+def _check_intervals(t_starts, t_ends, sigmas, ray_indices, n_rays, rust: bool) -> Layout:
     # The Rust kernels check finiteness themselves (fused, parallel); the torch path checks here.
     chk.tensor("t_starts", t_starts, ndim=(1, 2), finite=not rust)
     chk.tensor("t_ends", t_ends, ndim=(1, 2), finite=not rust)
@@ -23,8 +23,7 @@ def _intervals(t_starts, t_ends, sigmas, ray_indices, n_rays, rust: bool) -> tup
     chk.same_shape("t_starts", t_starts, "t_ends", t_ends)
     chk.same_shape("t_starts", t_starts, "sigmas", sigmas)
     chk.same_device(t_starts=t_starts, t_ends=t_ends, sigmas=sigmas, ray_indices=ray_indices)
-    lay = resolve_layout("sigmas", sigmas, ray_indices, n_rays, rust=rust)
-    return sigmas * (t_ends - t_starts), lay
+    return resolve_layout("sigmas", sigmas, ray_indices, n_rays, rust=rust)
 
 
 def _weights(sigma_dt: torch.Tensor, lay: Layout, rust: bool):
@@ -52,8 +51,13 @@ def render_weight_from_density(
         ``(weights, transmittance, alphas)``, each shaped like ``sigmas``.
     """
     rust = chk.use_rust(t_starts, t_ends, sigmas, ray_indices)
-    sigma_dt, lay = _intervals(t_starts, t_ends, sigmas, ray_indices, n_rays, rust)
-    return _weights(sigma_dt, lay, rust)
+    lay = _check_intervals(t_starts, t_ends, sigmas, ray_indices, n_rays, rust)
+    if rust:  # one fused kernel forms sigma * dt itself
+        w, t, a = _ops.WeightsFromIntervals.apply(
+            t_starts.reshape(-1), t_ends.reshape(-1), sigmas.reshape(-1), lay.offsets_np, lay.n_rays
+        )
+        return w.reshape(sigmas.shape), t.reshape(sigmas.shape), a.reshape(sigmas.shape)
+    return _weights(sigmas * (t_ends - t_starts), lay, rust)
 
 
 def render_weight_from_alpha(

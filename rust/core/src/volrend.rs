@@ -39,8 +39,36 @@ fn at<T: Real>(v: Option<&[T]>, i: usize) -> T {
 
 /// Weights, transmittance and alphas from optical thickness `sigma_dt = sigma * dt`.
 pub fn weights_from_density<T: Real>(sigma_dt: &[T], segs: &Segments) -> Result<Weights<T>> {
-    let n = sigma_dt.len();
-    expect_len("sigmas", n, segs.n_samples())?;
+    expect_len("sigmas", sigma_dt.len(), segs.n_samples())?;
+    weights_with(segs, |rg, s| s.copy_from_slice(&sigma_dt[rg]))
+}
+
+/// [`weights_from_density`] of intervals: the thickness `sigma * (t_end - t_start)` is formed
+/// inside the kernel (see [`weights_from_intervals_backward`] for all three gradients).
+pub fn weights_from_intervals<T: Real>(
+    t_starts: &[T],
+    t_ends: &[T],
+    sigmas: &[T],
+    segs: &Segments,
+) -> Result<Weights<T>> {
+    let n = segs.n_samples();
+    expect_len("t_starts", t_starts.len(), n)?;
+    expect_len("t_ends", t_ends.len(), n)?;
+    expect_len("sigmas", sigmas.len(), n)?;
+    weights_with(segs, |rg, s| {
+        let (t0, t1, sg) = (&t_starts[rg.clone()], &t_ends[rg.clone()], &sigmas[rg]);
+        for k in 0..s.len() {
+            s[k] = sg[k] * (t1[k] - t0[k]);
+        }
+    })
+}
+
+/// Runs [`weights_ray`] on every ray, `thickness(range, out)` writing the ray's `sigma * dt`.
+fn weights_with<T: Real>(
+    segs: &Segments,
+    thickness: impl Fn(std::ops::Range<usize>, &mut [T]) + Sync + Send,
+) -> Result<Weights<T>> {
+    let n = segs.n_samples();
     let (mut w, mut t, mut a) = (Output::new(n), Output::new(n), Output::new(n));
     let (pw, pt, pa) = (w.pieces(), t.pieces(), a.pieces());
     #[cfg(target_arch = "x86_64")]
@@ -61,8 +89,9 @@ pub fn weights_from_density<T: Real>(sigma_dt: &[T], segs: &Segments) -> Result<
                 pa.claim(rg.clone()),
             )
         };
+        thickness(rg, a);
         // SAFETY: the AVX2 variant only runs on CPUs that have it.
-        if !unsafe { kernel(&sigma_dt[rg], w, t, a) } {
+        if !unsafe { kernel(w, t, a) } {
             bad.store(true, Ordering::Relaxed);
         }
     });
@@ -83,7 +112,7 @@ pub fn weights_from_density<T: Real>(sigma_dt: &[T], segs: &Segments) -> Result<
 }
 
 /// A compiled variant of [`weights_ray`].
-type WeightsRay<T> = unsafe fn(&[T], &mut [T], &mut [T], &mut [T]) -> bool;
+type WeightsRay<T> = unsafe fn(&mut [T], &mut [T], &mut [T]) -> bool;
 
 /// [`weights_ray`] compiled for AVX2.
 ///
@@ -91,20 +120,21 @@ type WeightsRay<T> = unsafe fn(&[T], &mut [T], &mut [T], &mut [T]) -> bool;
 /// The CPU must support AVX2 (see [`crate::isa::avx2`]).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn weights_ray_avx2<T: Real>(s: &[T], w: &mut [T], t: &mut [T], a: &mut [T]) -> bool {
-    weights_ray(s, w, t, a)
+unsafe fn weights_ray_avx2<T: Real>(w: &mut [T], t: &mut [T], a: &mut [T]) -> bool {
+    weights_ray(w, t, a)
 }
 
-/// One ray of [`weights_from_density`]; `false` if a thickness is not finite.
+/// One ray of [`weights_from_density`]: `a` holds the thicknesses on entry and the alphas on
+/// return; `false` if a thickness is not finite.
 #[inline(always)]
-fn weights_ray<T: Real>(s: &[T], w: &mut [T], t: &mut [T], a: &mut [T]) -> bool {
-    let m = s.len();
-    let (w, t, a) = (&mut w[..m], &mut t[..m], &mut a[..m]);
+fn weights_ray<T: Real>(w: &mut [T], t: &mut [T], a: &mut [T]) -> bool {
+    let m = a.len();
+    let (w, t) = (&mut w[..m], &mut t[..m]);
     // Pass 1 (vectorised): exp(-s) and the finiteness check. Pass 2: T_{k+1} = T_k exp(-s_k).
     let mut finite = true;
-    for k in 0..m {
-        finite &= s[k].is_finite();
-        a[k] = (-s[k]).exp_fast();
+    for ak in a.iter_mut() {
+        finite &= ak.is_finite();
+        *ak = (-*ak).exp_fast();
     }
     let mut trans = T::one();
     for k in 0..m {
@@ -136,20 +166,107 @@ pub fn weights_from_density_backward<T: Real>(
     check_opt("grad_alphas", grad_alphas, n)?;
     let mut out = Output::new(n);
     let dst = out.pieces();
+    let g = OutputGrads {
+        weights: grad_weights,
+        trans: grad_trans,
+        alphas: grad_alphas,
+    };
     segs.par_for_each(|_, rg| {
         // SAFETY: segments are disjoint.
         let o = unsafe { dst.claim(rg.clone()) };
-        // dL/ds_k = exp(-s_k) (gα_k + gw_k T_k) - sum_{i>k} (gT_i T_i + gw_i w_i)
-        let mut suffix = T::zero();
-        for (k, i) in rg.clone().enumerate().rev() {
-            let gw = at(grad_weights, i);
-            let one_minus_alpha = T::one() - alphas[i];
-            o[k] = one_minus_alpha * (at(grad_alphas, i) + gw * trans[i]) - suffix;
-            suffix += at(grad_trans, i) * trans[i] + gw * trans[i] * alphas[i];
-        }
+        thickness_grad_ray(trans, alphas, g, rg, o);
     });
     // SAFETY: the segments cover every sample, and each ray claimed its own.
     Ok(unsafe { out.finish() })
+}
+
+/// Gradients of the three outputs of the weight kernels (`None` = zero).
+#[derive(Clone, Copy)]
+struct OutputGrads<'a, T> {
+    weights: Option<&'a [T]>,
+    trans: Option<&'a [T]>,
+    alphas: Option<&'a [T]>,
+}
+
+/// `dL/ds` of the samples in `rg` (one ray) into `o`:
+/// `dL/ds_k = exp(-s_k) (galpha_k + gw_k T_k) - sum_{i>k} (gT_i T_i + gw_i w_i)`.
+#[inline]
+fn thickness_grad_ray<T: Real>(
+    trans: &[T],
+    alphas: &[T],
+    g: OutputGrads<'_, T>,
+    rg: std::ops::Range<usize>,
+    o: &mut [T],
+) {
+    let mut suffix = T::zero();
+    for (k, i) in rg.enumerate().rev() {
+        let gw = at(g.weights, i);
+        let one_minus_alpha = T::one() - alphas[i];
+        o[k] = one_minus_alpha * (at(g.alphas, i) + gw * trans[i]) - suffix;
+        suffix += at(g.trans, i) * trans[i] + gw * trans[i] * alphas[i];
+    }
+}
+
+/// Gradients of [`weights_from_intervals`] w.r.t. `(t_starts, t_ends, sigmas)`, given its saved
+/// `trans` and `alphas`; the interval gradients are only computed (else empty) when `need_t`.
+#[allow(clippy::too_many_arguments)]
+pub fn weights_from_intervals_backward<T: Real>(
+    t_starts: &[T],
+    t_ends: &[T],
+    sigmas: &[T],
+    trans: &[T],
+    alphas: &[T],
+    grad_weights: Option<&[T]>,
+    grad_trans: Option<&[T]>,
+    grad_alphas: Option<&[T]>,
+    need_t: bool,
+    segs: &Segments,
+) -> Result<(Vec<T>, Vec<T>, Vec<T>)> {
+    let n = segs.n_samples();
+    for (name, len) in [
+        ("t_starts", t_starts.len()),
+        ("t_ends", t_ends.len()),
+        ("sigmas", sigmas.len()),
+        ("trans", trans.len()),
+        ("alphas", alphas.len()),
+    ] {
+        expect_len(name, len, n)?;
+    }
+    check_opt("grad_weights", grad_weights, n)?;
+    check_opt("grad_trans", grad_trans, n)?;
+    check_opt("grad_alphas", grad_alphas, n)?;
+    let nt = if need_t { n } else { 0 };
+    let (mut g0, mut g1, mut gs) = (Output::new(nt), Output::new(nt), Output::new(n));
+    let (p0, p1, ps) = (g0.pieces(), g1.pieces(), gs.pieces());
+    let g = OutputGrads {
+        weights: grad_weights,
+        trans: grad_trans,
+        alphas: grad_alphas,
+    };
+    segs.par_for_each(|_, rg| {
+        // SAFETY: segments are disjoint.
+        let o = unsafe { ps.claim(rg.clone()) };
+        thickness_grad_ray(trans, alphas, g, rg.clone(), o);
+        // Chain rule through s = sigma (t1 - t0).
+        let (t0, t1, sg) = (
+            &t_starts[rg.clone()],
+            &t_ends[rg.clone()],
+            &sigmas[rg.clone()],
+        );
+        if need_t {
+            // SAFETY: as above; these buffers have `n` elements when `need_t`.
+            let (a, b) = unsafe { (p0.claim(rg.clone()), p1.claim(rg)) };
+            for k in 0..o.len() {
+                b[k] = o[k] * sg[k];
+                a[k] = -b[k];
+            }
+        }
+        for k in 0..o.len() {
+            o[k] *= t1[k] - t0[k];
+        }
+    });
+    // SAFETY: the segments cover every sample, and each ray claimed its own.
+    unsafe { Ok((g0.finish(), g1.finish(), gs.finish())) }
 }
 
 /// Weights and transmittance from per-sample opacities: `T_i = prod_{j<i} (1 - alpha_j)`.
@@ -689,6 +806,58 @@ mod tests {
                 "k={k}: fd {fd} vs {}",
                 analytic[k]
             );
+        }
+    }
+
+    #[test]
+    fn intervals_kernel_matches_thickness_kernel_and_finite_differences() {
+        let t0 = [0.0, 0.5, 1.1, 2.0, 2.2, 0.0, 0.3];
+        let t1 = [0.5, 1.1, 2.0, 2.2, 3.0, 0.3, 0.9];
+        let sg = [0.3, 1.2, 0.0, 2.5, 0.7, 4.0, 0.2];
+        let segs = Segments::from_offsets(&[0, 5, 5, 7], 7).unwrap();
+        let sdt: Vec<f64> = (0..7).map(|k| sg[k] * (t1[k] - t0[k])).collect();
+        let (a, b) = (
+            weights_from_intervals(&t0, &t1, &sg, &segs).unwrap(),
+            weights_from_density(&sdt, &segs).unwrap(),
+        );
+        assert_eq!(a, b);
+        let (gw, gt, ga) = ([0.3, -1.0, 0.5, 2.0, 0.1, 1.0, -0.4], [0.2; 7], [-0.7; 7]);
+        let loss = |t0: &[f64], t1: &[f64], sg: &[f64]| -> f64 {
+            let w = weights_from_intervals(t0, t1, sg, &segs).unwrap();
+            (0..7)
+                .map(|k| gw[k] * w.weights[k] + gt[k] * w.trans[k] + ga[k] * w.alphas[k])
+                .sum()
+        };
+        let (g0, g1, gs) = weights_from_intervals_backward(
+            &t0,
+            &t1,
+            &sg,
+            &a.trans,
+            &a.alphas,
+            Some(&gw),
+            Some(&gt),
+            Some(&ga),
+            true,
+            &segs,
+        )
+        .unwrap();
+        let h = 1e-6;
+        for k in 0..7 {
+            let bump = |v: &[f64; 7], d: f64| {
+                let mut v = *v;
+                v[k] += d;
+                v
+            };
+            let fd0 = (loss(&bump(&t0, h), &t1, &sg) - loss(&bump(&t0, -h), &t1, &sg)) / (2.0 * h);
+            let fd1 = (loss(&t0, &bump(&t1, h), &sg) - loss(&t0, &bump(&t1, -h), &sg)) / (2.0 * h);
+            let fds = (loss(&t0, &t1, &bump(&sg, h)) - loss(&t0, &t1, &bump(&sg, -h))) / (2.0 * h);
+            assert!(
+                (fd0 - g0[k]).abs() < 1e-6,
+                "t_starts {k}: {fd0} vs {}",
+                g0[k]
+            );
+            assert!((fd1 - g1[k]).abs() < 1e-6, "t_ends {k}: {fd1} vs {}", g1[k]);
+            assert!((fds - gs[k]).abs() < 1e-6, "sigmas {k}: {fds} vs {}", gs[k]);
         }
     }
 

@@ -45,7 +45,7 @@ mod _core {
     use crate::volrend::{
         accumulate, accumulate_backward, render, render_backward, scan, scan_backward,
         segment_offsets, weights_from_alpha, weights_from_alpha_backward, weights_from_density,
-        weights_from_density_backward,
+        weights_from_density_backward, weights_from_intervals, weights_from_intervals_backward,
     };
 
     #[pymodule_export]

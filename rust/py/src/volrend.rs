@@ -110,6 +110,73 @@ pub fn weights_from_density<'py>(
     })
 }
 
+/// Weights, transmittance and alphas of intervals with densities (`sigma * dt` formed inside).
+#[pyfunction]
+pub fn weights_from_intervals<'py>(
+    py: Python<'py>,
+    t_starts: Any<'py>,
+    t_ends: Any<'py>,
+    sigmas: Any<'py>,
+    offsets: Option<In<'py, i64>>,
+    n_rays: usize,
+) -> PyResult<(Any<'py>, Any<'py>, Any<'py>)> {
+    let offsets = opt_slice(&offsets, "offsets")?;
+    with_float!(float_dtype(&sigmas, "sigmas")?, T => {
+        let (t0a, t1a) = (borrow::<T>(&t_starts, "t_starts")?, borrow::<T>(&t_ends, "t_ends")?);
+        let sa = borrow::<T>(&sigmas, "sigmas")?;
+        let (t0, t1) = (slice(&t0a, "t_starts")?, slice(&t1a, "t_ends")?);
+        let s = slice(&sa, "sigmas")?;
+        let segs = segments(offsets, n_rays, s.len())?;
+        let w = detached(py, || volrend::weights_from_intervals(t0, t1, s, &segs))?;
+        Ok((out_any(py, w.weights), out_any(py, w.trans), out_any(py, w.alphas)))
+    })
+}
+
+/// Gradients of `weights_from_intervals` w.r.t. `(t_starts, t_ends, sigmas)` (the first two
+/// empty unless `need_t`).
+#[pyfunction]
+#[pyo3(signature = (t_starts, t_ends, sigmas, trans, alphas, grad_weights, grad_trans, grad_alphas, need_t, offsets, n_rays))]
+#[allow(clippy::too_many_arguments)]
+pub fn weights_from_intervals_backward<'py>(
+    py: Python<'py>,
+    t_starts: Any<'py>,
+    t_ends: Any<'py>,
+    sigmas: Any<'py>,
+    trans: Any<'py>,
+    alphas: Any<'py>,
+    grad_weights: Option<Any<'py>>,
+    grad_trans: Option<Any<'py>>,
+    grad_alphas: Option<Any<'py>>,
+    need_t: bool,
+    offsets: Option<In<'py, i64>>,
+    n_rays: usize,
+) -> PyResult<(Any<'py>, Any<'py>, Any<'py>)> {
+    let offsets = opt_slice(&offsets, "offsets")?;
+    with_float!(float_dtype(&sigmas, "sigmas")?, T => {
+        let (t0a, t1a) = (borrow::<T>(&t_starts, "t_starts")?, borrow::<T>(&t_ends, "t_ends")?);
+        let (sa, ta, aa) = (
+            borrow::<T>(&sigmas, "sigmas")?,
+            borrow::<T>(&trans, "trans")?,
+            borrow::<T>(&alphas, "alphas")?,
+        );
+        let gwa = borrow_opt::<T>(&grad_weights, "grad_weights")?;
+        let gta = borrow_opt::<T>(&grad_trans, "grad_trans")?;
+        let gaa = borrow_opt::<T>(&grad_alphas, "grad_alphas")?;
+        let (t0, t1) = (slice(&t0a, "t_starts")?, slice(&t1a, "t_ends")?);
+        let (s, t, a) = (slice(&sa, "sigmas")?, slice(&ta, "trans")?, slice(&aa, "alphas")?);
+        let (gw, gt, ga) = (
+            opt_slice(&gwa, "grad_weights")?,
+            opt_slice(&gta, "grad_trans")?,
+            opt_slice(&gaa, "grad_alphas")?,
+        );
+        let segs = segments(offsets, n_rays, s.len())?;
+        let (g0, g1, gs) = detached(py, || {
+            volrend::weights_from_intervals_backward(t0, t1, s, t, a, gw, gt, ga, need_t, &segs)
+        })?;
+        Ok((out_any(py, g0), out_any(py, g1), out_any(py, gs)))
+    })
+}
+
 /// Gradient of `weights_from_density` w.r.t. `sigma * dt`.
 #[pyfunction]
 #[pyo3(signature = (trans, alphas, grad_weights, grad_trans, grad_alphas, offsets, n_rays))]
