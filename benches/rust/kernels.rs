@@ -5,7 +5,7 @@ use raysplat_core::grid::{march, GridSpec, MarchParams};
 use raysplat_core::sampling::{importance_sampling, stratified_edges, Spacing};
 use raysplat_core::volrend::{
     accumulate, render, render_backward, weights_from_density, weights_from_density_backward,
-    RayMap,
+    weights_from_intervals, RayMap,
 };
 use raysplat_core::volrend::{RenderGrads, Samples};
 use raysplat_core::Segments;
@@ -47,6 +47,9 @@ fn bench_volrend(c: &mut Criterion) {
         values: &rgb,
         channels: 3,
     };
+    g.bench_function("weights_from_intervals", |b| {
+        b.iter(|| weights_from_intervals(&t_starts, &t_ends, &sigmas, &segs).unwrap())
+    });
     g.bench_function("render_fused", |b| b.iter(|| render(x, &segs).unwrap()));
     let out = render(x, &segs).unwrap();
     let (gc, go, gd) = (uniform(RAYS * 3, 8), uniform(RAYS, 9), uniform(RAYS, 10));
