@@ -10,6 +10,7 @@ use rayon::prelude::*;
 
 use crate::alloc::Output;
 use crate::error::{expect_finite, expect_len, Error, Result};
+use crate::isa::{avx2_variant, choose};
 use crate::rays::slab;
 
 /// Geometry of a cascaded occupancy grid.
@@ -637,14 +638,7 @@ fn march_ray_dda(
     let inv_step = 1.0 / step;
     let mut next_k: i64 = 0;
     let mut flat = [0u32; BATCH];
-    #[cfg(target_arch = "x86_64")]
-    let lookup: LookupSteps = if crate::isa::avx2() {
-        lookup_steps_avx2
-    } else {
-        lookup_steps
-    };
-    #[cfg(not(target_arch = "x86_64"))]
-    let lookup: LookupSteps = lookup_steps;
+    let lookup: LookupSteps = choose!(lookup_steps, lookup_steps_avx2);
     dda(
         &hier.coarse,
         [0; 3],
@@ -706,15 +700,8 @@ struct RayConst {
 /// A compiled variant of [`lookup_steps`].
 type LookupSteps = unsafe fn(&RayConst, &GridTables, i64, &mut [u32]);
 
-/// [`lookup_steps`] compiled for AVX2.
-///
-/// # Safety
-/// The CPU must support AVX2 (see [`crate::isa::avx2`]).
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn lookup_steps_avx2(ray: &RayConst, tables: &GridTables, k0: i64, flat: &mut [u32]) {
-    lookup_steps(ray, tables, k0, flat)
-}
+avx2_variant!(lookup_steps_avx2 => lookup_steps,
+    (ray: &RayConst, tables: &GridTables, k0: i64, flat: &mut [u32]) -> ());
 
 /// Level-0 flat cell index ([`OUTSIDE`] if none) of the midpoints of steps `k0, k0 + 1, ...`:
 /// [`GridTables::locate_level0`]'s arithmetic, branch-free so the loop vectorises.

@@ -69,3 +69,35 @@ macro_rules! pick_variant {
     }};
 }
 pub(crate) use pick_variant;
+
+/// Defines `$avx2`, the function `$inner` (an `#[inline(always)]` fn) compiled for AVX2.
+macro_rules! avx2_variant {
+    ($avx2:ident $(<$g:ident: $bound:path>)? => $inner:ident, ($($arg:ident: $ty:ty),*) -> $ret:ty) => {
+        /// The AVX2 build of the function of the same name without the `_avx2` suffix.
+        ///
+        /// # Safety
+        /// The CPU must support AVX2 (see [`crate::isa::avx2`]).
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx2")]
+        unsafe fn $avx2$(<$g: $bound>)?($($arg: $ty),*) -> $ret {
+            $inner($($arg),*)
+        }
+    };
+}
+pub(crate) use avx2_variant;
+
+/// `$avx2` on CPUs with AVX2, else `$base`, as a function pointer of the annotated type.
+macro_rules! choose {
+    ($base:expr, $avx2:expr) => {{
+        #[cfg(target_arch = "x86_64")]
+        let f = if $crate::isa::avx2() {
+            $avx2 as _
+        } else {
+            $base as _
+        };
+        #[cfg(not(target_arch = "x86_64"))]
+        let f = $base as _;
+        f
+    }};
+}
+pub(crate) use choose;

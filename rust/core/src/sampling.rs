@@ -4,6 +4,7 @@
 use rayon::prelude::*;
 
 use crate::error::{expect_finite, expect_len, Error, Result};
+use crate::isa::{avx2_variant, choose};
 use crate::real::Real;
 
 /// How `[near, far]` is divided between `n_samples` intervals.
@@ -345,21 +346,8 @@ fn min_f32(a: f32, b: f32) -> f32 {
 /// A compiled variant of [`importance_ray`].
 type ImportanceRay = unsafe fn(&[f32], &[f32], f32, &mut Scratch, &mut [f32]) -> bool;
 
-/// [`importance_ray`] compiled for AVX2.
-///
-/// # Safety
-/// The CPU must support AVX2 (see [`crate::isa::avx2`]).
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn importance_ray_avx2(
-    e: &[f32],
-    w: &[f32],
-    b: f32,
-    scratch: &mut Scratch,
-    new_edges: &mut [f32],
-) -> bool {
-    importance_ray(e, w, b, scratch, new_edges)
-}
+avx2_variant!(importance_ray_avx2 => importance_ray,
+    (e: &[f32], w: &[f32], b: f32, scratch: &mut Scratch, new_edges: &mut [f32]) -> bool);
 
 /// One ray of [`importance_sampling`] with offset `b`: writes `new_edges`, or returns `false`
 /// when the histogram is invalid.
@@ -423,14 +411,7 @@ pub fn importance_sampling(
     let e_out = n_samples + 1;
     let mut out = crate::alloc::Output::<f32>::new(n_rays * e_out);
     let pieces = out.pieces();
-    #[cfg(target_arch = "x86_64")]
-    let kernel: ImportanceRay = if crate::isa::avx2() {
-        importance_ray_avx2
-    } else {
-        importance_ray
-    };
-    #[cfg(not(target_arch = "x86_64"))]
-    let kernel: ImportanceRay = importance_ray;
+    let kernel: ImportanceRay = choose!(importance_ray, importance_ray_avx2);
     ray_error(crate::parallel::install(|| {
         (0..n_rays)
             .into_par_iter()

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::alloc::Output;
 use crate::error::{expect_finite, expect_len, Error, Result};
-use crate::isa::{per_ray_variants, pick_variant};
+use crate::isa::{avx2_variant, choose, per_ray_variants, pick_variant};
 use crate::real::Real;
 use crate::segments::{Segments, SharedMut};
 
@@ -71,14 +71,7 @@ fn weights_with<T: Real>(
     let n = segs.n_samples();
     let (mut w, mut t, mut a) = (Output::new(n), Output::new(n), Output::new(n));
     let (pw, pt, pa) = (w.pieces(), t.pieces(), a.pieces());
-    #[cfg(target_arch = "x86_64")]
-    let kernel: WeightsRay<T> = if crate::isa::avx2() {
-        weights_ray_avx2
-    } else {
-        weights_ray
-    };
-    #[cfg(not(target_arch = "x86_64"))]
-    let kernel: WeightsRay<T> = weights_ray;
+    let kernel: WeightsRay<T> = choose!(weights_ray::<T>, weights_ray_avx2::<T>);
     let bad = AtomicBool::new(false);
     segs.par_for_each(|_, rg| {
         // SAFETY: segments are disjoint.
@@ -114,15 +107,8 @@ fn weights_with<T: Real>(
 /// A compiled variant of [`weights_ray`].
 type WeightsRay<T> = unsafe fn(&mut [T], &mut [T], &mut [T]) -> bool;
 
-/// [`weights_ray`] compiled for AVX2.
-///
-/// # Safety
-/// The CPU must support AVX2 (see [`crate::isa::avx2`]).
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn weights_ray_avx2<T: Real>(w: &mut [T], t: &mut [T], a: &mut [T]) -> bool {
-    weights_ray(w, t, a)
-}
+avx2_variant!(weights_ray_avx2<T: Real> => weights_ray,
+    (w: &mut [T], t: &mut [T], a: &mut [T]) -> bool);
 
 /// One ray of [`weights_from_density`]: `a` holds the thicknesses on entry and the alphas on
 /// return; `false` if a thickness is not finite.
@@ -161,16 +147,9 @@ pub fn weights_from_density_backward<T: Real>(
     let n = segs.n_samples();
     expect_len("trans", trans.len(), n)?;
     expect_len("alphas", alphas.len(), n)?;
-    check_opt("grad_weights", grad_weights, n)?;
-    check_opt("grad_trans", grad_trans, n)?;
-    check_opt("grad_alphas", grad_alphas, n)?;
+    let g = OutputGrads::checked(grad_weights, grad_trans, grad_alphas, n)?;
     let mut out = Output::new(n);
     let dst = out.pieces();
-    let g = OutputGrads {
-        weights: grad_weights,
-        trans: grad_trans,
-        alphas: grad_alphas,
-    };
     segs.par_for_each(|_, rg| {
         // SAFETY: segments are disjoint.
         let o = unsafe { dst.claim(rg.clone()) };
@@ -186,6 +165,25 @@ struct OutputGrads<'a, T> {
     weights: Option<&'a [T]>,
     trans: Option<&'a [T]>,
     alphas: Option<&'a [T]>,
+}
+
+impl<'a, T> OutputGrads<'a, T> {
+    /// The gradients, each checked to hold `n` values if given.
+    fn checked(
+        weights: Option<&'a [T]>,
+        trans: Option<&'a [T]>,
+        alphas: Option<&'a [T]>,
+        n: usize,
+    ) -> Result<Self> {
+        check_opt("grad_weights", weights, n)?;
+        check_opt("grad_trans", trans, n)?;
+        check_opt("grad_alphas", alphas, n)?;
+        Ok(OutputGrads {
+            weights,
+            trans,
+            alphas,
+        })
+    }
 }
 
 /// `dL/ds` of the samples in `rg` (one ray) into `o`:
@@ -232,17 +230,10 @@ pub fn weights_from_intervals_backward<T: Real>(
     ] {
         expect_len(name, len, n)?;
     }
-    check_opt("grad_weights", grad_weights, n)?;
-    check_opt("grad_trans", grad_trans, n)?;
-    check_opt("grad_alphas", grad_alphas, n)?;
+    let g = OutputGrads::checked(grad_weights, grad_trans, grad_alphas, n)?;
     let nt = if need_t { n } else { 0 };
     let (mut g0, mut g1, mut gs) = (Output::new(nt), Output::new(nt), Output::new(n));
     let (p0, p1, ps) = (g0.pieces(), g1.pieces(), gs.pieces());
-    let g = OutputGrads {
-        weights: grad_weights,
-        trans: grad_trans,
-        alphas: grad_alphas,
-    };
     segs.par_for_each(|_, rg| {
         // SAFETY: segments are disjoint.
         let o = unsafe { ps.claim(rg.clone()) };
