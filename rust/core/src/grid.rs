@@ -485,26 +485,22 @@ struct DdaGrid {
 }
 
 /// Visits the cells of `g` that the ray `o + t d` crosses for `t` in `[t0, t1)`, in order, as
-/// `visit(ijk, t_in, t_out)`; `start` / `end` bound the cell indices (inclusive / exclusive) so a
-/// walk can be confined to one block. Stops when `visit` returns `false`, and then returns `true`.
-#[allow(clippy::too_many_arguments)]
+/// `visit(ijk, t_in, t_out)`, until the ray leaves the grid or `visit` returns `false`.
 #[inline]
 fn dda(
     g: &DdaGrid,
-    start: [i64; 3],
-    end: [i64; 3],
     o: [f32; 3],
     d: [f32; 3],
     t0: f32,
     t1: f32,
     mut visit: impl FnMut([i64; 3], f32, f32) -> bool,
-) -> bool {
+) {
     // Per axis: cell index, direction, distance to the next face. Plain scalars (not arrays
     // indexed by the axis) keep the loop in registers.
     let init = |a: usize| -> (i64, i64, f32, f32) {
         let p = o[a] + t0 * d[a];
         let c = ((p - g.lo[a]) * g.scale[a]).floor();
-        let i = (c.max(start[a] as f32) as i64).clamp(start[a], end[a] - 1);
+        let i = (c.max(0.0) as i64).clamp(0, g.cells[a] - 1);
         let dir = if d[a] > 0.0 {
             1
         } else if d[a] < 0.0 {
@@ -521,29 +517,26 @@ fn dda(
     let mut t_in = t0;
     loop {
         let t_out = tx.min(ty).min(tz).min(t1);
-        if !visit([ix, iy, iz], t_in, t_out) {
-            return true;
-        }
-        if t_out >= t1 {
-            return false;
+        if !visit([ix, iy, iz], t_in, t_out) || t_out >= t1 {
+            return;
         }
         t_in = t_out;
         if tx <= ty && tx <= tz {
             ix += sx;
-            if ix < start[0] || ix >= end[0] {
-                return false;
+            if ix < 0 || ix >= g.cells[0] {
+                return;
             }
             tx = face_time(g, 0, ix, sx, o[0], inv_x);
         } else if ty <= tz {
             iy += sy;
-            if iy < start[1] || iy >= end[1] {
-                return false;
+            if iy < 0 || iy >= g.cells[1] {
+                return;
             }
             ty = face_time(g, 1, iy, sy, o[1], inv_y);
         } else {
             iz += sz;
-            if iz < start[2] || iz >= end[2] {
-                return false;
+            if iz < 0 || iz >= g.cells[2] {
+                return;
             }
             tz = face_time(g, 2, iz, sz, o[2], inv_z);
         }
@@ -639,48 +632,39 @@ fn march_ray_dda(
     let mut next_k: i64 = 0;
     let mut flat = [0u32; BATCH];
     let lookup: LookupSteps = choose!(lookup_steps, lookup_steps_avx2);
-    dda(
-        &hier.coarse,
-        [0; 3],
-        hier.coarse.cells,
-        o,
-        d,
-        t_start,
-        t_hi,
-        |b, t_in, t_out| {
-            if !hier.blocks[((b[0] * nby + b[1]) * nbz + b[2]) as usize] {
-                return true;
-            }
-            let k_lo = ((t_in - margin - t_start - half) * inv_step)
-                .ceil()
-                .max(0.0) as i64;
-            let k_hi = ((t_out + margin - t_start - half) * inv_step).floor() as i64;
-            let mut k = k_lo.max(next_k);
-            while k <= k_hi {
-                let len = ((k_hi - k + 1) as usize).min(BATCH);
-                let ray = RayConst {
-                    o,
-                    d,
-                    t_start,
-                    step,
-                };
-                // SAFETY: `lookup` only picks AVX2 code on CPUs that have it.
-                unsafe { lookup(&ray, tables, k, &mut flat[..len]) };
-                for (j, &f) in flat[..len].iter().enumerate() {
-                    let t = t_start + (k + j as i64) as f32 * step;
-                    if t + half >= t_hi {
-                        return false;
-                    }
-                    if f != OUTSIDE && binaries.get(f as usize) {
-                        out.emit(t, t + step);
-                    }
+    dda(&hier.coarse, o, d, t_start, t_hi, |b, t_in, t_out| {
+        if !hier.blocks[((b[0] * nby + b[1]) * nbz + b[2]) as usize] {
+            return true;
+        }
+        let k_lo = ((t_in - margin - t_start - half) * inv_step)
+            .ceil()
+            .max(0.0) as i64;
+        let k_hi = ((t_out + margin - t_start - half) * inv_step).floor() as i64;
+        let mut k = k_lo.max(next_k);
+        while k <= k_hi {
+            let len = ((k_hi - k + 1) as usize).min(BATCH);
+            let ray = RayConst {
+                o,
+                d,
+                t_start,
+                step,
+            };
+            // SAFETY: `lookup` only picks AVX2 code on CPUs that have it.
+            unsafe { lookup(&ray, tables, k, &mut flat[..len]) };
+            for (j, &f) in flat[..len].iter().enumerate() {
+                let t = t_start + (k + j as i64) as f32 * step;
+                if t + half >= t_hi {
+                    return false;
                 }
-                k += len as i64;
+                if f != OUTSIDE && binaries.get(f as usize) {
+                    out.emit(t, t + step);
+                }
             }
-            next_k = next_k.max(k);
-            true
-        },
-    );
+            k += len as i64;
+        }
+        next_k = next_k.max(k);
+        true
+    });
 }
 
 /// Steps whose cells are looked up together (the lookups vectorise).

@@ -224,7 +224,8 @@ pub fn inverse_cdf(edges: &[f32], weights: &[f32], n_rays: usize, u: &[f32]) -> 
             .try_for_each_init(Vec::new, |cdf, (r, t)| {
                 let e = &edges[r * (n_bins + 1)..(r + 1) * (n_bins + 1)];
                 let w = &weights[r * n_bins..(r + 1) * n_bins];
-                if let Some((name, why)) = ray_problem(e, w) {
+                if ray_is_bad(e, w) {
+                    let (name, why) = ray_problem(e, w).unwrap_or(INVALID);
                     return Err((r, name, why));
                 }
                 ray_cdf(e, w, cdf);
@@ -239,6 +240,9 @@ pub fn inverse_cdf(edges: &[f32], weights: &[f32], n_rays: usize, u: &[f32]) -> 
     }))?;
     Ok(out)
 }
+
+/// Fallback for [`ray_problem`] (never used: it checks what [`ray_is_bad`] checks).
+const INVALID: (&str, &str) = ("t_edges", "is invalid");
 
 /// Whether any value of one ray's histogram is invalid (non-finite, unsorted edges, negative
 /// weights). Branch-free so it vectorises; [`ray_problem`] then names the failure.
@@ -425,7 +429,7 @@ pub fn importance_sampling(
                 // SAFETY: the AVX2 variant only runs on CPUs that have it.
                 let ok = unsafe { kernel(e, w, b, scratch, new_edges) };
                 if !ok {
-                    let (name, why) = ray_problem(e, w).unwrap_or(("t_edges", "is invalid"));
+                    let (name, why) = ray_problem(e, w).unwrap_or(INVALID);
                     return Err((r, name, why));
                 }
                 Ok(())
