@@ -16,10 +16,9 @@ from raysplat.nerf import (
     Trainer,
     contract,
     hashgrid_encode,
-    psnr,
     sh_encode,
-    ssim,
 )
+from raysplat.metrics import psnr, ssim
 from raysplat.nerf.samplers import proposal_requires_grad
 from raysplat.reference.hashgrid import hashgrid_encode as hashgrid_twin
 
@@ -27,7 +26,7 @@ from raysplat.reference.hashgrid import hashgrid_encode as hashgrid_twin
 TINY = dict(
     n_levels=8, log2_table=14, max_res=128, hidden=32, grid_resolution=32, batch_rays=512,
     target_samples=1 << 14, prop_samples=(32,), num_samples=16, n_coarse=16, n_fine=16,
-    eval_views=2, progress=False, warmup_steps=20,
+    eval_views=2, warmup_steps=20,
 )  # fmt: skip
 
 
@@ -111,7 +110,7 @@ def test_sh_and_contraction():
 @pytest.mark.parametrize("sampler", ["occgrid", "proposal", "hierarchical"])
 def test_sampler_intervals_are_valid(scene, sampler):
     t = Trainer(scene, NerfConfig(sampler=sampler, steps=4, **TINY))
-    t.train()  # a few steps: occupancy grid filled, proposal trained a little
+    t.train(progress=False)  # a few steps: occupancy grid filled, proposal trained a little
     rays = t.make_rays(scene.c2w[:1], scene.K[:1], torch.arange(0, 32 * 32, 7))
     out = t.sampler.render(t.field, rays, torch.ones(3), train=True, generator=t.gen, step=4)
     assert out.rgb.shape == (len(rays), 3) and out.opacity.shape == (len(rays), 1)
@@ -141,11 +140,12 @@ def test_proposal_requires_grad_schedule():
 # ---------------------------------------------------------------- training
 def test_short_training_beats_mean_colour(scene, tmp_path):
     t = Trainer(scene, NerfConfig(sampler="occgrid", steps=150, **TINY))
-    t.train()
-    ev = t.evaluate("test", tmp_path)
+    t.train(progress=False)
+    ev = t.evaluate()
     assert ev["psnr"] > ev["mean_color_psnr"] + 6.0, ev
     assert 0 < ev["ssim"] <= 1
-    assert len(list(tmp_path.glob("test_*.png"))) == 2
+    assert [v["index"] for v in ev["views"]] == scene.indices("test")[:2].tolist()
+    assert ev["render_ms_per_frame"] > 0
 
 
 @pytest.mark.parametrize("sampler", ["occgrid", "proposal"])
@@ -187,12 +187,13 @@ def test_cli_train_and_render(scene_dir, tmp_path, capsys):
     rc = main(["train", "nerf", str(scene_dir), "--steps", "6", "--out", str(out), "--frames", "2", "-q"])
     assert rc == 0
     m = json.loads((out / "metrics.json").read_text())
-    assert m["steps"] == 6 and m["sampler"] == "occgrid" and math.isfinite(m["test_psnr"])
-    assert (out / "ckpt.pt").is_file() and (out / "renders" / "turntable.gif").is_file()
+    assert m["steps"] == 6 and m["sampler"] == "occgrid" and math.isfinite(m["psnr"])
+    assert (out / "checkpoint.pt").is_file() and (out / "video" / "turntable.gif").is_file()
+    assert (out / "video" / "turntable.mp4").stat().st_size > 0
     rc = main(
-        ["render", str(out / "ckpt.pt"), "--path", "spiral", "--frames", "2", "--out", str(tmp_path / "r")]
+        ["render", str(out / "checkpoint.pt"), "--path", "spiral", "--frames", "2", "--out", str(tmp_path / "r")]
     )
-    assert rc == 0 and (tmp_path / "r" / "spiral.gif").is_file()
+    assert rc == 0 and (tmp_path / "r" / "video" / "spiral.gif").is_file()
     assert main(["train", "nerf", str(tmp_path / "missing"), "--out", str(out)]) == 2
     assert "error" in capsys.readouterr().err
 

@@ -12,6 +12,8 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
+from raysplat._extras import MissingExtraError
+
 
 def _make_scene(args: argparse.Namespace) -> int:
     import time
@@ -60,35 +62,149 @@ def _add_make_scene(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_make_scene)
 
 
-def _train_gs(args: argparse.Namespace) -> int:
+# ----------------------------------------------------------------------------- shared flags
+
+
+def _nonneg_int(text: str) -> int:
+    v = int(text)
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {v}")
+    return v
+
+
+def _pos_int(text: str) -> int:
+    v = int(text)
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {v}")
+    return v
+
+
+def _pos_float(text: str) -> float:
+    v = float(text)
+    if not v > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {v}")
+    return v
+
+
+def add_run_flags(p: argparse.ArgumentParser, method: str, default_steps: int | None) -> None:
+    """The flags every training / generation command shares (one name, one meaning)."""
+    steps = f"default: {default_steps}" if default_steps else "default: the method's"
+    p.add_argument("--out", default=f"runs/{method}", help=f"output directory (default: runs/{method}); "
+                   "refused when not empty unless --force or --resume")  # fmt: skip
+    p.add_argument("--steps", type=_nonneg_int, default=None,
+                   help=f"training steps, a total ({steps}; unbounded when only --seconds is given)")  # fmt: skip
+    p.add_argument("--seconds", type=_pos_float, default=None, help="training time budget in seconds")
+    p.add_argument("--resume", default=None, help="continue from this checkpoint.pt (same data)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
+    p.add_argument("--threads", type=_pos_int, default=None,
+                   help="threads of the Rust kernels and of torch (default: all cores for Rust)")  # fmt: skip
+    p.add_argument("--frames", type=_nonneg_int, default=40, help="turntable video frames (0: no video; default: 40)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.add_argument("--force", action="store_true", help="write into a non-empty --out")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="set any config field (JSON value), e.g. --set lr=0.005; repeatable")  # fmt: skip
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+
+
+def add_data_flags(p: argparse.ArgumentParser) -> None:
+    """The dataset flags of reconstruction methods."""
+    from raysplat.training.data import BACKGROUNDS
+
+    p.add_argument("data", help="dataset directory (blender / llff / nerfstudio / colmap)")
+    p.add_argument("--downscale", type=_pos_int, default=None, help="image downscale factor")
+    p.add_argument("--holdout", type=_nonneg_int, default=None,
+                   help="every N-th image is a test view (llff / colmap / nerfstudio; default: 8)")  # fmt: skip
+    p.add_argument("--background", choices=BACKGROUNDS, default=None,
+                   help="transparent pixels: none keeps alpha for background augmentation (default)")  # fmt: skip
+
+
+def parse_sets(items: list[str]) -> dict:
+    """``["lr=0.005", "sampler=proposal"]`` -> ``{"lr": 0.005, "sampler": "proposal"}``."""
+    import json
+
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--set {item!r}: expected KEY=VALUE")
+        try:
+            out[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key.strip()] = value
+    return out
+
+
+def set_threads(args: argparse.Namespace, torch_default: int | None = None) -> None:
+    """Applies ``--threads`` to the Rust pool and torch (``torch_default``: torch's count when
+    ``--threads`` is not given)."""
     import torch
 
-    import raysplat
-    from raysplat.datasets import detect_format, load
-    from raysplat.gs import TrainConfig, Trainer
+    from raysplat import set_num_threads
 
     if args.threads:
-        raysplat.set_num_threads(args.threads)
-    if args.device == "cpu":
-        torch.set_num_threads(args.torch_threads)
-    fmt = detect_format(args.data)
-    scene = load(args.data, format=fmt, **({"background": "none"} if fmt == "blender" else {}))
-    over = {"steps": args.steps, "device": args.device, "seed": args.seed, "eval_every": args.eval_every}
+        set_num_threads(args.threads)
+        torch.set_num_threads(args.threads)
+    elif torch_default:
+        torch.set_num_threads(torch_default)
+
+
+def budget(args: argparse.Namespace) -> dict:
+    """The budget flags the user gave, as config fields."""
+    return {k: getattr(args, k) for k in ("steps", "seconds") if getattr(args, k) is not None}
+
+
+def run_training(args: argparse.Namespace, method: str, make_config) -> int:
+    """The ``train <method>`` flow: load the data, build the config (``make_config(args)``) or
+    resume, train, write the outputs, print one summary line."""
+    from raysplat.training import load_scene, outputs, read_checkpoint, trainer_class
+
+    cls = trainer_class(method)
     if args.resume:
-        trainer = Trainer.resume(scene, args.resume, out=args.out, **over)
+        ck = read_checkpoint(args.resume)
+        if ck["method"] != method:
+            raise ValueError(f"--resume {args.resume}: a {ck['method']} checkpoint, not {method}")
+    scene = load_scene(args.data, downscale=args.downscale, holdout=args.holdout, background=args.background)
+    if args.resume:
+        over = {**budget(args), "device": args.device, **parse_sets(args.set)}
+        trainer = cls.load_checkpoint(args.resume, scene, **over)
+        out = outputs.prepare_dir(args.out, force=True)
     else:
-        extra = {"sh_degree": args.sh_degree, "init": args.init, **over}
-        cfg = TrainConfig.fast(**extra) if args.schedule == "fast" else TrainConfig(**extra)
-        if args.max_gaussians:
-            cfg.densify.max_gaussians = args.max_gaussians
-        trainer = Trainer(scene, cfg, out=args.out)
+        config = make_config(args)
+        out = outputs.prepare_dir(args.out, force=args.force)
+        trainer = cls(scene, config)
     trainer.train(progress=not args.quiet)
-    m = trainer.save(gif_frames=args.gif_frames)
+    m = trainer.write_outputs(out, frames=args.frames)
+    psnr = "n/a" if m["psnr"] is None else f"{m['psnr']:.2f} dB"
+    ssim = "n/a" if m["ssim"] is None else f"{m['ssim']:.4f}"
     print(
-        f"step {m['step']}: test PSNR {m['test_psnr']:.2f} dB, SSIM {m['test_ssim']:.4f}, "
-        f"{m['num_gaussians']} Gaussians, {m['train_seconds']:.1f} s training -> {args.out}"
+        f"{method}: {m['steps']} steps in {m['train_seconds']:.1f} s, test PSNR {psnr}, SSIM {ssim}, "
+        f"{m['render_ms_per_frame'] or 0:.0f} ms/frame -> {out}"
     )
     return 0
+
+
+# ----------------------------------------------------------------------------------- train gs
+
+
+def _gs_config(args: argparse.Namespace):
+    from raysplat.gs import GSConfig
+
+    kw = {"device": args.device, "seed": args.seed, "sh_degree": args.sh_degree, "init": args.init,
+          "eval_every": args.eval_every, **budget(args)}  # fmt: skip
+    if args.schedule == "fast":
+        steps = kw.pop("steps", None)
+        cfg = GSConfig.fast(steps if steps is not None else (None if args.seconds else 3000), **kw)
+    else:
+        cfg = GSConfig(**kw)
+    if args.max_gaussians:
+        cfg.densify.max_gaussians = args.max_gaussians
+    sets = parse_sets(args.set)
+    return cfg.replace(**sets) if sets else cfg
+
+
+def _train_gs(args: argparse.Namespace) -> int:
+    set_threads(args, torch_default=1)
+    return run_training(args, "gs", _gs_config)
 
 
 def _add_train_gs(sub: argparse._SubParsersAction) -> None:
@@ -96,12 +212,11 @@ def _add_train_gs(sub: argparse._SubParsersAction) -> None:
         "gs",
         help="train 3D Gaussian splats",
         description="Trains 3D Gaussian splatting (3DGS: L1 + D-SSIM, adaptive density control) on a "
-        "Blender / nerfstudio / COLMAP / LLFF dataset and writes gaussians.ply (standard 3DGS layout), "
-        "checkpoint.pt, metrics.json, renders/ and turntable.gif to --out.",
+        "dataset and writes checkpoint.pt, metrics.json, test/, video/ and gaussians.ply (standard 3DGS "
+        "layout) to --out.",
     )
-    p.add_argument("data", help="dataset directory")
-    p.add_argument("--out", required=True, help="output directory")
-    p.add_argument("--steps", type=int, default=3000, help="training steps, one image each (default: 3000)")
+    add_data_flags(p)
+    add_run_flags(p, "gs", 3000)
     p.add_argument(
         "--schedule",
         choices=("fast", "3dgs"),
@@ -109,64 +224,26 @@ def _add_train_gs(sub: argparse._SubParsersAction) -> None:
         help="fast: densify from step 100 to 60%% of the run, SH degree +1 every 500 steps; "
         "3dgs: the paper's (densify 500..15000, opacity reset every 3000) (default: fast)",
     )
-    p.add_argument("--device", default="cpu", help="torch device (default: cpu)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     p.add_argument("--sh-degree", type=int, choices=(0, 1, 2, 3), default=3, help="maximum SH degree")
-    p.add_argument(
-        "--init",
-        default="auto",
-        help="auto, points, random or a PLY (point cloud or Gaussians) (default: auto)",
-    )
-    p.add_argument("--max-gaussians", type=int, default=0, help="stop densifying above this many (0: no cap)")
-    p.add_argument("--eval-every", type=int, default=0, help="evaluate on the test views every N steps")
-    p.add_argument("--gif-frames", type=int, default=40, help="turntable GIF frames (0: no GIF)")
-    p.add_argument("--threads", type=int, default=0, help="threads of the Rust kernels (default: all cores)")
-    p.add_argument(
-        "--torch-threads",
-        type=int,
-        default=1,
-        help="torch intra-op threads on CPU (default: 1; the ops are small)",
-    )
-    p.add_argument(
-        "--resume", default=None, help="continue from a checkpoint.pt (same data; --steps sets the new end)"
-    )
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--init", default="auto", help="auto, points, random or a PLY (point cloud or Gaussians)")
+    p.add_argument("--max-gaussians", type=_nonneg_int, default=0, help="stop densifying above this many (0: no cap)")
+    p.add_argument("--eval-every", type=_nonneg_int, default=0, help="evaluate on the test views every N steps")
     p.set_defaults(func=_train_gs)
 
 
-def _config_from(args: argparse.Namespace):
+# --------------------------------------------------------------------------------- train nerf
+
+
+def _nerf_config(args: argparse.Namespace):
     from raysplat.nerf import NerfConfig
 
-    return NerfConfig(
-        sampler=args.sampler,
-        steps=args.steps,
-        device=args.device,
-        seed=args.seed,
-        progress=not args.quiet,
-    )
+    kw = {"sampler": args.sampler, "device": args.device, "seed": args.seed, **budget(args)}
+    return NerfConfig.from_dict({**kw, **parse_sets(args.set)})
 
 
 def _train_nerf(args: argparse.Namespace) -> int:
-    import json
-    from pathlib import Path
-
-    from raysplat.nerf import Trainer
-
-    if args.device.startswith("cuda"):
-        import torch
-
-        if not torch.cuda.is_available():
-            raise ValueError("--device cuda: no CUDA device is available")
-    out = Path(args.out)
-    if args.resume:
-        trainer = Trainer.load_checkpoint(args.resume, args.data, steps=args.steps, progress=not args.quiet)
-    else:
-        trainer = Trainer(args.data, _config_from(args))
-    m = trainer.run(out, video=None if args.no_video else "turntable", frames=args.frames)
-    summary = {k: m[k] for k in ("sampler", "steps", "train_seconds", "test_psnr", "test_ssim")}
-    print(json.dumps(summary))
-    print(f"checkpoint: {out / 'ckpt.pt'}; metrics: {out / 'metrics.json'}; renders: {out / 'renders'}")
-    return 0
+    set_threads(args)
+    return run_training(args, "nerf", _nerf_config)
 
 
 def _add_train_nerf(sub: argparse._SubParsersAction) -> None:
@@ -175,52 +252,91 @@ def _add_train_nerf(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "nerf",
         help="train a radiance field",
-        description="Trains a radiance field on a dataset, evaluates it on the test views and writes "
-        "ckpt.pt, metrics.json and renders/ (test views, a turntable GIF) to --out.",
+        description="Trains a hash-grid radiance field on a dataset, evaluates it on the test views and "
+        "writes checkpoint.pt, metrics.json, test/ and video/ to --out.",
     )
-    p.add_argument("data", help="dataset directory (blender / llff / nerfstudio / colmap)")
-    p.add_argument(
-        "--sampler", choices=SAMPLERS, default="occgrid", help="sample placement (default: occgrid)"
-    )
-    p.add_argument("--steps", type=int, default=2000, help="optimisation steps (default: 2000)")
-    p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
-    p.add_argument("--out", default="out/nerf", help="output directory (default: out/nerf)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    p.add_argument("--resume", default=None, help="continue from this checkpoint up to --steps")
-    p.add_argument("--frames", type=int, default=40, help="turntable frames (default: 40)")
-    p.add_argument("--no-video", action="store_true", help="skip the turntable GIF")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    add_data_flags(p)
+    add_run_flags(p, "nerf", 2000)
+    p.add_argument("--sampler", choices=SAMPLERS, default="occgrid", help="sample placement (default: occgrid)")
     p.set_defaults(func=_train_nerf)
+
+
+# ------------------------------------------------------------------------------------- render
+
+
+def _render_ply(args: argparse.Namespace):
+    """Frames of an orbit around a Gaussian PLY (no cameras in the file: the orbit is fitted to
+    the Gaussians' extent)."""
+    import torch
+
+    from raysplat.cameras import c2w_to_viewmat, intrinsics, orbit
+    from raysplat.gs.ply import load_ply
+
+    if args.path == "test":
+        raise ValueError("--path test needs a checkpoint (a PLY has no test cameras)")
+    model = load_ply(args.model)
+    means = model.means.detach()
+    lo, hi = torch.quantile(means, 0.02, dim=0), torch.quantile(means, 0.98, dim=0)
+    centre, radius = (lo + hi) / 2, float((hi - lo).norm()) * 1.2 + 1e-6
+    up = {"x": (1.0, 0, 0), "y": (0, 1.0, 0), "z": (0, 0, 1.0), "-y": (0, -1.0, 0), "-z": (0, 0, -1.0)}[args.up]
+    c2w = orbit(centre, radius, 20.0, args.frames, up).float()
+    w, h = args.size
+    K = intrinsics(w, h, 40.0)
+    bg = torch.ones(1, 3)
+    for c in c2w:
+        img, _, _ = model.render(c2w_to_viewmat(c[None]), K[None], w, h, backgrounds=bg)
+        yield img[0].clamp(0, 1)
 
 
 def _render(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
-    from raysplat.nerf import Trainer
+    from raysplat.training import load_checkpoint, outputs
 
-    trainer = Trainer.load_checkpoint(args.ckpt, args.data, progress=False)
-    out = Path(args.out)
-    if args.path == "test" and trainer.scene is not None:
-        ev = trainer.evaluate("test", out)
-        print(json.dumps({k: round(v, 4) for k, v in ev.items() if k in ("psnr", "ssim")}))
-    gif = trainer.render_path(args.path, out, frames=args.frames)
-    print(f"wrote {gif} and its frames")
+    set_threads(args)
+    out = outputs.prepare_dir(args.out, force=args.force)
+    src = Path(args.model)
+    if not src.is_file():
+        raise FileNotFoundError(f"{src}: no such checkpoint or PLY file")
+    if src.suffix.lower() == ".ply":
+        frames = list(_render_ply(args))
+    else:
+        trainer = load_checkpoint(src, args.data, device=args.device)
+        if args.path == "test" and trainer.test_views():
+            ev = trainer.evaluate(return_images=True)
+            for v in ev["views"]:
+                outputs.save_image(out / outputs.TEST_DIR / f"{v['index']:04d}_pred.png", v["image"])
+                outputs.save_image(out / outputs.TEST_DIR / f"{v['index']:04d}_gt.png", v["target"])
+            print(json.dumps({k: ev[k] for k in ("psnr", "ssim", "render_ms_per_frame")}))
+        c2w, K, w, h = trainer.camera_path(args.path, args.frames)
+        frames = [trainer.render(c[None], K, w, h)[0] for c in c2w]
+    for j, f in enumerate(frames):
+        outputs.save_image(out / "frames" / f"{j:04d}.png", f)
+    paths = outputs.save_video(out / outputs.VIDEO_DIR / args.path, frames)
+    print(f"wrote {len(frames)} frames to {out / 'frames'} and {', '.join(str(p) for p in paths)}")
     return 0
 
 
 def _add_render(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "render",
-        help="render a camera path from a trained checkpoint",
-        description="Renders a trained NeRF checkpoint along a camera path (PNG frames + GIF). "
-        "With --path test and the dataset available, also prints test PSNR / SSIM.",
+        help="render a camera path from a checkpoint or a 3DGS PLY",
+        description="Renders any method's checkpoint.pt (the method is read from the file) along a camera "
+        "path, or any standard 3DGS PLY along an orbit: PNG frames, GIF and MP4. With --path test and the "
+        "dataset available, also writes the test views and prints PSNR / SSIM.",
     )
-    p.add_argument("ckpt", help="checkpoint written by `raysplat train`")
-    p.add_argument("--path", choices=("spiral", "turntable", "test"), default="turntable")
-    p.add_argument("--out", default="out/render", help="output directory (default: out/render)")
-    p.add_argument("--frames", type=int, default=60, help="frames of spiral / turntable (default: 60)")
+    p.add_argument("model", help="a checkpoint.pt written by raysplat, or a 3DGS .ply")
+    p.add_argument("--path", choices=("turntable", "spiral", "test"), default="turntable")
+    p.add_argument("--out", default="runs/render", help="output directory (default: runs/render)")
+    p.add_argument("--force", action="store_true", help="write into a non-empty --out")
+    p.add_argument("--frames", type=_pos_int, default=60, help="frames of spiral / turntable (default: 60)")
     p.add_argument("--data", default=None, help="dataset directory (default: the one trained on)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
+    p.add_argument("--threads", type=_pos_int, default=None, help="threads of the Rust kernels and torch")
+    p.add_argument("--size", type=_pos_int, nargs=2, default=(512, 384), metavar=("W", "H"),
+                   help="image size for a PLY (default: 512 384)")  # fmt: skip
+    p.add_argument("--up", choices=("x", "y", "z", "-y", "-z"), default="z", help="up axis of a PLY (default: z)")
     p.set_defaults(func=_render)
 
 
@@ -263,9 +379,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileExistsError, FileNotFoundError) as e:
+    except (ValueError, FileExistsError, FileNotFoundError, MissingExtraError) as e:
         print(f"raysplat {args.command}: error: {e}", file=sys.stderr)
         return 2
+
 
 
 if __name__ == "__main__":

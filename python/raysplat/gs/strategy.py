@@ -17,10 +17,11 @@ from dataclasses import dataclass
 import torch
 
 from raysplat.gs.model import GaussianModel
+from raysplat.training.config import Config
 
 
 @dataclass
-class DensifyConfig:
+class DensifyConfig(Config):
     """Densification schedule and thresholds (defaults: 3DGS / gsplat ``DefaultStrategy``)."""
 
     #: prune Gaussians with opacity below this

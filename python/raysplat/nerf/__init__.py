@@ -1,10 +1,9 @@
 """NeRF reconstruction: a hash-grid radiance field, three samplers (occupancy grid, mip-NeRF 360
-proposal networks, NeRF hierarchical) and a :class:`Trainer` with evaluation, rendering and
-exactly resumable checkpoints."""
+proposal networks, NeRF hierarchical) and a :class:`Trainer` on the shared lifecycle of
+:mod:`raysplat.training` (evaluation, rendering, exactly resumable checkpoints)."""
 
 from raysplat.nerf.encoding import HashGrid, hashgrid_encode, sh_encode
 from raysplat.nerf.field import DensityField, RadianceField, SceneBox, contract
-from raysplat.nerf.metrics import psnr, ssim
 from raysplat.nerf.samplers import (
     SAMPLERS,
     HierarchicalSampler,
@@ -13,7 +12,8 @@ from raysplat.nerf.samplers import (
     Rays,
     RenderOut,
 )
-from raysplat.nerf.trainer import NerfConfig, Trainer, load_scene
+from raysplat.nerf.trainer import NerfConfig, Trainer
+from raysplat.training.data import load_scene
 
 __all__ = [
     "SAMPLERS",
@@ -31,7 +31,5 @@ __all__ = [
     "contract",
     "hashgrid_encode",
     "load_scene",
-    "psnr",
     "sh_encode",
-    "ssim",
 ]

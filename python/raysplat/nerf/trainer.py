@@ -1,82 +1,72 @@
 """NeRF training: :class:`Trainer` fits a hash-grid radiance field to a :class:`~raysplat.datasets.Scene`
-with one of three samplers, evaluates PSNR / SSIM on the test views, renders images and videos,
-and saves checkpoints that resume exactly."""
+with one of three samplers (the shared lifecycle of :mod:`raysplat.training`: train, evaluate,
+render any camera, checkpoints that resume exactly, the common output layout)."""
 
 from __future__ import annotations
 
-import json
 import math
-import time
-from dataclasses import asdict, dataclass, field, fields
+import os
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 
-import raysplat as rs
 from raysplat.datasets import Scene
+from raysplat.metrics import psnr
 from raysplat.nerf.field import RadianceField
-from raysplat.nerf.metrics import psnr, ssim
 from raysplat.nerf.samplers import SAMPLERS, HierarchicalSampler, OccGridSampler, ProposalSampler, Rays
+from raysplat.rays import generate_rays, ndc_rays
+from raysplat.training.config import TrainingConfig, check_device, option
+from raysplat.training.data import check_same_scene, load_scene
+from raysplat.training.trainer import TestView
+from raysplat.training.trainer import Trainer as BaseTrainer
 
 #: the box forward-facing (NDC) scenes are modelled in
 NDC_AABB = (-1.5, -1.5, -1.0, 1.5, 1.5, 1.0)
 
 
 @dataclass
-class NerfConfig:
-    """Training settings (defaults: CPU-sized Instant-NGP-style training)."""
+class NerfConfig(TrainingConfig):
+    """NeRF training settings (defaults: CPU-sized Instant-NGP-style training)."""
 
-    sampler: str = "occgrid"
-    steps: int = 2000
-    seed: int = 0
-    device: str = "cpu"
-    #: rays per step (occgrid adapts it so that a step evaluates about ``target_samples``)
-    batch_rays: int = 1024
-    target_samples: int = 1 << 15
-    max_batch_rays: int = 4096
-    lr: float = 1e-2
-    warmup_steps: int = 100
-    weight_decay: float = 1e-6
-    #: radiance field
-    n_levels: int = 16
-    log2_table: int = 15
-    max_res: int = 1024
-    hidden: int = 64
-    #: occgrid
-    grid_resolution: int = 64
-    render_step_size: float | None = None
-    #: proposal: samples of each proposal level, then of the radiance field
-    prop_samples: tuple[int, ...] = (64,)
-    num_samples: int = 32
-    #: hierarchical
-    n_coarse: int = 32
-    n_fine: int = 48
-    #: rays per chunk when rendering full images
-    chunk: int = 4096
-    #: test views evaluated (None: all)
-    eval_views: int | None = None
-    #: stop training after this many seconds; the learning-rate decay then follows
-    #: ``max(step / steps, seconds / max_seconds)`` (wall-clock dependent: not reproducible)
-    max_seconds: float | None = None
-    #: what ``max_seconds`` measures: ``"wall"`` time, or ``"cpu"``: this process's CPU time over
-    #: the torch thread count (an estimate of wall time on an otherwise idle machine)
-    clock: str = "wall"
-    progress: bool = True
+    DEFAULT_STEPS: ClassVar[int] = 2000
 
-    def __post_init__(self):
+    sampler: str = option("occgrid", "sample placement: 'occgrid', 'proposal' or 'hierarchical'")
+    batch_rays: int = option(1024, "rays per step (occgrid adapts it to evaluate about `target_samples` a step)")
+    target_samples: int = option(1 << 15, "samples per step the occgrid batch size aims at")
+    max_batch_rays: int = option(4096, "upper bound of the adaptive batch size")
+    lr: float = option(1e-2, "Adam learning rate")
+    warmup_steps: int = option(100, "linear learning-rate warm-up steps")
+    weight_decay: float = option(1e-6, "weight decay of the MLP weights")
+    n_levels: int = option(16, "hash-grid levels")
+    log2_table: int = option(15, "log2 of the hash-table size per level")
+    max_res: int = option(1024, "finest hash-grid resolution")
+    hidden: int = option(64, "MLP width")
+    grid_resolution: int = option(64, "occupancy-grid resolution (occgrid)")
+    render_step_size: float | None = option(None, "marching step (occgrid; None: the grid's diagonal / 1000)")
+    prop_samples: tuple[int, ...] = option((64,), "samples of each proposal level (proposal)")
+    num_samples: int = option(32, "samples of the radiance field (proposal)")
+    n_coarse: int = option(32, "coarse samples (hierarchical)")
+    n_fine: int = option(48, "fine samples (hierarchical)")
+    chunk: int = option(4096, "rays per chunk when rendering full images")
+    eval_views: int | None = option(None, "test views evaluated (None: all)")
+    clock: str = option(
+        "wall",
+        "what `seconds` measures: 'wall' time, or 'cpu': this process's CPU time over the torch thread "
+        "count (an estimate of wall time on an otherwise idle machine)",
+    )
+
+    def validate(self) -> None:
+        super().validate()
         if self.sampler not in SAMPLERS:
             raise ValueError(f"sampler must be one of {', '.join(SAMPLERS)}, got {self.sampler!r}")
-        if self.steps < 0:
-            raise ValueError(f"steps must be >= 0, got {self.steps}")
         self.prop_samples = tuple(int(s) for s in self.prop_samples)
         if self.clock not in ("wall", "cpu"):
             raise ValueError(f"clock must be 'wall' or 'cpu', got {self.clock!r}")
-
-    @classmethod
-    def from_dict(cls, d: dict) -> NerfConfig:
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
+        if self.eval_views is not None and self.eval_views < 1:
+            raise ValueError(f"eval_views must be >= 1 or None, got {self.eval_views}")
 
 
 @dataclass
@@ -98,9 +88,13 @@ class SceneInfo:
     rgba: bool = False
     path: str | None = None
     meta: dict = field(default_factory=dict)
+    load_options: dict = field(default_factory=dict)
 
     @classmethod
-    def of(cls, scene: Scene, path: str | None) -> SceneInfo:
+    def of(cls, scene: Scene, path: str | None = None) -> SceneInfo:
+        """The record of ``scene`` (``path``: where it was loaded from, for ``render``)."""
+        if path is None and isinstance(scene.meta, dict):
+            path = scene.meta.get("path")
         return cls(
             c2w=scene.c2w.float().clone(),
             K=scene.K.float().clone(),
@@ -116,17 +110,8 @@ class SceneInfo:
             ndc_near=float(scene.meta.get("ndc_near", 1.0)) if isinstance(scene.meta, dict) else 1.0,
             rgba=scene.images.shape[-1] == 4,
             path=path,
+            load_options=dict(scene.meta.get("load_options", {})) if isinstance(scene.meta, dict) else {},
         )
-
-
-def load_scene(path: str | Path, **options) -> Scene:
-    """Loads a dataset for training: Blender scenes keep their alpha (background augmentation)."""
-    from raysplat.datasets import detect_format, load
-
-    fmt = options.pop("format", None) or detect_format(path)
-    if fmt == "blender":
-        options.setdefault("background", "none")
-    return load(path, format=fmt, **options)
 
 
 def _lr_factor(step: int, warmup: int, progress: float) -> float:
@@ -139,34 +124,32 @@ def _lr_factor(step: int, warmup: int, progress: float) -> float:
     return f
 
 
-def look_at(eye: torch.Tensor, target: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
-    """OpenGL camera-to-world [3, 4] at ``eye`` looking at ``target``."""
-    fwd = F.normalize(target - eye, dim=0)
-    right = F.normalize(torch.linalg.cross(fwd, up), dim=0)
-    true_up = torch.linalg.cross(right, fwd)
-    return torch.stack([right, true_up, -fwd, eye], 1)
-
-
-class Trainer:
+class Trainer(BaseTrainer):
     """Trains a NeRF on ``scene`` (a :class:`~raysplat.datasets.Scene` or a dataset path).
 
     Example::
 
         trainer = raysplat.nerf.Trainer("data/lego", raysplat.nerf.NerfConfig(steps=2000))
         trainer.train()
-        print(trainer.evaluate())
-        trainer.save_checkpoint("out/ckpt.pt")
+        print(trainer.evaluate()["psnr"])
+        trainer.save_checkpoint("runs/nerf/checkpoint.pt")
     """
 
-    def __init__(self, scene: Scene | str | Path | None, config: NerfConfig | None = None, *, info=None):
-        self.config = cfg = config or NerfConfig()
-        self.device = torch.device(cfg.device)
-        path = None
-        if isinstance(scene, (str, Path)):
-            path = str(Path(scene).resolve())
+    method = "nerf"
+    config_class = NerfConfig
+
+    def __init__(
+        self, scene: Scene | str | os.PathLike | None, config: NerfConfig | None = None, *, info=None
+    ):
+        super().__init__(config or NerfConfig())
+        cfg = self.config
+        self.device = check_device(cfg.device)
+        if isinstance(scene, (str, os.PathLike)):
             scene = load_scene(scene)
+        if scene is None and info is None:
+            raise ValueError("scene: a Scene or a dataset path is needed to train")
         self.scene = scene
-        self.info: SceneInfo = info if info is not None else SceneInfo.of(scene, path)
+        self.info: SceneInfo = info if info is not None else SceneInfo.of(scene)
         inf = self.info
         torch.manual_seed(cfg.seed)
         self.gen = torch.Generator(self.device).manual_seed(cfg.seed)
@@ -190,8 +173,6 @@ class Trainer:
         )
         if cfg.sampler == "occgrid":
             levels = 1 if contraction is None else 4
-            if contraction is not None:
-                far = math.inf
             self.sampler = OccGridSampler(
                 aabb,
                 resolution=cfg.grid_resolution,
@@ -226,11 +207,8 @@ class Trainer:
         self.optimizer = torch.optim.Adam(
             [{"params": grids}, {"params": others, "weight_decay": cfg.weight_decay}], lr=cfg.lr, eps=1e-15
         )
-        self.step = 0
         self.batch_rays = cfg.batch_rays
-        self.train_seconds = 0.0
-        self.cpu_seconds = 0.0
-        self.stats = {"rays": 0, "samples": 0}
+        self.stats = {"rays": 0, "samples": 0, "render_rays": 0, "render_samples": 0}
         self._train_data = None
 
     def elapsed(self) -> float:
@@ -240,18 +218,23 @@ class Trainer:
         return self.train_seconds
 
     def named_parameters(self):
+        """The field's and the sampler's parameters, prefixed ``field.`` / ``sampler.``."""
         yield from (("field." + n, p) for n, p in self.field.named_parameters())
         yield from (("sampler." + n, p) for n, p in self.sampler.named_parameters())
 
     # ------------------------------------------------------------------ rays
-    def make_rays(self, c2w: torch.Tensor, K: torch.Tensor, pixels: torch.Tensor | None = None) -> Rays:
-        """Rays of cameras ``c2w`` [C, 3, 4] at flat ``pixels`` (all pixels when None)."""
+    def make_rays(self, c2w: torch.Tensor, K: torch.Tensor, pixels: torch.Tensor | None = None,
+                  width: int | None = None, height: int | None = None) -> Rays:  # fmt: skip
+        """Rays of cameras ``c2w`` [C, 3, 4] at flat ``pixels`` (all pixels when None) of
+        ``width`` x ``height`` images (default: the dataset's). Forward-facing scenes map them to
+        the training cameras' NDC space."""
         inf = self.info
-        o, d = rs.generate_rays(c2w.to(self.device), K.to(self.device), inf.width, inf.height, pixels=pixels)
+        w, h = width or inf.width, height or inf.height
+        o, d = generate_rays(c2w.to(self.device), K.to(self.device), w, h, pixels=pixels)
         o, d = o.reshape(-1, 3), d.reshape(-1, 3)
         if inf.forward_facing:
-            k0 = K.reshape(-1, 3, 3)[0]
-            on, dn = rs.ndc_rays(o, d, k0, inf.width, inf.height, near=inf.ndc_near)
+            k0 = inf.K.reshape(-1, 3, 3)[0].to(self.device)
+            on, dn = ndc_rays(o, d, k0, inf.width, inf.height, near=inf.ndc_near)
             return Rays(on, dn, d, self.near, self.far)
         return Rays(o, d, d, self.near, self.far)
 
@@ -271,14 +254,14 @@ class Trainer:
         return None
 
     # ------------------------------------------------------------------ training
-    def train_step(self) -> dict:
+    def _train_step(self) -> dict:
         """One optimisation step on a random batch of rays from all training images."""
         cfg, g = self.config, self.gen
         c2w, K, pix = self._training_set()
         self.field.train()
-        progress = self.step / max(cfg.steps, 1)
-        if cfg.max_seconds:
-            progress = max(progress, self.elapsed() / cfg.max_seconds)
+        progress = self.step / cfg.steps if cfg.steps else 0.0
+        if cfg.seconds:
+            progress = max(progress, self.elapsed() / cfg.seconds)
         factor = _lr_factor(self.step, cfg.warmup_steps, progress)
         for group in self.optimizer.param_groups:
             group["lr"] = cfg.lr * factor
@@ -303,7 +286,6 @@ class Trainer:
         if loss.requires_grad:
             loss.backward()
             self.optimizer.step()
-        self.step += 1
         self.stats["rays"] += n_rays
         self.stats["samples"] += out.n_samples
         if isinstance(self.sampler, OccGridSampler):  # nerfacc's dynamic batch size
@@ -314,36 +296,6 @@ class Trainer:
             "mse": float(mse.detach()),
             "psnr": -10 * math.log10(max(float(mse.detach()), 1e-10)),
         }
-
-    def train(self, steps: int | None = None, callback=None, until_seconds: float | None = None) -> dict:
-        """Trains until step ``steps`` (default ``config.steps``), ``config.max_seconds`` or
-        ``until_seconds`` of training time; returns the last step's stats."""
-        steps = self.config.steps if steps is None else steps
-        last: dict = {}
-        bar = None
-        if self.config.progress:
-            from tqdm import tqdm
-
-            bar = tqdm(total=steps, initial=self.step, desc=f"nerf/{self.config.sampler}", unit="step")
-        t0, c0 = time.perf_counter(), time.process_time()
-        base, cbase = self.train_seconds, self.cpu_seconds
-        limits = [x for x in (self.config.max_seconds, until_seconds) if x]
-        limit = min(limits) if limits else None
-        while self.step < steps and not (limit and self.elapsed() >= limit):
-            last = self.train_step()
-            self.train_seconds = base + time.perf_counter() - t0
-            self.cpu_seconds = cbase + time.process_time() - c0
-            if bar is not None:
-                bar.update(1)
-                if self.step % 10 == 0 or self.step == steps:
-                    bar.set_postfix(
-                        loss=f"{last['loss']:.4f}", psnr=f"{last['psnr']:.2f}", rays=self.batch_rays
-                    )
-            if callback is not None:
-                callback(self, last)
-        if bar is not None:
-            bar.close()
-        return last
 
     # ------------------------------------------------------------------ rendering
     @torch.no_grad()
@@ -362,19 +314,31 @@ class Trainer:
         return rgb, acc, depth, n_samples
 
     @torch.no_grad()
-    def render_image(self, c2w: torch.Tensor, K: torch.Tensor | None = None) -> dict:
-        """Renders one camera [3, 4]: ``rgb`` [H, W, 3], ``opacity``/``depth`` [H, W]."""
+    def render_image(self, c2w: torch.Tensor, K: torch.Tensor | None = None,
+                     width: int | None = None, height: int | None = None) -> dict:  # fmt: skip
+        """Renders one camera [3|4, 4]: ``rgb`` [H, W, 3], ``opacity``/``depth`` [H, W] and
+        ``samples_per_ray``."""
         inf = self.info
         K = inf.K[0] if K is None else K
-        rays = self.make_rays(c2w.reshape(1, 3, 4), K.reshape(1, 3, 3))
+        w, h = width or inf.width, height or inf.height
+        rays = self.make_rays(c2w[..., :3, :4].reshape(1, 3, 4), K.reshape(1, 3, 3), width=w, height=h)
         rgb, acc, depth, n = self.render_rays(rays, self.eval_background())
-        hw = (inf.height, inf.width)
+        self.stats["render_rays"] += len(rays)
+        self.stats["render_samples"] += n
         return {
-            "rgb": rgb.reshape(*hw, 3).cpu(),
-            "opacity": acc.reshape(hw).cpu(),
-            "depth": depth.reshape(hw).cpu(),
+            "rgb": rgb.reshape(h, w, 3).cpu(),
+            "opacity": acc.reshape(h, w).cpu(),
+            "depth": depth.reshape(h, w).cpu(),
             "samples_per_ray": n / max(len(rays), 1),
         }
+
+    @torch.no_grad()
+    def render(self, c2w: torch.Tensor, K: torch.Tensor, width: int, height: int) -> torch.Tensor:
+        """Renders OpenGL poses ``c2w`` ``[B, 3|4, 4]`` with intrinsics ``K`` (``[3, 3]`` or
+        ``[B, 3, 3]``) to ``[B, H, W, 3]`` (white background for object scenes)."""
+        c2w = c2w.reshape(-1, *c2w.shape[-2:])
+        K = K.reshape(-1, 3, 3).expand(c2w.shape[0], 3, 3)
+        return torch.stack([self.render_image(c, k, width, height)["rgb"] for c, k in zip(c2w, K, strict=True)])
 
     def _gt(self, i: int) -> torch.Tensor:
         img = self.scene.images[i].float()
@@ -384,183 +348,70 @@ class Trainer:
             img = img[..., :3] * img[..., 3:] + bk * (1.0 - img[..., 3:])
         return img
 
-    @torch.no_grad()
-    def evaluate(self, split: str = "test", out_dir: str | Path | None = None) -> dict:
-        """PSNR / SSIM on ``split`` (white background for RGBA data); writes PNGs
-        (render | ground truth) to ``out_dir`` when given."""
+    def test_views(self) -> list[TestView]:
+        """The test views (the first ``eval_views``) on the evaluation background."""
         if self.scene is None:
-            raise ValueError("evaluation needs the scene's images")
-        idx = self.scene.indices(split).tolist()
+            return []
+        idx = self.scene.indices("test").tolist()
         if self.config.eval_views is not None:
             idx = idx[: self.config.eval_views]
-        ps, ss, spr = [], [], []
-        t0 = time.perf_counter()
-        for j, i in enumerate(idx):
-            r = self.render_image(self.info.c2w[i], self.info.K[i])
-            gt = self._gt(i)
-            ps.append(psnr(r["rgb"], gt))
-            ss.append(ssim(r["rgb"].clamp(0, 1), gt))
-            spr.append(r["samples_per_ray"])
-            if out_dir is not None:
-                _save_png(Path(out_dir) / f"{split}_{j:03d}.png", torch.cat([r["rgb"], gt], 1))
-        base = [psnr(self._gt(i).mean((0, 1), keepdim=True).expand_as(self._gt(i)), self._gt(i)) for i in idx]
-        return {
-            "split": split,
-            "views": len(idx),
-            "psnr": sum(ps) / len(ps),
-            "ssim": sum(ss) / len(ss),
-            "mean_color_psnr": sum(base) / len(base),
-            "eval_samples_per_ray": sum(spr) / len(spr),
-            "render_seconds": time.perf_counter() - t0,
-            "per_view_psnr": ps,
-        }
-
-    def camera_path(self, kind: str = "turntable", frames: int = 60) -> torch.Tensor:
-        """[frames, 3, 4] cameras: ``turntable`` (orbit at the training cameras' mean distance and
-        elevation), ``spiral`` (the dataset's render path, e.g. LLFF's spiral, else an orbit with
-        oscillating elevation) or ``test`` (the test cameras)."""
-        inf = self.info
-        if kind == "test":
-            return inf.c2w[inf.split["test"]]
-        if kind == "spiral" and inf.render_c2w is not None:
-            return inf.render_c2w
-        if kind not in ("turntable", "spiral"):
-            raise ValueError(f"path must be 'turntable', 'spiral' or 'test', got {kind!r}")
-        train = inf.c2w[inf.split.get("train", torch.arange(inf.c2w.shape[0]))]
-        up = F.normalize(train[:, :, 1].mean(0), dim=0)
-        center = inf.aabb.reshape(2, 3).mean(0) if inf.format != "blender" else torch.zeros(3)
-        if inf.forward_facing:  # orbit in front of the scene: small circle of the mean camera
-            mean = train.mean(0)
-            out = []
-            for k in range(frames):
-                a = 2 * math.pi * k / frames
-                shift = 0.3 * (math.cos(a) * mean[:, 0] + math.sin(a) * mean[:, 1])
-                c = mean.clone()
-                c[:, 3] = mean[:, 3] + shift
-                out.append(c)
-            return torch.stack(out)
-        rel = train[:, :, 3] - center
-        radius = float(rel.norm(dim=-1).mean())
-        elev = float(torch.asin((F.normalize(rel, dim=-1) @ up).clamp(-1, 1)).mean())
-        e1 = F.normalize(
-            torch.linalg.cross(
-                up, torch.tensor([1.0, 0.0, 0.0]) if abs(up[0]) < 0.9 else torch.tensor([0.0, 1.0, 0.0])
-            ),
-            dim=0,
-        )
-        e2 = torch.linalg.cross(up, e1)
-        cams = []
-        for k in range(frames):
-            a = 2 * math.pi * k / frames
-            el = elev + (0.25 * math.sin(2 * a) if kind == "spiral" else 0.0)
-            eye = center + radius * (math.cos(el) * (math.cos(a) * e1 + math.sin(a) * e2) + math.sin(el) * up)
-            cams.append(look_at(eye, center, up))
-        return torch.stack(cams)
+        return [TestView(i, self.info.c2w[i], self.info.K[i], self._gt(i)) for i in idx]
 
     @torch.no_grad()
-    def render_path(self, kind: str, out_dir: str | Path, frames: int = 60, fps: int = 20) -> Path:
-        """Renders a camera path to ``out_dir``: one PNG per frame and ``<kind>.gif``; returns the GIF."""
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        from PIL import Image
+    def evaluate(self, return_images: bool = False) -> dict:
+        """The shared evaluation plus ``mean_color_psnr`` (the PSNR of each view's mean colour:
+        the floor any model must beat) and ``eval_samples_per_ray``."""
+        before = dict(self.stats)
+        ev = super().evaluate(return_images)
+        views = self.test_views()
+        if views:
+            ev["mean_color_psnr"] = sum(
+                psnr(v.image.mean((0, 1), keepdim=True).expand_as(v.image), v.image) for v in views
+            ) / len(views)
+            rays = self.stats["render_rays"] - before["render_rays"]
+            ev["eval_samples_per_ray"] = (self.stats["render_samples"] - before["render_samples"]) / max(rays, 1)
+        self._last_eval = ev
+        return ev
 
-        imgs = []
-        for j, c in enumerate(self.camera_path(kind, frames)):
-            rgb = self.render_image(c)["rgb"]
-            img = Image.fromarray((rgb.clamp(0, 1) * 255 + 0.5).byte().numpy())
-            img.save(out / f"{kind}_{j:03d}.png")
-            imgs.append(img)
-        gif = out / f"{kind}.gif"
-        imgs[0].save(gif, save_all=True, append_images=imgs[1:], duration=int(1000 / fps), loop=0)
-        return gif
+    def camera_info(self) -> dict:
+        return asdict(self.info)
+
+    def extra_metrics(self) -> dict:
+        ev = getattr(self, "_last_eval", {})
+        return {
+            "sampler": self.config.sampler,
+            "scene": self.info.path or self.info.format,
+            "train_cpu_seconds": round(self.cpu_seconds, 2),
+            "mean_color_psnr": ev.get("mean_color_psnr"),
+            "train_samples_per_ray": round(self.stats["samples"] / max(self.stats["rays"], 1), 2),
+            "eval_samples_per_ray": ev.get("eval_samples_per_ray"),
+            "train_rays_per_second": round(self.stats["rays"] / max(self.train_seconds, 1e-9), 1),
+            "threads": torch.get_num_threads(),
+        }
 
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict:
+        """Field, sampler (occupancy grid / proposal nets), optimiser, batch size and RNG states."""
         return {
-            "format": "raysplat-nerf-1",
-            "config": asdict(self.config),
-            "scene": asdict(self.info),
             "field": self.field.state_dict(),
             "sampler": self.sampler.state_dict(),
             "optimizer": self.optimizer.state_dict(),
-            "step": self.step,
             "batch_rays": self.batch_rays,
-            "train_seconds": self.train_seconds,
-            "cpu_seconds": self.cpu_seconds,
             "stats": dict(self.stats),
             "rng": self.gen.get_state(),
             "torch_rng": torch.get_rng_state(),
         }
 
-    def save_checkpoint(self, path: str | Path) -> Path:
-        """Saves model, optimizer, occupancy grid / proposal nets, step and RNG states."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(self.state_dict(), path)
-        return path
+    def load_state_dict(self, state: dict) -> None:
+        self.field.load_state_dict(state["field"])
+        self.sampler.load_state_dict(state["sampler"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.batch_rays = int(state["batch_rays"])
+        self.stats = {**self.stats, **state["stats"]}
+        self.gen.set_state(state["rng"])
+        torch.set_rng_state(state["torch_rng"])
 
     @classmethod
-    def load_checkpoint(
-        cls, path: str | Path, scene: Scene | str | Path | None = None, **overrides
-    ) -> Trainer:
-        """Restores a trainer from ``save_checkpoint`` (training continues bit-identically on CPU).
-
-        ``scene`` supplies the images (needed to train or evaluate; default: the checkpoint's
-        dataset path when it still exists); ``overrides`` replace config values (e.g. ``steps``).
-        """
-        ck = torch.load(Path(path), map_location="cpu", weights_only=False)
-        if not isinstance(ck, dict) or ck.get("format") != "raysplat-nerf-1":
-            raise ValueError(f"{path}: not a raysplat NeRF checkpoint")
-        cfg = NerfConfig.from_dict({**ck["config"], **overrides})
-        info = SceneInfo(**ck["scene"])
-        if scene is None and info.path is not None and Path(info.path).exists():
-            scene = info.path
-        if isinstance(scene, (str, Path)):
-            scene = load_scene(scene)
-        t = cls(scene, cfg, info=info)
-        t.field.load_state_dict(ck["field"])
-        t.sampler.load_state_dict(ck["sampler"])
-        t.optimizer.load_state_dict(ck["optimizer"])
-        t.step, t.batch_rays = int(ck["step"]), int(ck["batch_rays"])
-        t.train_seconds, t.stats = float(ck["train_seconds"]), dict(ck["stats"])
-        t.cpu_seconds = float(ck.get("cpu_seconds", 0.0))
-        t.gen.set_state(ck["rng"])
-        torch.set_rng_state(ck["torch_rng"])
-        return t
-
-    # ------------------------------------------------------------------ all together
-    def run(self, out_dir: str | Path, video: str | None = "turntable", frames: int = 40) -> dict:
-        """Trains, saves ``ckpt.pt``, evaluates the test views (``renders/test_*.png``), renders a
-        video path (``renders/<video>.gif``) and writes ``metrics.json``; returns the metrics."""
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        self.train()
-        self.save_checkpoint(out / "ckpt.pt")
-        ev = self.evaluate("test", out / "renders")
-        m = {
-            "sampler": self.config.sampler,
-            "scene": self.info.path or self.info.format,
-            "steps": self.step,
-            "train_seconds": round(self.train_seconds, 2),
-            "train_cpu_seconds": round(self.cpu_seconds, 2),
-            "test_psnr": round(ev["psnr"], 3),
-            "test_ssim": round(ev["ssim"], 4),
-            "mean_color_psnr": round(ev["mean_color_psnr"], 3),
-            "train_samples_per_ray": round(self.stats["samples"] / max(self.stats["rays"], 1), 2),
-            "eval_samples_per_ray": round(ev["eval_samples_per_ray"], 2),
-            "train_rays_per_second": round(self.stats["rays"] / max(self.train_seconds, 1e-9), 1),
-            "threads": torch.get_num_threads(),
-            "per_view_psnr": [round(p, 3) for p in ev["per_view_psnr"]],
-            "config": asdict(self.config),
-        }
-        if video:
-            m["video"] = str(self.render_path(video, out / "renders", frames=frames))
-        (out / "metrics.json").write_text(json.dumps(m, indent=2))
-        return m
-
-
-def _save_png(path: Path, rgb: torch.Tensor) -> None:
-    from PIL import Image
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray((rgb.clamp(0, 1) * 255 + 0.5).byte().cpu().numpy()).save(path)
+    def _restore(cls, checkpoint: dict, scene, config: NerfConfig) -> Trainer:
+        info = SceneInfo(**{k: v for k, v in checkpoint["cameras"].items() if k in SceneInfo.__dataclass_fields__})
+        return cls(scene, config, info=info)
