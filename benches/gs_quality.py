@@ -1,6 +1,6 @@
 """Benchmark: 3DGS training quality vs wall time on the sample Blender scene (CPU).
 
-Trains :class:`raysplat.gs.Trainer` (``TrainConfig.fast``: densify from step 100 every 100
+Trains :class:`raysplat.gs.Trainer` (``GSConfig.fast``: densify from step 100 every 100
 steps until 60 % of the run, one opacity reset at half the run, SH degree +1 every 500 steps,
 random backgrounds) on the generated 100 x 100 Blender sample (100 train views, initialised
 from its 2000 surface points) and evaluates PSNR / SSIM on the 20 test views (white background)
@@ -23,7 +23,7 @@ import time
 import raysplat
 import torch
 from raysplat.datasets import load, sample_scene
-from raysplat.gs import TrainConfig, Trainer
+from raysplat.gs import GSConfig, Trainer
 
 
 def main() -> None:
@@ -44,7 +44,7 @@ def main() -> None:
     scene = load(sample_scene("blender", size=args.size), background="none")
     t0 = time.perf_counter()
     dens = {"reset_every": args.reset_every, "grow_grad2d": args.grow_grad2d}
-    cfg = TrainConfig.fast(
+    cfg = GSConfig.fast(
         steps=args.steps, seed=args.seed, densify={k: v for k, v in dens.items() if v is not None}
     )
     trainer = Trainer(scene, cfg)
@@ -59,12 +59,12 @@ def main() -> None:
     print(f"{'steps':>6} {'wall [s]':>9} {'#Gaussians':>11} {'test PSNR':>10} {'SSIM':>7}")
     best = None
     for at in sorted(s for s in args.at if s <= args.steps):
-        trainer.train(until=at, progress=False)
+        trainer.train(steps=at, progress=False)
         ev = trainer.evaluate()
-        wall, n = trainer.train_time, len(trainer.model)
+        wall, n = trainer.train_seconds, len(trainer.model)
         print(f"{at:>6} {wall:>9.1f} {n:>11} {ev['psnr']:>10.2f} {ev['ssim']:>7.4f}", flush=True)
-        if trainer.train_time <= args.budget:
-            best = (ev["psnr"], trainer.train_time, at)
+        if trainer.train_seconds <= args.budget:
+            best = (ev["psnr"], trainer.train_seconds, at)
     if best is not None:
         print(f"best within {args.budget:.0f} s: {best[0]:.2f} dB at step {best[2]} ({best[1]:.1f} s)")
 

@@ -54,14 +54,11 @@ def main() -> None:
     for scene_name in args.scenes:
         scene = load_scene(rs.datasets.sample_scene(scene_name))
         for sampler in args.samplers:
-            cfg = NerfConfig(
-                sampler=sampler, steps=100_000, max_seconds=args.budget, clock=args.clock, progress=False
-            )
+            cfg = NerfConfig(sampler=sampler, steps=None, seconds=args.budget, clock=args.clock)
             trainer = Trainer(scene, cfg)
             for k in range(1, args.evals + 1):
-                trainer.train(until_seconds=args.budget * k / args.evals)
-                last = k == args.evals
-                ev = trainer.evaluate("test", out / f"{scene_name}_{sampler}" if last else None)
+                trainer.train(seconds=args.budget * k / args.evals, progress=False)
+                ev = trainer.evaluate()
                 row = {
                     "sampler": sampler,
                     "scene": scene_name,

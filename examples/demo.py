@@ -19,17 +19,11 @@ from pathlib import Path
 import raysplat as rs
 import torch
 import torch.nn.functional as F
+from raysplat.cameras import look_at
+from raysplat.metrics import psnr
 from tqdm import tqdm
 
 AABB = torch.tensor([-1.0, -1.0, -1.0, 1.0, 1.0, 1.0])
-
-
-def look_at(eye: torch.Tensor) -> torch.Tensor:
-    """OpenGL camera-to-world [3, 4] at ``eye`` looking at the origin."""
-    forward = F.normalize(-eye, dim=0)
-    right = F.normalize(torch.linalg.cross(forward, torch.tensor([0.0, 0.0, 1.0])), dim=0)
-    up = torch.linalg.cross(right, forward)
-    return torch.stack([right, up, -forward, eye], 1)
 
 
 def true_field(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -80,10 +74,6 @@ def target_colors(origins, directions):
     return color
 
 
-def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float(-10.0 * torch.log10(((a - b) ** 2).mean()))
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=200)
@@ -100,7 +90,7 @@ def main() -> None:
     K = torch.tensor([[focal, 0, size / 2], [0, focal, size / 2], [0, 0, 1.0]])
     angles = torch.linspace(0, 2 * math.pi, args.views + 2)[:-1]
     eyes = torch.stack([3 * angles.cos(), 3 * angles.sin(), 0.8 + 0.3 * torch.sin(3 * angles)], -1)
-    c2w = torch.stack([look_at(e) for e in eyes])
+    c2w = look_at(eyes, torch.zeros(3), torch.tensor([0.0, 0.0, 1.0]))
     train_c2w, test_c2w = c2w[:-1], c2w[-1:]
     origins, directions = rs.generate_rays(train_c2w, K, size, size)
     origins, directions = origins.reshape(-1, 3), directions.reshape(-1, 3)
@@ -145,7 +135,7 @@ def main() -> None:
     metrics = {
         "train_seconds": round(train_s, 2),
         "steps": args.steps,
-        "test_psnr": round(psnr(pred, gt), 2),
+        "psnr": round(psnr(pred, gt), 2),
         "mean_color_psnr": round(baseline, 2),
         "occupied_cells": int(grid.binaries.sum()),
         "marched_samples_per_ray": round(ri.numel() / o.shape[0], 2),

@@ -11,6 +11,7 @@ import pytest
 import raysplat
 import torch
 from raysplat import cli
+from raysplat.cameras import c2w_to_viewmat, look_at
 from raysplat.datasets import load, make_scene
 from raysplat.gs import (
     DensifyConfig,
@@ -21,9 +22,8 @@ from raysplat.gs import (
     load_ply,
     save_ply,
 )
-from raysplat.cameras import c2w_to_viewmat, look_at
-from raysplat.metrics import psnr, ssim
 from raysplat.gs.ply import ply_fields, read_ply_vertices
+from raysplat.metrics import psnr, ssim
 
 
 @pytest.fixture(autouse=True)

@@ -10,6 +10,7 @@ import pytest
 import torch
 from raysplat.cli import main
 from raysplat.datasets import make_scene
+from raysplat.metrics import psnr, ssim
 from raysplat.nerf import (
     NerfConfig,
     RadianceField,
@@ -18,7 +19,6 @@ from raysplat.nerf import (
     hashgrid_encode,
     sh_encode,
 )
-from raysplat.metrics import psnr, ssim
 from raysplat.nerf.samplers import proposal_requires_grad
 from raysplat.reference.hashgrid import hashgrid_encode as hashgrid_twin
 
@@ -191,7 +191,16 @@ def test_cli_train_and_render(scene_dir, tmp_path, capsys):
     assert (out / "checkpoint.pt").is_file() and (out / "video" / "turntable.gif").is_file()
     assert (out / "video" / "turntable.mp4").stat().st_size > 0
     rc = main(
-        ["render", str(out / "checkpoint.pt"), "--path", "spiral", "--frames", "2", "--out", str(tmp_path / "r")]
+        [
+            "render",
+            str(out / "checkpoint.pt"),
+            "--path",
+            "spiral",
+            "--frames",
+            "2",
+            "--out",
+            str(tmp_path / "r"),
+        ]
     )
     assert rc == 0 and (tmp_path / "r" / "video" / "spiral.gif").is_file()
     assert main(["train", "nerf", str(tmp_path / "missing"), "--out", str(out)]) == 2

@@ -89,20 +89,38 @@ def _pos_float(text: str) -> float:
 def add_run_flags(p: argparse.ArgumentParser, method: str, default_steps: int | None) -> None:
     """The flags every training / generation command shares (one name, one meaning)."""
     steps = f"default: {default_steps}" if default_steps else "default: the method's"
-    p.add_argument("--out", default=f"runs/{method}", help=f"output directory (default: runs/{method}); "
-                   "refused when not empty unless --force or --resume")  # fmt: skip
-    p.add_argument("--steps", type=_nonneg_int, default=None,
-                   help=f"training steps, a total ({steps}; unbounded when only --seconds is given)")  # fmt: skip
+    p.add_argument(
+        "--out",
+        default=f"runs/{method}",
+        help=f"output directory (default: runs/{method}); refused when not empty unless --force or --resume",
+    )
+    p.add_argument(
+        "--steps",
+        type=_nonneg_int,
+        default=None,
+        help=f"training steps, a total ({steps}; unbounded when only --seconds is given)",
+    )
     p.add_argument("--seconds", type=_pos_float, default=None, help="training time budget in seconds")
     p.add_argument("--resume", default=None, help="continue from this checkpoint.pt (same data)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
-    p.add_argument("--threads", type=_pos_int, default=None,
-                   help="threads of the Rust kernels and of torch (default: all cores for Rust)")  # fmt: skip
-    p.add_argument("--frames", type=_nonneg_int, default=40, help="turntable video frames (0: no video; default: 40)")
+    p.add_argument(
+        "--threads",
+        type=_pos_int,
+        default=None,
+        help="threads of the Rust kernels and of torch (default: all cores for Rust)",
+    )
+    p.add_argument(
+        "--frames", type=_nonneg_int, default=40, help="turntable video frames (0: no video; default: 40)"
+    )
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     p.add_argument("--force", action="store_true", help="write into a non-empty --out")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="set any config field (JSON value), e.g. --set lr=0.005; repeatable")  # fmt: skip
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="set any config field (JSON value), e.g. --set lr=0.005; repeatable",
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
 
 
@@ -112,10 +130,18 @@ def add_data_flags(p: argparse.ArgumentParser) -> None:
 
     p.add_argument("data", help="dataset directory (blender / llff / nerfstudio / colmap)")
     p.add_argument("--downscale", type=_pos_int, default=None, help="image downscale factor")
-    p.add_argument("--holdout", type=_nonneg_int, default=None,
-                   help="every N-th image is a test view (llff / colmap / nerfstudio; default: 8)")  # fmt: skip
-    p.add_argument("--background", choices=BACKGROUNDS, default=None,
-                   help="transparent pixels: none keeps alpha for background augmentation (default)")  # fmt: skip
+    p.add_argument(
+        "--holdout",
+        type=_nonneg_int,
+        default=None,
+        help="every N-th image is a test view (llff / colmap / nerfstudio; default: 8)",
+    )
+    p.add_argument(
+        "--background",
+        choices=BACKGROUNDS,
+        default=None,
+        help="transparent pixels: none keeps alpha for background augmentation (default)",
+    )
 
 
 def parse_sets(items: list[str]) -> dict:
@@ -189,8 +215,14 @@ def run_training(args: argparse.Namespace, method: str, make_config) -> int:
 def _gs_config(args: argparse.Namespace):
     from raysplat.gs import GSConfig
 
-    kw = {"device": args.device, "seed": args.seed, "sh_degree": args.sh_degree, "init": args.init,
-          "eval_every": args.eval_every, **budget(args)}  # fmt: skip
+    kw = {
+        "device": args.device,
+        "seed": args.seed,
+        "sh_degree": args.sh_degree,
+        "init": args.init,
+        "eval_every": args.eval_every,
+        **budget(args),
+    }
     if args.schedule == "fast":
         steps = kw.pop("steps", None)
         cfg = GSConfig.fast(steps if steps is not None else (None if args.seconds else 3000), **kw)
@@ -226,8 +258,12 @@ def _add_train_gs(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--sh-degree", type=int, choices=(0, 1, 2, 3), default=3, help="maximum SH degree")
     p.add_argument("--init", default="auto", help="auto, points, random or a PLY (point cloud or Gaussians)")
-    p.add_argument("--max-gaussians", type=_nonneg_int, default=0, help="stop densifying above this many (0: no cap)")
-    p.add_argument("--eval-every", type=_nonneg_int, default=0, help="evaluate on the test views every N steps")
+    p.add_argument(
+        "--max-gaussians", type=_nonneg_int, default=0, help="stop densifying above this many (0: no cap)"
+    )
+    p.add_argument(
+        "--eval-every", type=_nonneg_int, default=0, help="evaluate on the test views every N steps"
+    )
     p.set_defaults(func=_train_gs)
 
 
@@ -257,7 +293,9 @@ def _add_train_nerf(sub: argparse._SubParsersAction) -> None:
     )
     add_data_flags(p)
     add_run_flags(p, "nerf", 2000)
-    p.add_argument("--sampler", choices=SAMPLERS, default="occgrid", help="sample placement (default: occgrid)")
+    p.add_argument(
+        "--sampler", choices=SAMPLERS, default="occgrid", help="sample placement (default: occgrid)"
+    )
     p.set_defaults(func=_train_nerf)
 
 
@@ -278,7 +316,9 @@ def _render_ply(args: argparse.Namespace):
     means = model.means.detach()
     lo, hi = torch.quantile(means, 0.02, dim=0), torch.quantile(means, 0.98, dim=0)
     centre, radius = (lo + hi) / 2, float((hi - lo).norm()) * 1.2 + 1e-6
-    up = {"x": (1.0, 0, 0), "y": (0, 1.0, 0), "z": (0, 0, 1.0), "-y": (0, -1.0, 0), "-z": (0, 0, -1.0)}[args.up]
+    up = {"x": (1.0, 0, 0), "y": (0, 1.0, 0), "z": (0, 0, 1.0), "-y": (0, -1.0, 0), "-z": (0, 0, -1.0)}[
+        args.up
+    ]
     c2w = orbit(centre, radius, 20.0, args.frames, up).float()
     w, h = args.size
     K = intrinsics(w, h, 40.0)
@@ -334,9 +374,17 @@ def _add_render(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", default=None, help="dataset directory (default: the one trained on)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
     p.add_argument("--threads", type=_pos_int, default=None, help="threads of the Rust kernels and torch")
-    p.add_argument("--size", type=_pos_int, nargs=2, default=(512, 384), metavar=("W", "H"),
-                   help="image size for a PLY (default: 512 384)")  # fmt: skip
-    p.add_argument("--up", choices=("x", "y", "z", "-y", "-z"), default="z", help="up axis of a PLY (default: z)")
+    p.add_argument(
+        "--size",
+        type=_pos_int,
+        nargs=2,
+        default=(512, 384),
+        metavar=("W", "H"),
+        help="image size for a PLY (default: 512 384)",
+    )
+    p.add_argument(
+        "--up", choices=("x", "y", "z", "-y", "-z"), default="z", help="up axis of a PLY (default: z)"
+    )
     p.set_defaults(func=_render)
 
 
@@ -382,7 +430,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, FileExistsError, FileNotFoundError, MissingExtraError) as e:
         print(f"raysplat {args.command}: error: {e}", file=sys.stderr)
         return 2
-
 
 
 if __name__ == "__main__":

@@ -103,6 +103,8 @@ def ssim(
         return float(ssim_map(pred.double(), target.double(), padding, window, sigma, max_val).mean())
 
 
-def dssim_loss(pred: torch.Tensor, target: torch.Tensor, window: int = 11, sigma: float = 1.5) -> torch.Tensor:
+def dssim_loss(
+    pred: torch.Tensor, target: torch.Tensor, window: int = 11, sigma: float = 1.5
+) -> torch.Tensor:
     """3DGS's structural loss ``1 - SSIM`` with zero padding (a differentiable scalar tensor)."""
     return 1.0 - ssim_map(pred, target, "zero", window, sigma).mean()

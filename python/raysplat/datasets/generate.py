@@ -40,6 +40,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from raysplat import cameras
 from raysplat.datasets._io import write_ply_points
 
 #: The supported output formats.
@@ -387,13 +388,10 @@ def _backdrop(kind: str, floor_z: float) -> list[Part]:
 
 
 def look_at(eye, target, up=(0.0, 0.0, 1.0)) -> np.ndarray:
-    """OpenGL camera-to-world ``[3, 4]`` at ``eye`` looking at ``target``."""
-    eye, target, up = (np.asarray(x, np.float64) for x in (eye, target, up))
-    back = eye - target
-    back /= np.linalg.norm(back)
-    right = np.cross(up, back)
-    right /= np.linalg.norm(right)
-    return np.stack([right, np.cross(back, right), back, eye], 1)
+    """OpenGL camera-to-world ``[3, 4]`` (float64 NumPy) at ``eye`` looking at ``target``
+    (:func:`raysplat.cameras.look_at`)."""
+    as64 = lambda x: torch.as_tensor(np.asarray(x, np.float64))  # noqa: E731
+    return cameras.look_at(as64(eye), as64(target), as64(up)).numpy()
 
 
 def object_cameras(views: int, seed: int = 0) -> dict[str, np.ndarray]:

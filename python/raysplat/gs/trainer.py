@@ -43,7 +43,9 @@ class GSConfig(TrainingConfig):
     init_random: int = option(100_000, "Gaussians of the random initialisation (uniform in the scene box)")
     init_opacity: float = option(0.1, "initial opacity")
     init_scale: float = option(1.0, "initial scale, times the mean distance to the 3 nearest neighbours")
-    lr_means: float = option(1.6e-4, "learning rate of the means (times the scene extent), decayed exponentially")
+    lr_means: float = option(
+        1.6e-4, "learning rate of the means (times the scene extent), decayed exponentially"
+    )
     lr_means_final: float = option(1.6e-6, "final learning rate of the means (times the scene extent)")
     lr_quats: float = option(1e-3, "learning rate of the rotations")
     lr_scales: float = option(5e-3, "learning rate of the log-scales")
@@ -51,7 +53,9 @@ class GSConfig(TrainingConfig):
     lr_sh0: float = option(2.5e-3, "learning rate of the SH DC coefficients")
     lr_shN: float = option(2.5e-3 / 20, "learning rate of the higher SH coefficients")
     ssim_lambda: float = option(0.2, "weight of D-SSIM (zero-padded, as 3DGS) in the loss")
-    background: str = option("random", "training background for RGBA images: 'random' (per step), 'white' or 'black'")
+    background: str = option(
+        "random", "training background for RGBA images: 'random' (per step), 'white' or 'black'"
+    )
     eval_background: str = option("white", "evaluation background (and training background for RGB images)")
     eval_every: int = option(0, "evaluate on the test split every this many steps (0: only at the end)")
     rasterize_mode: str = option("classic", "'classic' or 'antialiased'")
@@ -68,7 +72,9 @@ class GSConfig(TrainingConfig):
         if self.sh_degree not in (0, 1, 2, 3):
             raise ValueError(f"sh_degree must be 0, 1, 2 or 3, got {self.sh_degree}")
         if self.rasterize_mode not in ("classic", "antialiased"):
-            raise ValueError(f"rasterize_mode must be 'classic' or 'antialiased', got {self.rasterize_mode!r}")
+            raise ValueError(
+                f"rasterize_mode must be 'classic' or 'antialiased', got {self.rasterize_mode!r}"
+            )
         if isinstance(self.densify, dict):
             self.densify = DensifyConfig.from_dict(self.densify)
 
@@ -313,11 +319,15 @@ class Trainer(BaseTrainer):
         vm = c2w_to_viewmat(c2w).to(self.device)
         imgs = [
             self.model.render(
-                vm[j : j + 1], K[j : j + 1], width, height, backgrounds=bg[None],
+                vm[j : j + 1],
+                K[j : j + 1],
+                width,
+                height,
+                backgrounds=bg[None],
                 rasterize_mode=self.config.rasterize_mode,
             )[0][0]
             for j in range(b)
-        ]  # fmt: skip
+        ]
         return torch.stack(imgs).clamp(0, 1)
 
     def test_views(self) -> list[TestView]:
@@ -325,7 +335,8 @@ class Trainer(BaseTrainer):
         if self.images is None:
             return []
         return [
-            TestView(i, self.c2w[i], self.Ks[i], self._target(i, self.eval_bg)) for i in self.test_ids.tolist()
+            TestView(i, self.c2w[i], self.Ks[i], self._target(i, self.eval_bg))
+            for i in self.test_ids.tolist()
         ]
 
     def extra_metrics(self) -> dict:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import ClassVar
 
 import torch
@@ -19,7 +18,7 @@ from raysplat.nerf.field import RadianceField
 from raysplat.nerf.samplers import SAMPLERS, HierarchicalSampler, OccGridSampler, ProposalSampler, Rays
 from raysplat.rays import generate_rays, ndc_rays
 from raysplat.training.config import TrainingConfig, check_device, option
-from raysplat.training.data import check_same_scene, load_scene
+from raysplat.training.data import load_scene
 from raysplat.training.trainer import TestView
 from raysplat.training.trainer import Trainer as BaseTrainer
 
@@ -34,7 +33,9 @@ class NerfConfig(TrainingConfig):
     DEFAULT_STEPS: ClassVar[int] = 2000
 
     sampler: str = option("occgrid", "sample placement: 'occgrid', 'proposal' or 'hierarchical'")
-    batch_rays: int = option(1024, "rays per step (occgrid adapts it to evaluate about `target_samples` a step)")
+    batch_rays: int = option(
+        1024, "rays per step (occgrid adapts it to evaluate about `target_samples` a step)"
+    )
     target_samples: int = option(1 << 15, "samples per step the occgrid batch size aims at")
     max_batch_rays: int = option(4096, "upper bound of the adaptive batch size")
     lr: float = option(1e-2, "Adam learning rate")
@@ -223,8 +224,14 @@ class Trainer(BaseTrainer):
         yield from (("sampler." + n, p) for n, p in self.sampler.named_parameters())
 
     # ------------------------------------------------------------------ rays
-    def make_rays(self, c2w: torch.Tensor, K: torch.Tensor, pixels: torch.Tensor | None = None,
-                  width: int | None = None, height: int | None = None) -> Rays:  # fmt: skip
+    def make_rays(
+        self,
+        c2w: torch.Tensor,
+        K: torch.Tensor,
+        pixels: torch.Tensor | None = None,
+        width: int | None = None,
+        height: int | None = None,
+    ) -> Rays:
         """Rays of cameras ``c2w`` [C, 3, 4] at flat ``pixels`` (all pixels when None) of
         ``width`` x ``height`` images (default: the dataset's). Forward-facing scenes map them to
         the training cameras' NDC space."""
@@ -314,8 +321,13 @@ class Trainer(BaseTrainer):
         return rgb, acc, depth, n_samples
 
     @torch.no_grad()
-    def render_image(self, c2w: torch.Tensor, K: torch.Tensor | None = None,
-                     width: int | None = None, height: int | None = None) -> dict:  # fmt: skip
+    def render_image(
+        self,
+        c2w: torch.Tensor,
+        K: torch.Tensor | None = None,
+        width: int | None = None,
+        height: int | None = None,
+    ) -> dict:
         """Renders one camera [3|4, 4]: ``rgb`` [H, W, 3], ``opacity``/``depth`` [H, W] and
         ``samples_per_ray``."""
         inf = self.info
@@ -338,7 +350,9 @@ class Trainer(BaseTrainer):
         ``[B, 3, 3]``) to ``[B, H, W, 3]`` (white background for object scenes)."""
         c2w = c2w.reshape(-1, *c2w.shape[-2:])
         K = K.reshape(-1, 3, 3).expand(c2w.shape[0], 3, 3)
-        return torch.stack([self.render_image(c, k, width, height)["rgb"] for c, k in zip(c2w, K, strict=True)])
+        return torch.stack(
+            [self.render_image(c, k, width, height)["rgb"] for c, k in zip(c2w, K, strict=True)]
+        )
 
     def _gt(self, i: int) -> torch.Tensor:
         img = self.scene.images[i].float()
@@ -369,7 +383,9 @@ class Trainer(BaseTrainer):
                 psnr(v.image.mean((0, 1), keepdim=True).expand_as(v.image), v.image) for v in views
             ) / len(views)
             rays = self.stats["render_rays"] - before["render_rays"]
-            ev["eval_samples_per_ray"] = (self.stats["render_samples"] - before["render_samples"]) / max(rays, 1)
+            ev["eval_samples_per_ray"] = (self.stats["render_samples"] - before["render_samples"]) / max(
+                rays, 1
+            )
         self._last_eval = ev
         return ev
 
@@ -413,5 +429,7 @@ class Trainer(BaseTrainer):
 
     @classmethod
     def _restore(cls, checkpoint: dict, scene, config: NerfConfig) -> Trainer:
-        info = SceneInfo(**{k: v for k, v in checkpoint["cameras"].items() if k in SceneInfo.__dataclass_fields__})
+        info = SceneInfo(
+            **{k: v for k, v in checkpoint["cameras"].items() if k in SceneInfo.__dataclass_fields__}
+        )
         return cls(scene, config, info=info)

@@ -103,7 +103,9 @@ def _config_type(hint: Any) -> type[Config] | None:
 class TrainingConfig(Config):
     """Fields every trainer shares."""
 
-    steps: int | None = option(None, "optimisation steps (None: the method's default, or unbounded with `seconds`)")
+    steps: int | None = option(
+        None, "optimisation steps (None: the method's default, or unbounded with `seconds`)"
+    )
     seconds: float | None = option(None, "training time budget in seconds (None: no time limit)")
     seed: int = option(0, "random seed (everything random draws from it; CPU runs are bit-identical)")
     device: str = option("cpu", "torch device: 'cpu' (Rust kernels), 'cuda' or 'cuda:N'")

@@ -34,7 +34,9 @@ def load_scene(
         background: how transparent pixels are treated (:data:`BACKGROUNDS`; default ``"none"``).
     """
     fmt = detect_format(path)
-    if downscale is not None and (isinstance(downscale, bool) or int(downscale) != downscale or downscale < 1):
+    if downscale is not None and (
+        isinstance(downscale, bool) or int(downscale) != downscale or downscale < 1
+    ):
         raise ValueError(f"downscale must be a positive integer, got {downscale!r}")
     if holdout is not None and (isinstance(holdout, bool) or int(holdout) != holdout or holdout < 0):
         raise ValueError(f"holdout must be an integer >= 0, got {holdout!r}")
@@ -102,7 +104,11 @@ def scene_for_checkpoint(record: dict, scene=None):
         scene = path
     if isinstance(scene, (str, os.PathLike)):
         scene = load_scene(scene, **record.get("load_options", {}))
-    check_same_scene(record, scene, what=str(scene.meta.get("path", "the data")) if isinstance(scene.meta, dict) else "the data")
+    check_same_scene(
+        record,
+        scene,
+        what=str(scene.meta.get("path", "the data")) if isinstance(scene.meta, dict) else "the data",
+    )
     return scene
 
 

@@ -89,9 +89,14 @@ def _write_mp4(path: Path, imgs: list[np.ndarray], fps: int) -> None:
     h, w = imgs[0].shape[:2]
     ph, pw = h + h % 2, w + w % 2
     writer = imageio_ffmpeg.write_frames(
-        str(path), (pw, ph), fps=fps, codec="libx264", pix_fmt_out="yuv420p", macro_block_size=1,
+        str(path),
+        (pw, ph),
+        fps=fps,
+        codec="libx264",
+        pix_fmt_out="yuv420p",
+        macro_block_size=1,
         output_params=["-loglevel", "error"],
-    )  # fmt: skip
+    )
     writer.send(None)
     try:
         for x in imgs:

@@ -18,7 +18,9 @@ class Progress:
         interval: seconds between lines when stderr is not a terminal.
     """
 
-    def __init__(self, total: int | None, desc: str, enabled: bool = True, initial: int = 0, interval: float = 10.0):
+    def __init__(
+        self, total: int | None, desc: str, enabled: bool = True, initial: int = 0, interval: float = 10.0
+    ):
         self.total, self.desc, self.enabled, self.n = total, desc, enabled, initial
         self.interval, self._last, self._postfix = interval, time.perf_counter(), ""
         self._bar = None

@@ -74,9 +74,7 @@ class Trainer(ABC):
 
     def __init__(self, config: TrainingConfig):
         if not isinstance(config, self.config_class):
-            raise TypeError(
-                f"config must be a {self.config_class.__name__}, got {type(config).__name__}"
-            )
+            raise TypeError(f"config must be a {self.config_class.__name__}, got {type(config).__name__}")
         self.config = config
         self.step = 0
         self.train_seconds = 0.0
@@ -151,7 +149,8 @@ class Trainer(ABC):
         return {}
 
     def on_step(self, stats: dict, progress: Progress) -> None:
-        """Called after every step (e.g. periodic evaluation)."""
+        """Called after every step (e.g. periodic evaluation); nothing by default."""
+        return None
 
     def elapsed(self) -> float:
         """Training time so far, in seconds (what ``seconds`` budgets measure)."""
