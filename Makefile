@@ -11,10 +11,12 @@ $(VPY):
 	$(PY) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 
-# Dependencies: torch is installed only when it is not importable already (it is several GB).
-$(STAMP): $(VPY) pyproject.toml
+# Dependencies, read from pyproject.toml (core + the `all` and `dev` extras). torch is installed
+# first and only when it is not importable already (it is several GB).
+$(STAMP): $(VPY) pyproject.toml scripts/deps.py
 	$(VPY) -c "import torch" 2>/dev/null || $(PIP) install "torch>=2.1"
-	$(PIP) install --quiet "maturin>=1.9,<2" "numpy>=1.26" "tqdm>=4.60" "trimesh>=4" "pillow>=9" "nerfacc>=0.5" "pytest>=8" "hypothesis>=6.100" "ruff>=0.6" "scipy>=1.11"
+	$(VPY) scripts/deps.py all dev > $(VENV)/requirements.txt
+	$(PIP) install --quiet -r $(VENV)/requirements.txt
 	touch $(STAMP)
 
 # Release build of the extension, installed editable into .venv.
