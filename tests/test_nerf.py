@@ -1,4 +1,4 @@
-"""NeRF: hash-grid kernel vs its torch twin (and gradcheck), field shapes / gradients, samplers'
+"""NeRF: field shapes / gradients, samplers'
 intervals, a short training run, exact resume, metrics and the train / render CLI."""
 
 from __future__ import annotations
@@ -16,11 +16,9 @@ from raysplat.nerf import (
     RadianceField,
     Trainer,
     contract,
-    hashgrid_encode,
     sh_encode,
 )
 from raysplat.nerf.samplers import proposal_requires_grad
-from raysplat.reference.hashgrid import hashgrid_encode as hashgrid_twin
 
 #: small, fast settings for the tiny test scene
 TINY = dict(
@@ -40,39 +38,6 @@ def scene(scene_dir):
     from raysplat.nerf import load_scene
 
     return load_scene(scene_dir)
-
-
-# ---------------------------------------------------------------- hash grid
-RES = [2, 5, 40]  # dense, dense, hashed levels for a 64-row table
-
-
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_hashgrid_rust_matches_twin(dtype, gen):
-    x = torch.rand(300, 3, generator=gen, dtype=dtype) * 1.2 - 0.1  # some outside: clamped
-    table = (torch.rand(3, 64, 2, generator=gen, dtype=dtype) - 0.5).requires_grad_()
-    out = hashgrid_encode(x, table, RES)
-    g = torch.randn(out.shape, generator=gen, dtype=dtype)
-    (grad,) = torch.autograd.grad(out, table, g)
-    out_t = hashgrid_twin(x, table, RES)
-    (grad_t,) = torch.autograd.grad(out_t, table, g)
-    assert out.shape == (300, 6) and out.dtype == dtype
-    torch.testing.assert_close(out, out_t)
-    torch.testing.assert_close(grad, grad_t)
-
-
-def test_hashgrid_gradcheck(gen):
-    x = torch.rand(7, 3, generator=gen, dtype=torch.float64)
-    table = torch.rand(3, 64, 2, generator=gen, dtype=torch.float64).requires_grad_()
-    assert torch.autograd.gradcheck(lambda t: hashgrid_encode(x, t, RES), (table,))
-
-
-def test_hashgrid_rejects_bad_input():
-    with pytest.raises(ValueError, match="power of two"):
-        hashgrid_encode(torch.rand(4, 3), torch.zeros(1, 100, 2), [4])
-    with pytest.raises(ValueError, match="resolutions"):
-        hashgrid_encode(torch.rand(4, 3), torch.zeros(2, 64, 2), [4])
-    with pytest.raises(ValueError, match="NaN"):
-        hashgrid_encode(torch.full((1, 3), float("nan")), torch.zeros(1, 64, 2), [4])
 
 
 # ---------------------------------------------------------------- field

@@ -7,6 +7,7 @@ in :mod:`raysplat.reference` (same results).
 from raysplat import _core, datasets, gs, nerf
 from raysplat._checks import backend
 from raysplat.grid import OccupancyGrid
+from raysplat.hashgrid import hashgrid_encode
 from raysplat.knn import knn, knn_scale_init
 from raysplat.mesh import MeshRaster, rasterize_mesh, sample_texture
 from raysplat.rays import generate_rays, ndc_rays, ray_aabb_intersect
@@ -67,6 +68,7 @@ __all__ = [
     "generate_rays",
     "get_num_threads",
     "gs",
+    "hashgrid_encode",
     "importance_sampling",
     "inclusive_prod",
     "inclusive_sum",

@@ -9,9 +9,10 @@ from ``generator``), so a seed gives identical results on the Rust and torch pat
 from __future__ import annotations
 
 import torch
+from torch.autograd.function import once_differentiable
 
 from raysplat import _checks as chk
-from raysplat import _core, _ops
+from raysplat import _core
 from raysplat.reference import sampling as ref
 
 
@@ -171,6 +172,39 @@ def inverse_cdf(t_edges: torch.Tensor, weights: torch.Tensor, u: torch.Tensor) -
     return ref.inverse_cdf(t_edges.detach().float(), weights.detach().float(), u.float())
 
 
+class OuterMeasure(torch.autograd.Function):
+    """Mip-NeRF 360 outer measure, differentiable w.r.t. the proposal weights (Rust forward and
+    backward)."""
+
+    @staticmethod
+    def forward(ctx, t_edges_prop, weights_prop, t_edges):
+        dt = chk.float_dtype_of(weights_prop)
+        pe, pw, e = (
+            chk.to_numpy("t_edges_prop", t_edges_prop, dt),
+            chk.to_numpy("weights_prop", weights_prop, dt),
+            chk.to_numpy("t_edges", t_edges, dt),
+        )
+        n_rays = weights_prop.shape[0]
+        out = _core.outer_measure(pe, pw, e, n_rays)
+        ctx.save_for_backward(t_edges_prop, weights_prop, t_edges)
+        ctx.meta = (n_rays, dt, weights_prop.shape)
+        return chk.from_numpy(out, (n_rays, t_edges.shape[-1] - 1))
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, v_outer):
+        pe, pw, e = ctx.saved_tensors
+        n_rays, dt, shape = ctx.meta
+        v_weights_prop = _core.outer_measure_backward(
+            chk.to_numpy("t_edges_prop", pe, dt),
+            chk.to_numpy("weights_prop", pw, dt),
+            chk.to_numpy("t_edges", e, dt),
+            n_rays,
+            chk.to_numpy("v_outer", v_outer, dt),
+        )
+        return None, chk.from_numpy(v_weights_prop, shape), None
+
+
 def interlevel_loss(
     t_edges_prop: torch.Tensor,
     weights_prop: torch.Tensor,
@@ -196,7 +230,7 @@ def interlevel_loss(
     if w.numel() == 0:
         return (weights_prop.sum() * 0.0).to(w.dtype)
     if chk.use_rust(t_edges_prop, weights_prop, t_edges):
-        w_outer = _ops.OuterMeasure.apply(t_edges_prop.detach(), weights_prop, t_edges.detach())
+        w_outer = OuterMeasure.apply(t_edges_prop.detach(), weights_prop, t_edges.detach())
     else:
         w_outer = ref.outer_measure(t_edges_prop.detach(), weights_prop, t_edges.detach())
     eps = torch.finfo(torch.float32).eps

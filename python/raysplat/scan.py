@@ -12,9 +12,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from torch.autograd.function import once_differentiable
 
 from raysplat import _checks as chk
-from raysplat import _core, _ops
+from raysplat import _core
 from raysplat.reference import scan as ref
 
 
@@ -94,12 +95,40 @@ def pack_info(ray_indices: torch.Tensor, n_rays: int | None = None) -> torch.Ten
     return torch.stack([offsets[:-1], offsets[1:] - offsets[:-1]], -1)
 
 
+class Scan(torch.autograd.Function):
+    """Segmented inclusive / exclusive sum or product (Rust forward and backward)."""
+
+    @staticmethod
+    def forward(ctx, inputs, offsets, n_rays, op, exclusive):
+        dt = chk.float_dtype_of(inputs)
+        x_np = chk.to_numpy("inputs", inputs, dt)
+        out = _core.scan(x_np, offsets, n_rays, op, exclusive)
+        ctx.save_for_backward(inputs)
+        ctx.meta = (offsets, n_rays, op, exclusive, dt, inputs.shape)
+        return chk.from_numpy(out, inputs.shape)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, v_outputs):
+        (x,) = ctx.saved_tensors
+        offsets, n_rays, op, exclusive, dt, shape = ctx.meta
+        v_inputs = _core.scan_backward(
+            chk.to_numpy("inputs", x, dt),
+            chk.to_numpy("v_outputs", v_outputs, dt),
+            offsets,
+            n_rays,
+            op,
+            exclusive,
+        )
+        return chk.from_numpy(v_inputs, shape), None, None, None, None
+
+
 def _scan(inputs, packed_info, ray_indices, n_rays, op: str, exclusive: bool) -> torch.Tensor:
     rust = chk.use_rust(inputs, packed_info, ray_indices)
     chk.tensor("inputs", inputs, ndim=(1, 2), finite=not rust)
     lay = resolve_layout("inputs", inputs, ray_indices, n_rays, packed_info, rust=rust)
     if rust:
-        return _ops.Scan.apply(inputs, lay.offsets_np, lay.n_rays, op, exclusive)
+        return Scan.apply(inputs, lay.offsets_np, lay.n_rays, op, exclusive)
     return ref.scan(inputs, lay.offsets_t, op, exclusive)
 
 

@@ -2,7 +2,8 @@
 proposal networks, NeRF hierarchical) and a :class:`Trainer` on the shared lifecycle of
 :mod:`raysplat.training` (evaluation, rendering, exactly resumable checkpoints)."""
 
-from raysplat.nerf.encoding import HashGrid, hashgrid_encode, sh_encode
+from raysplat.hashgrid import hashgrid_encode
+from raysplat.nerf.encoding import HashGrid, sh_encode
 from raysplat.nerf.field import DensityField, RadianceField, SceneBox, contract
 from raysplat.nerf.samplers import (
     SAMPLERS,

@@ -1,64 +1,13 @@
-"""Encodings of the radiance field: the multi-resolution hash grid (Rust on CPU, torch twin
-elsewhere) and real spherical harmonics of view directions."""
+"""Encodings of the radiance field: the learned multi-resolution hash grid (a module around
+:func:`raysplat.hashgrid.hashgrid_encode`) and real spherical harmonics of view directions."""
 
 from __future__ import annotations
 
 import math
 
 import torch
-from torch.autograd.function import once_differentiable
 
-from raysplat import _checks as chk
-from raysplat import _core
-from raysplat.reference.hashgrid import hashgrid_encode as hashgrid_encode_torch
-
-
-class _HashGridFn(torch.autograd.Function):
-    """Rust forward / backward; gradients reach the table only (positions are constants)."""
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, table: torch.Tensor, resolutions: list[int]):
-        dt = chk.float_dtype_of(table)
-        n_levels, table_size, n_feat = table.shape
-        xs = chk.to_numpy("x", x, dt)
-        out = _core.hashgrid_forward(xs, chk.to_numpy("table", table, dt), resolutions, table_size, n_feat)
-        ctx.save_for_backward(x)
-        ctx.meta = (resolutions, table.shape, dt)
-        return chk.from_numpy(out, (x.shape[0], n_levels * n_feat))
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, grad_out: torch.Tensor):
-        (x,) = ctx.saved_tensors
-        resolutions, shape, dt = ctx.meta
-        g = _core.hashgrid_backward(
-            chk.to_numpy("x", x, dt), chk.to_numpy("grad_out", grad_out, dt), resolutions, shape[1], shape[2]
-        )
-        return None, chk.from_numpy(g, shape), None
-
-
-def hashgrid_encode(x: torch.Tensor, table: torch.Tensor, resolutions: list[int]) -> torch.Tensor:
-    """Multi-resolution hash-grid encoding (Instant-NGP) of points ``x`` [N, 3] in [0, 1]^3.
-
-    Args:
-        x: [N, 3] positions (clamped to the unit cube). No gradient flows to ``x``.
-        table: [L, T, F] feature tables (``T`` a power of two), float32 or float64.
-        resolutions: L per-level resolutions.
-
-    Returns:
-        [N, L * F] features; CPU tensors run the Rust kernel, others the torch twin
-        (:func:`raysplat.reference.hashgrid.hashgrid_encode`).
-    """
-    chk.tensor("x", x, ndim=2, last=3)
-    chk.tensor("table", table, ndim=3)
-    if len(resolutions) != table.shape[0]:
-        raise ValueError(
-            f"resolutions must hold {table.shape[0]} values (one per level), got {len(resolutions)}"
-        )
-    chk.same_device(x=x, table=table)
-    if chk.use_rust(x, table):
-        return _HashGridFn.apply(x.detach(), table, [int(r) for r in resolutions])
-    return hashgrid_encode_torch(x.detach(), table, [int(r) for r in resolutions])
+from raysplat.hashgrid import hashgrid_encode
 
 
 class HashGrid(torch.nn.Module):
