@@ -1,6 +1,7 @@
 # Type stubs for the native module raysplat._core (rust/py). Hand-written; keep in sync.
 # Float arguments of differentiable kernels accept float32 or float64 (all the same dtype);
-# every result is a new 1-D array that the Python layer reshapes.
+# every result is a new 1-D array that the Python layer reshapes. Gradients passed to a
+# `*_backward` are named `v_<output>` (gsplat's convention).
 
 import numpy as np
 from numpy.typing import NDArray
@@ -40,12 +41,12 @@ def importance_sampling(
 ) -> F32: ...
 def outer_measure(t_edges_prop: Float, weights_prop: Float, t_edges: Float, n_rays: int) -> Float: ...
 def outer_measure_backward(
-    t_edges_prop: Float, weights_prop: Float, t_edges: Float, n_rays: int, grad: Float
+    t_edges_prop: Float, weights_prop: Float, t_edges: Float, n_rays: int, v_outer: Float
 ) -> Float: ...
-def segment_offsets(ray_indices: I64, n_rays: int) -> I64: ...
+def segment_offsets(ray_indices: I64, n_rays: int, allow_unsorted: bool = False) -> I64 | None: ...
 def scan(inputs: Float, offsets: I64 | None, n_rays: int, op: str, exclusive: bool) -> Float: ...
 def scan_backward(
-    inputs: Float, grad: Float, offsets: I64 | None, n_rays: int, op: str, exclusive: bool
+    inputs: Float, v_outputs: Float, offsets: I64 | None, n_rays: int, op: str, exclusive: bool
 ) -> Float: ...
 def weights_from_density(sigma_dt: Float, offsets: I64 | None, n_rays: int) -> tuple[Float, Float, Float]: ...
 def weights_from_intervals(
@@ -57,9 +58,9 @@ def weights_from_intervals_backward(
     sigmas: Float,
     trans: Float,
     alphas: Float,
-    grad_weights: Float | None,
-    grad_trans: Float | None,
-    grad_alphas: Float | None,
+    v_weights: Float | None,
+    v_trans: Float | None,
+    v_alphas: Float | None,
     need_t: bool,
     offsets: I64 | None,
     n_rays: int,
@@ -67,9 +68,9 @@ def weights_from_intervals_backward(
 def weights_from_density_backward(
     trans: Float,
     alphas: Float,
-    grad_weights: Float | None,
-    grad_trans: Float | None,
-    grad_alphas: Float | None,
+    v_weights: Float | None,
+    v_trans: Float | None,
+    v_alphas: Float | None,
     offsets: I64 | None,
     n_rays: int,
 ) -> Float: ...
@@ -77,8 +78,8 @@ def weights_from_alpha(alphas: Float, offsets: I64 | None, n_rays: int) -> tuple
 def weights_from_alpha_backward(
     alphas: Float,
     trans: Float,
-    grad_weights: Float | None,
-    grad_trans: Float | None,
+    v_weights: Float | None,
+    v_trans: Float | None,
     offsets: I64 | None,
     n_rays: int,
 ) -> Float: ...
@@ -95,7 +96,7 @@ def accumulate_backward(
     values: Float | None,
     channels: int,
     n_rays: int,
-    grad_out: Float,
+    v_out: Float,
     offsets: I64 | None = None,
     ray_indices: I64 | None = None,
 ) -> tuple[Float, Float]: ...
@@ -128,10 +129,10 @@ def render_backward(
     values: Float,
     channels: int,
     weights: Float,
-    grad_color: Float,
-    grad_opacity: Float,
-    grad_depth: Float,
-    grad_weights: Float | None,
+    v_colors: Float,
+    v_opacities: Float,
+    v_depths: Float,
+    v_weights: Float | None,
     need_t: bool,
     offsets: I64 | None,
     n_rays: int,
@@ -241,5 +242,5 @@ def hashgrid_forward(
 
 # Gradient `[L * T * n_feat]` of `hashgrid_forward` w.r.t. the table.
 def hashgrid_backward(
-    x: Float, grad_out: Float, resolutions: list[int], table_size: int, n_feat: int
+    x: Float, v_out: Float, resolutions: list[int], table_size: int, n_feat: int
 ) -> Float: ...

@@ -1,4 +1,5 @@
-//! The one error type of the core crate.
+//! The one error type of the core crate. It depends on nothing else in the crate; the checks
+//! that produce it live in [`crate::check`] and next to what they check.
 
 /// An invalid argument, reported with the argument's name.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -29,28 +30,4 @@ impl Error {
             message: message.into(),
         }
     }
-}
-
-/// Fails unless `data.len() == expected`.
-pub fn expect_len(name: &'static str, data_len: usize, expected: usize) -> Result<()> {
-    if data_len != expected {
-        return Err(Error::shape(
-            name,
-            format!("expected {expected} elements, got {data_len}"),
-        ));
-    }
-    Ok(())
-}
-
-/// Fails if any element is NaN or infinite (checked in parallel).
-pub fn expect_finite<T: crate::real::Real>(name: &'static str, data: &[T]) -> Result<()> {
-    use rayon::prelude::*;
-    let bad = crate::parallel::install(|| {
-        data.par_chunks(1 << 14)
-            .any(|chunk| chunk.iter().fold(false, |bad, v| bad | !v.is_finite()))
-    });
-    if bad {
-        return Err(Error::value(name, "contains NaN or infinite values"));
-    }
-    Ok(())
 }

@@ -8,9 +8,10 @@
 
 use rayon::prelude::*;
 
-use crate::alloc::Output;
-use crate::error::{expect_finite, expect_len, Error, Result};
+use crate::check::{expect_finite, expect_len};
+use crate::error::{Error, Result};
 use crate::isa::{avx2_variant, choose};
+use crate::output::Output;
 use crate::rays::slab;
 
 /// Geometry of a cascaded occupancy grid.

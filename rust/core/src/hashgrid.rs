@@ -9,7 +9,8 @@
 
 use rayon::prelude::*;
 
-use crate::error::{expect_finite, expect_len, Error, Result};
+use crate::check::{expect_finite, expect_len};
+use crate::error::{Error, Result};
 use crate::real::Real;
 
 const PRIME_Y: u32 = 2_654_435_761;
@@ -149,13 +150,13 @@ impl HashGrid {
         Ok(out)
     }
 
-    /// Gradient of [`HashGrid::forward`] w.r.t. the table, given `grad_out` `[N, L * n_feat]`.
+    /// Gradient of [`HashGrid::forward`] w.r.t. the table, given `v_out` `[N, L * n_feat]`.
     /// Levels run in parallel (each owns its slice of the table), so the sums are deterministic.
-    pub fn backward<T: Real>(&self, x: &[T], grad_out: &[T]) -> Result<Vec<T>> {
+    pub fn backward<T: Real>(&self, x: &[T], v_out: &[T]) -> Result<Vec<T>> {
         let n = self.check_points(x)?;
         let (nl, nf, ts) = (self.n_levels(), self.n_feat, self.table_size);
         let width = nl * nf;
-        expect_len("grad_out", grad_out.len(), n * width)?;
+        expect_len("v_out", v_out.len(), n * width)?;
         let mut grad = vec![T::zero(); self.table_len()];
         if grad.is_empty() {
             return Ok(grad);
@@ -164,7 +165,7 @@ impl HashGrid {
             grad.par_chunks_mut(ts * nf)
                 .enumerate()
                 .for_each(|(lvl, g)| {
-                    for (p, go) in x.chunks_exact(3).zip(grad_out.chunks_exact(width)) {
+                    for (p, go) in x.chunks_exact(3).zip(v_out.chunks_exact(width)) {
                         let src = &go[lvl * nf..(lvl + 1) * nf];
                         if src.iter().all(|v| *v == T::zero()) {
                             continue;

@@ -16,7 +16,8 @@
 
 use rayon::prelude::*;
 
-use crate::error::{expect_finite, Error, Result};
+use crate::check::expect_finite;
+use crate::error::{Error, Result};
 
 /// Maximum number of points in a leaf.
 pub const LEAF_SIZE: usize = 12;

@@ -4,14 +4,15 @@
 //! runs on raysplat's own rayon pool, and returns owned `Vec`s or an [`Error`]. Nothing here
 //! knows about Python; the `raysplat-py` crate converts arrays and errors.
 
-pub mod alloc;
-pub mod cache;
+pub mod buffer_cache;
+pub mod check;
 pub mod error;
 pub mod grid;
 pub mod hashgrid;
 pub mod isa;
 pub mod knn;
 pub mod mesh;
+pub mod output;
 pub mod parallel;
 pub mod prefix;
 pub mod rays;

@@ -22,7 +22,8 @@
 
 use rayon::prelude::*;
 
-use crate::error::{expect_finite, expect_len, Error, Result};
+use crate::check::{expect_finite, expect_len};
+use crate::error::{Error, Result};
 pub use crate::rays::Convention;
 
 /// Sub-pixel precision of the snapped vertex coordinates.

@@ -2,7 +2,8 @@
 
 use rayon::prelude::*;
 
-use crate::error::{expect_finite, expect_len, Error, Result};
+use crate::check::{expect_finite, expect_len};
+use crate::error::{Error, Result};
 
 /// Axis convention of camera space.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,8 +82,8 @@ pub fn generate_rays(req: &RayRequest<'_>) -> Result<Rays> {
             ));
         }
     }
-    let mut origins = crate::alloc::zeros::<f32>(n * 3);
-    let mut directions = crate::alloc::zeros::<f32>(n * 3);
+    let mut origins = crate::output::zeros::<f32>(n * 3);
+    let mut directions = crate::output::zeros::<f32>(n * 3);
     crate::parallel::install(|| {
         origins
             .par_chunks_mut(3)
@@ -156,8 +157,8 @@ pub fn ndc_rays(
         ));
     }
     let (fx, fy) = focal;
-    let mut o_out = crate::alloc::zeros::<f32>(n * 3);
-    let mut d_out = crate::alloc::zeros::<f32>(n * 3);
+    let mut o_out = crate::output::zeros::<f32>(n * 3);
+    let mut d_out = crate::output::zeros::<f32>(n * 3);
     crate::parallel::install(|| {
         o_out
             .par_chunks_mut(3)
@@ -246,8 +247,8 @@ pub fn ray_aabb_intersect(origins: &[f32], directions: &[f32], aabbs: &[f32]) ->
     }
     let n = origins.len() / 3;
     let m = aabbs.len() / 6;
-    let mut t_near = crate::alloc::zeros::<f32>(n * m);
-    let mut t_far = crate::alloc::zeros::<f32>(n * m);
+    let mut t_near = crate::output::zeros::<f32>(n * m);
+    let mut t_far = crate::output::zeros::<f32>(n * m);
     let mut hit = vec![false; n * m];
     crate::parallel::install(|| {
         t_near

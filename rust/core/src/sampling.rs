@@ -3,7 +3,8 @@
 
 use rayon::prelude::*;
 
-use crate::error::{expect_finite, expect_len, Error, Result};
+use crate::check::{expect_finite, expect_len};
+use crate::error::{Error, Result};
 use crate::isa::{avx2_variant, choose};
 use crate::real::Real;
 
@@ -73,7 +74,7 @@ pub fn stratified_edges(
             ));
         }
     }
-    let mut out = crate::alloc::zeros::<f32>(n_rays * e);
+    let mut out = crate::output::zeros::<f32>(n_rays * e);
     let inv = 1.0 / n_samples as f32;
     crate::parallel::install(|| {
         out.par_chunks_mut(e)
@@ -213,7 +214,7 @@ pub fn inverse_cdf(edges: &[f32], weights: &[f32], n_rays: usize, u: &[f32]) -> 
     }
     expect_finite("u", u)?;
     let n_u = u.len() / n_rays;
-    let mut out = crate::alloc::zeros::<f32>(u.len());
+    let mut out = crate::output::zeros::<f32>(u.len());
     if n_u == 0 {
         return Ok(out);
     }
@@ -413,7 +414,7 @@ pub fn importance_sampling(
         expect_len("jitter", j.len(), n_rays)?;
     }
     let e_out = n_samples + 1;
-    let mut out = crate::alloc::Output::<f32>::new(n_rays * e_out);
+    let mut out = crate::output::Output::<f32>::new(n_rays * e_out);
     let pieces = out.pieces();
     let kernel: ImportanceRay = choose!(importance_ray, importance_ray_avx2);
     ray_error(crate::parallel::install(|| {
@@ -459,7 +460,7 @@ pub fn outer_measure<T: Real>(
     n_rays: usize,
 ) -> Result<Vec<T>> {
     let (p, s) = outer_dims(prop_edges, prop_weights, edges, n_rays)?;
-    let mut out = crate::alloc::zeros(n_rays * s);
+    let mut out = crate::output::zeros(n_rays * s);
     if s == 0 {
         return Ok(out);
     }
@@ -488,17 +489,17 @@ pub fn outer_measure<T: Real>(
     Ok(out)
 }
 
-/// Gradient of [`outer_measure`] w.r.t. `prop_weights`, given `grad` `[R, S]`.
+/// Gradient of [`outer_measure`] w.r.t. `prop_weights`, given `v_outer` `[R, S]`.
 pub fn outer_measure_backward<T: Real>(
     prop_edges: &[T],
     prop_weights: &[T],
     edges: &[T],
     n_rays: usize,
-    grad: &[T],
+    v_outer: &[T],
 ) -> Result<Vec<T>> {
     let (p, s) = outer_dims(prop_edges, prop_weights, edges, n_rays)?;
-    expect_len("grad", grad.len(), n_rays * s)?;
-    let mut out = crate::alloc::zeros(n_rays * p);
+    expect_len("v_outer", v_outer.len(), n_rays * s)?;
+    let mut out = crate::output::zeros(n_rays * p);
     if p == 0 {
         return Ok(out);
     }
@@ -516,8 +517,8 @@ pub fn outer_measure_backward<T: Real>(
                     let (lo, _) = outer_bounds(key, q[j]);
                     let (_, hi) = outer_bounds(key, q[j + 1]);
                     if hi > lo {
-                        diff[lo] += grad[r * s + j];
-                        diff[hi] -= grad[r * s + j];
+                        diff[lo] += v_outer[r * s + j];
+                        diff[hi] -= v_outer[r * s + j];
                     }
                 }
                 let mut acc = T::zero();

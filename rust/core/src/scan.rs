@@ -1,6 +1,7 @@
 //! Segmented (per-ray) inclusive / exclusive sums and products, with their backward passes.
 
-use crate::error::{expect_len, Result};
+use crate::check::expect_len;
+use crate::error::Result;
 use crate::real::Real;
 use crate::segments::{Segments, SharedMut};
 
@@ -16,8 +17,8 @@ pub enum ScanOp {
 /// Forward scan of `inputs` within each segment. `exclusive` starts each segment at the identity.
 pub fn scan<T: Real>(inputs: &[T], segs: &Segments, op: ScanOp, exclusive: bool) -> Result<Vec<T>> {
     expect_len("inputs", inputs.len(), segs.n_samples())?;
-    crate::error::expect_finite("inputs", inputs)?;
-    let mut out = crate::alloc::zeros(inputs.len());
+    crate::check::expect_finite("inputs", inputs)?;
+    let mut out = crate::output::zeros(inputs.len());
     let dst = SharedMut::new(&mut out);
     segs.par_for_each(|_, rg| {
         // SAFETY: segments are disjoint.
@@ -43,23 +44,23 @@ pub fn scan<T: Real>(inputs: &[T], segs: &Segments, op: ScanOp, exclusive: bool)
     Ok(out)
 }
 
-/// Gradient of [`scan`] w.r.t. `inputs`, given the gradient `grad` of its output.
+/// Gradient of [`scan`] w.r.t. `inputs`, given the gradient `v_outputs` of its output.
 pub fn scan_backward<T: Real>(
     inputs: &[T],
-    grad: &[T],
+    v_outputs: &[T],
     segs: &Segments,
     op: ScanOp,
     exclusive: bool,
 ) -> Result<Vec<T>> {
     expect_len("inputs", inputs.len(), segs.n_samples())?;
-    expect_len("grad", grad.len(), segs.n_samples())?;
-    let mut out = crate::alloc::zeros(inputs.len());
+    expect_len("v_outputs", v_outputs.len(), segs.n_samples())?;
+    let mut out = crate::output::zeros(inputs.len());
     let dst = SharedMut::new(&mut out);
     segs.par_for_each(|_, rg| {
         // SAFETY: segments are disjoint.
         let o = unsafe { dst.slice(rg.clone()) };
         let x = &inputs[rg.clone()];
-        let g = &grad[rg];
+        let g = &v_outputs[rg];
         let n = x.len();
         match op {
             ScanOp::Sum => {
@@ -80,7 +81,7 @@ pub fn scan_backward<T: Real>(
                 // R_k = sum_{i >= k (or > k)} g_i prod_{k<j<=i (or <i)} x_j, built backwards
                 // without any division, so zeros in the inputs are handled exactly.
                 let mut r = T::zero();
-                let mut rs = crate::alloc::zeros(n);
+                let mut rs = crate::output::zeros(n);
                 for i in (0..n).rev() {
                     if exclusive {
                         rs[i] = r;

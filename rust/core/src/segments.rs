@@ -34,6 +34,27 @@ impl Segments {
         Ok(Segments { offsets })
     }
 
+    /// Segments of `ray_indices` when they are sorted, `None` when they are not (the caller then
+    /// reduces by scattering along the indices); every value must lie in `0..n_rays` either way.
+    pub fn from_ray_indices_if_sorted(ray_indices: &[i64], n_rays: usize) -> Result<Option<Self>> {
+        let mut sorted = true;
+        let mut prev = 0i64;
+        for &r in ray_indices {
+            if r < 0 || r as u64 >= n_rays as u64 {
+                return Err(Error::value(
+                    "ray_indices",
+                    format!("index {r} is outside 0..{n_rays} (n_rays)"),
+                ));
+            }
+            sorted &= r >= prev;
+            prev = r;
+        }
+        if !sorted {
+            return Ok(None);
+        }
+        Self::from_ray_indices(ray_indices, n_rays).map(Some)
+    }
+
     /// Segments from `n_rays + 1` non-decreasing offsets starting at 0 and ending at `n_samples`.
     pub fn from_offsets(offsets: &[i64], n_samples: usize) -> Result<Self> {
         if offsets.is_empty()
@@ -170,6 +191,22 @@ mod tests {
         assert!(Segments::from_ray_indices(&[1, 0], 2).is_err());
         assert!(Segments::from_ray_indices(&[0, 2], 2).is_err());
         assert!(Segments::from_ray_indices(&[-1], 2).is_err());
+    }
+
+    #[test]
+    fn if_sorted_tells_unsorted_from_out_of_range() {
+        let s = Segments::from_ray_indices_if_sorted(&[0, 0, 2], 3).unwrap();
+        assert_eq!(s.unwrap().offsets(), &[0, 2, 2, 3]);
+        assert_eq!(
+            Segments::from_ray_indices_if_sorted(&[2, 0, 1], 3).unwrap(),
+            None
+        );
+        assert!(Segments::from_ray_indices_if_sorted(&[2, 0, 3], 3).is_err());
+        assert!(Segments::from_ray_indices_if_sorted(&[0, -1], 3).is_err());
+        let empty = Segments::from_ray_indices_if_sorted(&[], 0)
+            .unwrap()
+            .unwrap();
+        assert_eq!(empty.n_rays(), 0);
     }
 
     #[test]

@@ -8,9 +8,10 @@ use rayon::prelude::*;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use crate::alloc::Output;
-use crate::error::{expect_finite, expect_len, Error, Result};
+use crate::check::{expect_finite, expect_len};
+use crate::error::{Error, Result};
 use crate::isa::{avx2_variant, choose, per_ray_variants, pick_variant};
+use crate::output::Output;
 use crate::real::Real;
 use crate::segments::{Segments, SharedMut};
 
@@ -139,15 +140,15 @@ fn weights_ray<T: Real>(w: &mut [T], t: &mut [T], a: &mut [T]) -> bool {
 pub fn weights_from_density_backward<T: Real>(
     trans: &[T],
     alphas: &[T],
-    grad_weights: Option<&[T]>,
-    grad_trans: Option<&[T]>,
-    grad_alphas: Option<&[T]>,
+    v_weights: Option<&[T]>,
+    v_trans: Option<&[T]>,
+    v_alphas: Option<&[T]>,
     segs: &Segments,
 ) -> Result<Vec<T>> {
     let n = segs.n_samples();
     expect_len("trans", trans.len(), n)?;
     expect_len("alphas", alphas.len(), n)?;
-    let g = OutputGrads::checked(grad_weights, grad_trans, grad_alphas, n)?;
+    let g = OutputGrads::checked(v_weights, v_trans, v_alphas, n)?;
     let mut out = Output::new(n);
     let dst = out.pieces();
     segs.par_for_each(|_, rg| {
@@ -175,9 +176,9 @@ impl<'a, T> OutputGrads<'a, T> {
         alphas: Option<&'a [T]>,
         n: usize,
     ) -> Result<Self> {
-        check_opt("grad_weights", weights, n)?;
-        check_opt("grad_trans", trans, n)?;
-        check_opt("grad_alphas", alphas, n)?;
+        check_opt("v_weights", weights, n)?;
+        check_opt("v_trans", trans, n)?;
+        check_opt("v_alphas", alphas, n)?;
         Ok(OutputGrads {
             weights,
             trans,
@@ -214,9 +215,9 @@ pub fn weights_from_intervals_backward<T: Real>(
     sigmas: &[T],
     trans: &[T],
     alphas: &[T],
-    grad_weights: Option<&[T]>,
-    grad_trans: Option<&[T]>,
-    grad_alphas: Option<&[T]>,
+    v_weights: Option<&[T]>,
+    v_trans: Option<&[T]>,
+    v_alphas: Option<&[T]>,
     need_t: bool,
     segs: &Segments,
 ) -> Result<(Vec<T>, Vec<T>, Vec<T>)> {
@@ -230,7 +231,7 @@ pub fn weights_from_intervals_backward<T: Real>(
     ] {
         expect_len(name, len, n)?;
     }
-    let g = OutputGrads::checked(grad_weights, grad_trans, grad_alphas, n)?;
+    let g = OutputGrads::checked(v_weights, v_trans, v_alphas, n)?;
     let nt = if need_t { n } else { 0 };
     let (mut g0, mut g1, mut gs) = (Output::new(nt), Output::new(nt), Output::new(n));
     let (p0, p1, ps) = (g0.pieces(), g1.pieces(), gs.pieces());
@@ -265,8 +266,8 @@ pub fn weights_from_alpha<T: Real>(alphas: &[T], segs: &Segments) -> Result<(Vec
     let n = alphas.len();
     expect_len("alphas", n, segs.n_samples())?;
     expect_finite("alphas", alphas)?;
-    let mut w = crate::alloc::zeros(n);
-    let mut t = crate::alloc::zeros(n);
+    let mut w = crate::output::zeros(n);
+    let mut t = crate::output::zeros(n);
     let (pw, pt) = (SharedMut::new(&mut w), SharedMut::new(&mut t));
     segs.par_for_each(|_, rg| {
         // SAFETY: segments are disjoint.
@@ -285,16 +286,16 @@ pub fn weights_from_alpha<T: Real>(alphas: &[T], segs: &Segments) -> Result<(Vec
 pub fn weights_from_alpha_backward<T: Real>(
     alphas: &[T],
     trans: &[T],
-    grad_weights: Option<&[T]>,
-    grad_trans: Option<&[T]>,
+    v_weights: Option<&[T]>,
+    v_trans: Option<&[T]>,
     segs: &Segments,
 ) -> Result<Vec<T>> {
     let n = segs.n_samples();
     expect_len("alphas", alphas.len(), n)?;
     expect_len("trans", trans.len(), n)?;
-    check_opt("grad_weights", grad_weights, n)?;
-    check_opt("grad_trans", grad_trans, n)?;
-    let mut out = crate::alloc::zeros(n);
+    check_opt("v_weights", v_weights, n)?;
+    check_opt("v_trans", v_trans, n)?;
+    let mut out = crate::output::zeros(n);
     let dst = SharedMut::new(&mut out);
     segs.par_for_each(|_, rg| {
         // SAFETY: segments are disjoint.
@@ -302,8 +303,8 @@ pub fn weights_from_alpha_backward<T: Real>(
         // R_k = sum_{i>k} G_i prod_{k<j<i} (1 - α_j), G_i = gT_i + gw_i α_i;  dL/dα_k = T_k (gw_k - R_k)
         let mut r = T::zero();
         for (k, i) in rg.clone().enumerate().rev() {
-            o[k] = trans[i] * (at(grad_weights, i) - r);
-            r = at(grad_trans, i) + at(grad_weights, i) * alphas[i] + (T::one() - alphas[i]) * r;
+            o[k] = trans[i] * (at(v_weights, i) - r);
+            r = at(v_trans, i) + at(v_weights, i) * alphas[i] + (T::one() - alphas[i]) * r;
         }
     });
     Ok(out)
@@ -382,7 +383,7 @@ pub fn accumulate<T: Real>(
         expect_finite("values", v)?;
     }
     expect_finite("weights", weights)?;
-    let mut out = crate::alloc::zeros(map.n_rays() * c);
+    let mut out = crate::output::zeros(map.n_rays() * c);
     match map {
         RayMap::Segments(segs) => {
             let dst = SharedMut::new(&mut out);
@@ -404,27 +405,27 @@ pub fn accumulate<T: Real>(
     Ok(out)
 }
 
-/// Gradients of [`accumulate`]: `(grad_weights, grad_values)`; `grad_values` is empty when
+/// Gradients of [`accumulate`]: `(v_weights, v_values)`; `v_values` is empty when
 /// `values` is `None`.
 pub fn accumulate_backward<T: Real>(
     weights: &[T],
     values: Option<&[T]>,
     channels: usize,
     map: RayMap<'_>,
-    grad_out: &[T],
+    v_out: &[T],
 ) -> Result<(Vec<T>, Vec<T>)> {
     let n = weights.len();
     map.check(n)?;
     let c = if values.is_some() { channels } else { 1 };
-    expect_len("grad_out", grad_out.len(), map.n_rays() * c)?;
+    expect_len("v_out", v_out.len(), map.n_rays() * c)?;
     if let Some(v) = values {
         expect_len("values", v.len(), n * c)?;
     }
-    let mut gw = crate::alloc::zeros(n);
-    let mut gv = crate::alloc::zeros(if values.is_some() { n * c } else { 0 });
+    let mut gw = crate::output::zeros(n);
+    let mut gv = crate::output::zeros(if values.is_some() { n * c } else { 0 });
     let (pw, pv) = (SharedMut::new(&mut gw), SharedMut::new(&mut gv));
     let sample = |i: usize, r: usize| {
-        let go = &grad_out[r * c..(r + 1) * c];
+        let go = &v_out[r * c..(r + 1) * c];
         // SAFETY: every sample index is visited exactly once.
         let gwi = unsafe { pw.slice(i..i + 1) };
         match values {
@@ -527,9 +528,9 @@ pub fn render<T: Real>(x: Samples<'_, T>, segs: &Segments) -> Result<Rendered<T>
     x.check(segs)?;
     let (r, c, n) = (segs.n_rays(), x.channels, segs.n_samples());
     let (mut color, mut opacity, mut depth) = (
-        crate::alloc::zeros(r * c),
-        crate::alloc::zeros(r),
-        crate::alloc::zeros(r),
+        crate::output::zeros(r * c),
+        crate::output::zeros(r),
+        crate::output::zeros(r),
     );
     let mut weights = Output::new(n);
     let (pc, po, pd, pw) = (
@@ -652,10 +653,10 @@ pub fn render_backward<T: Real>(
     x.check(segs)?;
     let (r, c, n) = (segs.n_rays(), x.channels, segs.n_samples());
     expect_len("weights", weights.len(), n)?;
-    expect_len("grad_color", g.color.len(), r * c)?;
-    expect_len("grad_opacity", g.opacity.len(), r)?;
-    expect_len("grad_depth", g.depth.len(), r)?;
-    check_opt("grad_weights", g.weights, n)?;
+    expect_len("v_colors", g.color.len(), r * c)?;
+    expect_len("v_opacities", g.opacity.len(), r)?;
+    expect_len("v_depths", g.depth.len(), r)?;
+    check_opt("v_weights", g.weights, n)?;
     let nt = if need_t { n } else { 0 };
     let (mut g_ts, mut g_te) = (Output::new(nt), Output::new(nt));
     let (mut g_sg, mut g_val) = (Output::new(n), Output::new(n * c));

@@ -28,15 +28,15 @@ pub fn hashgrid_forward<'py>(
 pub fn hashgrid_backward<'py>(
     py: Python<'py>,
     x: Any<'py>,
-    grad_out: Any<'py>,
+    v_out: Any<'py>,
     resolutions: Vec<u32>,
     table_size: usize,
     n_feat: usize,
 ) -> PyResult<Any<'py>> {
     let g = HashGrid::new(resolutions, table_size, n_feat).map_err(to_py)?;
     with_float!(float_dtype(&x, "x")?, T => {
-        let (xa, ga) = (borrow::<T>(&x, "x")?, borrow::<T>(&grad_out, "grad_out")?);
-        let (xs, gs) = (slice(&xa, "x")?, slice(&ga, "grad_out")?);
+        let (xa, ga) = (borrow::<T>(&x, "x")?, borrow::<T>(&v_out, "v_out")?);
+        let (xs, gs) = (slice(&xa, "x")?, slice(&ga, "v_out")?);
         Ok(out_any(py, detached(py, || g.backward(xs, gs))?))
     })
 }

@@ -5,33 +5,34 @@
 //! NumPy array, and turns every core error into a Python `ValueError`. The Python package
 //! reshapes outputs and wraps the `*_backward` functions into autograd.
 
-mod cache;
+mod buffer_cache;
 mod convert;
 mod grid;
 mod hashgrid;
 mod knn;
 mod mesh;
+mod parallel;
 mod rays;
 mod sampling;
+mod scan;
 mod splat;
-mod threads;
 mod volrend;
 
 use pyo3::prelude::*;
 
-/// Output buffers are recycled across calls (see `raysplat_core::cache`).
+/// Output buffers are recycled across calls (see `raysplat_core::buffer_cache`).
 #[global_allocator]
-static ALLOC: raysplat_core::cache::CachingAlloc = raysplat_core::cache::CachingAlloc;
+static ALLOC: raysplat_core::buffer_cache::CachingAlloc = raysplat_core::buffer_cache::CachingAlloc;
 
 #[pymodule]
 mod _core {
     use super::*;
 
     #[pymodule_export]
-    use crate::threads::{get_num_threads, set_num_threads};
+    use crate::parallel::{get_num_threads, set_num_threads};
 
     #[pymodule_export]
-    use crate::cache::{buffer_cache_info, release_buffer_cache, set_buffer_cache_budget};
+    use crate::buffer_cache::{buffer_cache_info, release_buffer_cache, set_buffer_cache_budget};
 
     #[pymodule_export]
     use crate::rays::{generate_rays, ndc_rays, ray_aabb_intersect};
@@ -42,10 +43,13 @@ mod _core {
     };
 
     #[pymodule_export]
+    use crate::scan::{scan, scan_backward, segment_offsets};
+
+    #[pymodule_export]
     use crate::volrend::{
-        accumulate, accumulate_backward, render, render_backward, scan, scan_backward,
-        segment_offsets, weights_from_alpha, weights_from_alpha_backward, weights_from_density,
-        weights_from_density_backward, weights_from_intervals, weights_from_intervals_backward,
+        accumulate, accumulate_backward, render, render_backward, weights_from_alpha,
+        weights_from_alpha_backward, weights_from_density, weights_from_density_backward,
+        weights_from_intervals, weights_from_intervals_backward,
     };
 
     #[pymodule_export]
@@ -69,8 +73,8 @@ mod _core {
     #[pymodule_init]
     fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {
         m.add("__version__", env!("CARGO_PKG_VERSION"))?;
-        crate::threads::install_fork_guard();
-        crate::cache::budget_from_env();
+        crate::parallel::install_fork_guard();
+        crate::buffer_cache::budget_from_env();
         Ok(())
     }
 }

@@ -112,18 +112,18 @@ pub fn outer_measure_backward<'py>(
     weights_prop: Any<'py>,
     t_edges: Any<'py>,
     n_rays: usize,
-    grad: Any<'py>,
+    v_outer: Any<'py>,
 ) -> PyResult<Any<'py>> {
     with_float!(float_dtype(&weights_prop, "weights_prop")?, T => {
         let pea = borrow::<T>(&t_edges_prop, "t_edges_prop")?;
         let pwa = borrow::<T>(&weights_prop, "weights_prop")?;
         let ea = borrow::<T>(&t_edges, "t_edges")?;
-        let ga = borrow::<T>(&grad, "grad")?;
+        let ga = borrow::<T>(&v_outer, "v_outer")?;
         let (pe, pw, e, g) = (
             slice(&pea, "t_edges_prop")?,
             slice(&pwa, "weights_prop")?,
             slice(&ea, "t_edges")?,
-            slice(&ga, "grad")?,
+            slice(&ga, "v_outer")?,
         );
         Ok(out_any(py, detached(py, || sampling::outer_measure_backward(pe, pw, e, n_rays, g))?))
     })

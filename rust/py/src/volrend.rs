@@ -1,96 +1,18 @@
-//! Bindings of `raysplat_core::{volrend, scan, segments}`.
+//! Bindings of `raysplat_core::volrend`.
 //!
-//! Samples are either dense (`offsets=None`: `n_rays` equal segments) or packed, described by
-//! `offsets` (`[n_rays + 1]`, from `segment_offsets`), computed once per forward pass. The float
-//! arguments of these differentiable kernels may be float32 or float64 (for gradient checks),
-//! all of the same dtype.
+//! Samples are dense or packed as in [`crate::scan`] (`offsets=None` or segment offsets). The
+//! float arguments of these differentiable kernels may be float32 or float64 (for gradient
+//! checks), all of the same dtype; gradients of outputs are named `v_<output>`.
 
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use raysplat_core::scan::ScanOp;
 use raysplat_core::volrend::{self, RayMap};
 use raysplat_core::Segments;
 
 use crate::convert::{
-    borrow, borrow_opt, detached, float_dtype, opt_slice, out, out_any, slice, to_py, with_float,
-    Any, In, Out,
+    borrow, borrow_opt, detached, float_dtype, opt_slice, out_any, slice, with_float, Any, In,
 };
-
-fn segments(offsets: Option<&[i64]>, n_rays: usize, n_samples: usize) -> PyResult<Segments> {
-    match offsets {
-        Some(o) => Segments::from_offsets(o, n_samples).map_err(to_py),
-        None if n_rays == 0 && n_samples == 0 => Ok(Segments::uniform(0, 0)),
-        None if n_rays > 0 && n_samples % n_rays == 0 => {
-            Ok(Segments::uniform(n_rays, n_samples / n_rays))
-        }
-        None => Err(PyValueError::new_err(format!(
-            "dense samples: {n_samples} samples cannot be split evenly over {n_rays} rays"
-        ))),
-    }
-}
-
-fn scan_op(op: &str) -> PyResult<ScanOp> {
-    match op {
-        "sum" => Ok(ScanOp::Sum),
-        "prod" => Ok(ScanOp::Prod),
-        other => Err(PyValueError::new_err(format!(
-            "op: expected 'sum' or 'prod', got {other:?}"
-        ))),
-    }
-}
-
-/// Segment offsets `[n_rays + 1]` of sorted `ray_indices` (errors if unsorted / out of range).
-#[pyfunction]
-pub fn segment_offsets<'py>(
-    py: Python<'py>,
-    ray_indices: In<'py, i64>,
-    n_rays: usize,
-) -> PyResult<Out<'py, i64>> {
-    let ri = slice(&ray_indices, "ray_indices")?;
-    let segs = detached(py, || Segments::from_ray_indices(ri, n_rays))?;
-    Ok(out(py, segs.offsets().iter().map(|&o| o as i64).collect()))
-}
-
-/// Segmented inclusive / exclusive sum or product.
-#[pyfunction]
-pub fn scan<'py>(
-    py: Python<'py>,
-    inputs: Any<'py>,
-    offsets: Option<In<'py, i64>>,
-    n_rays: usize,
-    op: &str,
-    exclusive: bool,
-) -> PyResult<Any<'py>> {
-    let op = scan_op(op)?;
-    let offsets = opt_slice(&offsets, "offsets")?;
-    with_float!(float_dtype(&inputs, "inputs")?, T => {
-        let xa = borrow::<T>(&inputs, "inputs")?;
-        let x = slice(&xa, "inputs")?;
-        let segs = segments(offsets, n_rays, x.len())?;
-        Ok(out_any(py, detached(py, || raysplat_core::scan::scan(x, &segs, op, exclusive))?))
-    })
-}
-
-/// Gradient of `scan` w.r.t. its inputs.
-#[pyfunction]
-pub fn scan_backward<'py>(
-    py: Python<'py>,
-    inputs: Any<'py>,
-    grad: Any<'py>,
-    offsets: Option<In<'py, i64>>,
-    n_rays: usize,
-    op: &str,
-    exclusive: bool,
-) -> PyResult<Any<'py>> {
-    let op = scan_op(op)?;
-    let offsets = opt_slice(&offsets, "offsets")?;
-    with_float!(float_dtype(&inputs, "inputs")?, T => {
-        let (xa, ga) = (borrow::<T>(&inputs, "inputs")?, borrow::<T>(&grad, "grad")?);
-        let (x, g) = (slice(&xa, "inputs")?, slice(&ga, "grad")?);
-        let segs = segments(offsets, n_rays, x.len())?;
-        Ok(out_any(py, detached(py, || raysplat_core::scan::scan_backward(x, g, &segs, op, exclusive))?))
-    })
-}
+use crate::scan::segments;
 
 /// Weights, transmittance and alphas from `sigma * dt`.
 #[pyfunction]
@@ -135,7 +57,7 @@ pub fn weights_from_intervals<'py>(
 /// Gradients of `weights_from_intervals` w.r.t. `(t_starts, t_ends, sigmas)` (the first two
 /// empty unless `need_t`).
 #[pyfunction]
-#[pyo3(signature = (t_starts, t_ends, sigmas, trans, alphas, grad_weights, grad_trans, grad_alphas, need_t, offsets, n_rays))]
+#[pyo3(signature = (t_starts, t_ends, sigmas, trans, alphas, v_weights, v_trans, v_alphas, need_t, offsets, n_rays))]
 #[allow(clippy::too_many_arguments)]
 pub fn weights_from_intervals_backward<'py>(
     py: Python<'py>,
@@ -144,9 +66,9 @@ pub fn weights_from_intervals_backward<'py>(
     sigmas: Any<'py>,
     trans: Any<'py>,
     alphas: Any<'py>,
-    grad_weights: Option<Any<'py>>,
-    grad_trans: Option<Any<'py>>,
-    grad_alphas: Option<Any<'py>>,
+    v_weights: Option<Any<'py>>,
+    v_trans: Option<Any<'py>>,
+    v_alphas: Option<Any<'py>>,
     need_t: bool,
     offsets: Option<In<'py, i64>>,
     n_rays: usize,
@@ -159,15 +81,15 @@ pub fn weights_from_intervals_backward<'py>(
             borrow::<T>(&trans, "trans")?,
             borrow::<T>(&alphas, "alphas")?,
         );
-        let gwa = borrow_opt::<T>(&grad_weights, "grad_weights")?;
-        let gta = borrow_opt::<T>(&grad_trans, "grad_trans")?;
-        let gaa = borrow_opt::<T>(&grad_alphas, "grad_alphas")?;
+        let gwa = borrow_opt::<T>(&v_weights, "v_weights")?;
+        let gta = borrow_opt::<T>(&v_trans, "v_trans")?;
+        let gaa = borrow_opt::<T>(&v_alphas, "v_alphas")?;
         let (t0, t1) = (slice(&t0a, "t_starts")?, slice(&t1a, "t_ends")?);
         let (s, t, a) = (slice(&sa, "sigmas")?, slice(&ta, "trans")?, slice(&aa, "alphas")?);
         let (gw, gt, ga) = (
-            opt_slice(&gwa, "grad_weights")?,
-            opt_slice(&gta, "grad_trans")?,
-            opt_slice(&gaa, "grad_alphas")?,
+            opt_slice(&gwa, "v_weights")?,
+            opt_slice(&gta, "v_trans")?,
+            opt_slice(&gaa, "v_alphas")?,
         );
         let segs = segments(offsets, n_rays, s.len())?;
         let (g0, g1, gs) = detached(py, || {
@@ -179,29 +101,29 @@ pub fn weights_from_intervals_backward<'py>(
 
 /// Gradient of `weights_from_density` w.r.t. `sigma * dt`.
 #[pyfunction]
-#[pyo3(signature = (trans, alphas, grad_weights, grad_trans, grad_alphas, offsets, n_rays))]
+#[pyo3(signature = (trans, alphas, v_weights, v_trans, v_alphas, offsets, n_rays))]
 #[allow(clippy::too_many_arguments)]
 pub fn weights_from_density_backward<'py>(
     py: Python<'py>,
     trans: Any<'py>,
     alphas: Any<'py>,
-    grad_weights: Option<Any<'py>>,
-    grad_trans: Option<Any<'py>>,
-    grad_alphas: Option<Any<'py>>,
+    v_weights: Option<Any<'py>>,
+    v_trans: Option<Any<'py>>,
+    v_alphas: Option<Any<'py>>,
     offsets: Option<In<'py, i64>>,
     n_rays: usize,
 ) -> PyResult<Any<'py>> {
     let offsets = opt_slice(&offsets, "offsets")?;
     with_float!(float_dtype(&trans, "trans")?, T => {
         let (ta, aa) = (borrow::<T>(&trans, "trans")?, borrow::<T>(&alphas, "alphas")?);
-        let gwa = borrow_opt::<T>(&grad_weights, "grad_weights")?;
-        let gta = borrow_opt::<T>(&grad_trans, "grad_trans")?;
-        let gaa = borrow_opt::<T>(&grad_alphas, "grad_alphas")?;
+        let gwa = borrow_opt::<T>(&v_weights, "v_weights")?;
+        let gta = borrow_opt::<T>(&v_trans, "v_trans")?;
+        let gaa = borrow_opt::<T>(&v_alphas, "v_alphas")?;
         let (t, a) = (slice(&ta, "trans")?, slice(&aa, "alphas")?);
         let (gw, gt, ga) = (
-            opt_slice(&gwa, "grad_weights")?,
-            opt_slice(&gta, "grad_trans")?,
-            opt_slice(&gaa, "grad_alphas")?,
+            opt_slice(&gwa, "v_weights")?,
+            opt_slice(&gta, "v_trans")?,
+            opt_slice(&gaa, "v_alphas")?,
         );
         let segs = segments(offsets, n_rays, t.len())?;
         Ok(out_any(py, detached(py, || volrend::weights_from_density_backward(t, a, gw, gt, ga, &segs))?))
@@ -228,23 +150,23 @@ pub fn weights_from_alpha<'py>(
 
 /// Gradient of `weights_from_alpha` w.r.t. the alphas.
 #[pyfunction]
-#[pyo3(signature = (alphas, trans, grad_weights, grad_trans, offsets, n_rays))]
+#[pyo3(signature = (alphas, trans, v_weights, v_trans, offsets, n_rays))]
 pub fn weights_from_alpha_backward<'py>(
     py: Python<'py>,
     alphas: Any<'py>,
     trans: Any<'py>,
-    grad_weights: Option<Any<'py>>,
-    grad_trans: Option<Any<'py>>,
+    v_weights: Option<Any<'py>>,
+    v_trans: Option<Any<'py>>,
     offsets: Option<In<'py, i64>>,
     n_rays: usize,
 ) -> PyResult<Any<'py>> {
     let offsets = opt_slice(&offsets, "offsets")?;
     with_float!(float_dtype(&alphas, "alphas")?, T => {
         let (aa, ta) = (borrow::<T>(&alphas, "alphas")?, borrow::<T>(&trans, "trans")?);
-        let gwa = borrow_opt::<T>(&grad_weights, "grad_weights")?;
-        let gta = borrow_opt::<T>(&grad_trans, "grad_trans")?;
+        let gwa = borrow_opt::<T>(&v_weights, "v_weights")?;
+        let gta = borrow_opt::<T>(&v_trans, "v_trans")?;
         let (a, t) = (slice(&aa, "alphas")?, slice(&ta, "trans")?);
-        let (gw, gt) = (opt_slice(&gwa, "grad_weights")?, opt_slice(&gta, "grad_trans")?);
+        let (gw, gt) = (opt_slice(&gwa, "v_weights")?, opt_slice(&gta, "v_trans")?);
         let segs = segments(offsets, n_rays, a.len())?;
         Ok(out_any(py, detached(py, || volrend::weights_from_alpha_backward(a, t, gw, gt, &segs))?))
     })
@@ -305,9 +227,9 @@ pub fn accumulate<'py>(
     })
 }
 
-/// Gradients of `accumulate`: `(grad_weights, grad_values)` (the latter empty without values).
+/// Gradients of `accumulate`: `(v_weights, v_values)` (the latter empty without values).
 #[pyfunction]
-#[pyo3(signature = (weights, values, channels, n_rays, grad_out, offsets=None, ray_indices=None))]
+#[pyo3(signature = (weights, values, channels, n_rays, v_out, offsets=None, ray_indices=None))]
 #[allow(clippy::too_many_arguments)]
 pub fn accumulate_backward<'py>(
     py: Python<'py>,
@@ -315,7 +237,7 @@ pub fn accumulate_backward<'py>(
     values: Option<Any<'py>>,
     channels: usize,
     n_rays: usize,
-    grad_out: Any<'py>,
+    v_out: Any<'py>,
     offsets: Option<In<'py, i64>>,
     ray_indices: Option<In<'py, i64>>,
 ) -> PyResult<(Any<'py>, Any<'py>)> {
@@ -325,8 +247,8 @@ pub fn accumulate_backward<'py>(
     );
     with_float!(float_dtype(&weights, "weights")?, T => {
         let (wa, va) = (borrow::<T>(&weights, "weights")?, borrow_opt::<T>(&values, "values")?);
-        let ga = borrow::<T>(&grad_out, "grad_out")?;
-        let (w, v, g) = (slice(&wa, "weights")?, opt_slice(&va, "values")?, slice(&ga, "grad_out")?);
+        let ga = borrow::<T>(&v_out, "v_out")?;
+        let (w, v, g) = (slice(&wa, "weights")?, opt_slice(&va, "values")?, slice(&ga, "v_out")?);
         let segs = accumulate_segments(offsets, ri, n_rays, w.len())?;
         let map = ray_map(segs.as_ref(), ri, n_rays)?;
         let (gw, gv) = detached(py, || volrend::accumulate_backward(w, v, channels, map, g))?;
@@ -367,7 +289,7 @@ pub fn render<'py>(
 
 /// Gradients `(t_starts, t_ends, sigmas, values)` of `render`.
 #[pyfunction]
-#[pyo3(signature = (t_starts, t_ends, sigmas, values, channels, weights, grad_color, grad_opacity, grad_depth, grad_weights, need_t, offsets, n_rays))]
+#[pyo3(signature = (t_starts, t_ends, sigmas, values, channels, weights, v_colors, v_opacities, v_depths, v_weights, need_t, offsets, n_rays))]
 #[allow(clippy::too_many_arguments)]
 pub fn render_backward<'py>(
     py: Python<'py>,
@@ -377,10 +299,10 @@ pub fn render_backward<'py>(
     values: Any<'py>,
     channels: usize,
     weights: Any<'py>,
-    grad_color: Any<'py>,
-    grad_opacity: Any<'py>,
-    grad_depth: Any<'py>,
-    grad_weights: Option<Any<'py>>,
+    v_colors: Any<'py>,
+    v_opacities: Any<'py>,
+    v_depths: Any<'py>,
+    v_weights: Option<Any<'py>>,
     need_t: bool,
     offsets: Option<In<'py, i64>>,
     n_rays: usize,
@@ -390,11 +312,11 @@ pub fn render_backward<'py>(
         let (a0, a1) = (borrow::<T>(&t_starts, "t_starts")?, borrow::<T>(&t_ends, "t_ends")?);
         let (sa, va, wa) = (borrow::<T>(&sigmas, "sigmas")?, borrow::<T>(&values, "rgbs")?, borrow::<T>(&weights, "weights")?);
         let (gca, goa, gda) = (
-            borrow::<T>(&grad_color, "grad_color")?,
-            borrow::<T>(&grad_opacity, "grad_opacity")?,
-            borrow::<T>(&grad_depth, "grad_depth")?,
+            borrow::<T>(&v_colors, "v_colors")?,
+            borrow::<T>(&v_opacities, "v_opacities")?,
+            borrow::<T>(&v_depths, "v_depths")?,
         );
-        let gwa = borrow_opt::<T>(&grad_weights, "grad_weights")?;
+        let gwa = borrow_opt::<T>(&v_weights, "v_weights")?;
         let x = volrend::Samples {
             t_starts: slice(&a0, "t_starts")?,
             t_ends: slice(&a1, "t_ends")?,
@@ -403,10 +325,10 @@ pub fn render_backward<'py>(
             channels,
         };
         let g = volrend::RenderGrads {
-            color: slice(&gca, "grad_color")?,
-            opacity: slice(&goa, "grad_opacity")?,
-            depth: slice(&gda, "grad_depth")?,
-            weights: opt_slice(&gwa, "grad_weights")?,
+            color: slice(&gca, "v_colors")?,
+            opacity: slice(&goa, "v_opacities")?,
+            depth: slice(&gda, "v_depths")?,
+            weights: opt_slice(&gwa, "v_weights")?,
         };
         let w = slice(&wa, "weights")?;
         let segs = segments(offsets, n_rays, x.sigmas.len())?;

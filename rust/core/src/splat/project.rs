@@ -9,7 +9,8 @@
 use rayon::prelude::*;
 
 use super::{ALPHA_MIN, RADIUS_SIGMAS};
-use crate::error::{expect_finite, expect_len, Error, Result};
+use crate::check::{expect_finite, expect_len};
+use crate::error::{Error, Result};
 use crate::real::Real;
 
 type M3<T> = [[T; 3]; 3];

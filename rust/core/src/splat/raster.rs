@@ -12,7 +12,8 @@
 use rayon::prelude::*;
 
 use super::{ALPHA_MAX, ALPHA_MIN, T_MIN};
-use crate::error::{expect_finite, expect_len, Error, Result};
+use crate::check::{expect_finite, expect_len};
+use crate::error::{Error, Result};
 use crate::real::Real;
 use crate::segments::SharedMut;
 

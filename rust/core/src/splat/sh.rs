@@ -3,7 +3,8 @@
 
 use rayon::prelude::*;
 
-use crate::error::{expect_finite, expect_len, Error, Result};
+use crate::check::{expect_finite, expect_len};
+use crate::error::{Error, Result};
 use crate::real::Real;
 
 /// Highest supported degree.

@@ -1,6 +1,6 @@
 //! Output buffers for kernels.
 //!
-//! Large outputs are usually recycled blocks from [`crate::cache`] (when that allocator is
+//! Large outputs are usually recycled blocks from [`crate::buffer_cache`] (when that allocator is
 //! installed), zeroed in parallel on raysplat's pool; fresh ones are advised to use transparent
 //! huge pages on Linux so that first-touch page faults (one per 4 KiB page otherwise) do not
 //! dominate memory-bound kernels. Contents are always zero-initialised: [`zeros`] up front, and
