@@ -173,3 +173,43 @@ def test_avx2_and_baseline_kernels_give_bit_identical_results():
         return res.stdout.strip()
 
     assert run({}) == run({"RAYSPLAT_NO_AVX2": "1"})
+
+
+PACKAGE = ROOT / "python" / "raysplat"
+
+
+def _package_sources():
+    return sorted(PACKAGE.rglob("*.py"))
+
+
+def test_package_modules_import_modules_not_the_package():
+    """Inside python/raysplat, ``import raysplat`` (any alias) and ``from raysplat import name``
+    of anything but a submodule are import cycles waiting to happen: modules import the modules
+    they use (``from raysplat.volrend import volume_render``)."""
+    import ast
+
+    submodules = {p.name.split(".")[0] for p in PACKAGE.iterdir()}  # modules, _core's .so, subpackages
+    bad = []
+    for path in _package_sources():
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            where = f"{path.relative_to(ROOT)}:{getattr(node, 'lineno', 0)}"
+            if isinstance(node, ast.Import):
+                bad += [f"{where} import {a.name}" for a in node.names if a.name == "raysplat"]
+            elif isinstance(node, ast.ImportFrom) and node.module == "raysplat" and node.level == 0:
+                names = [a.name for a in node.names if a.name not in submodules]
+                bad += [f"{where} from raysplat import {name}" for name in names]
+    assert not bad, "\n".join(bad)
+
+
+def test_no_control_flow_on_exception_text():
+    """Errors carry the argument's name from where they are raised; nothing parses them."""
+    import re
+
+    pattern = re.compile(r"\bstr\((e|err|error|exc|ex)\)")
+    bad = [
+        f"{path.relative_to(ROOT)}:{i}"
+        for path in _package_sources()
+        for i, line in enumerate(path.read_text().splitlines(), 1)
+        if pattern.search(line)
+    ]
+    assert not bad, bad

@@ -165,7 +165,7 @@ def set_threads(args: argparse.Namespace, torch_default: int | None = None) -> N
     ``--threads`` is not given)."""
     import torch
 
-    from raysplat import set_num_threads
+    from raysplat.parallel import set_num_threads
 
     if args.threads:
         set_num_threads(args.threads)
@@ -406,7 +406,7 @@ COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_make_scene,
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``raysplat`` argument parser with every subcommand of :data:`COMMANDS`."""
-    from raysplat import __version__
+    from raysplat._core import __version__
 
     parser = argparse.ArgumentParser(
         prog="raysplat", description="raysplat: neural rendering on CPU and GPU."

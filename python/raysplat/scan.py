@@ -29,6 +29,9 @@ class Layout:
     offsets_t: torch.Tensor | None
     #: the original ray_indices when given (packed input)
     ray_indices: torch.Tensor | None
+    #: packed samples whose ``ray_indices`` are not sorted (only with ``allow_unsorted``): there
+    #: are no segment offsets, reductions scatter along ``ray_indices`` instead.
+    scatter: bool = False
 
 
 def resolve_layout(
@@ -38,8 +41,13 @@ def resolve_layout(
     n_rays: int | None = None,
     packed_info: torch.Tensor | None = None,
     rust: bool = True,
+    allow_unsorted: bool = False,
 ) -> Layout:
-    """Validates a dense or packed batch and computes its segment offsets."""
+    """Validates a dense or packed batch and computes its segment offsets.
+
+    Unsorted ``ray_indices`` are an error naming them, unless ``allow_unsorted``: then the
+    layout says ``scatter=True`` (for reductions that accept any order).
+    """
     if ray_indices is None and packed_info is None:
         if x.dim() != 2:
             raise ValueError(
@@ -76,12 +84,15 @@ def resolve_layout(
         n_rays = int(ray_indices.max()) + 1 if ray_indices.numel() else 0
     n_rays = chk.positive_int("n_rays", n_rays, minimum=0)
     if rust:
-        off_np = _core.segment_offsets(chk.to_numpy("ray_indices", ray_indices, torch.int64), n_rays)
-        return Layout(n_rays, off_np, None, ray_indices)
+        ri_np = chk.to_numpy("ray_indices", ray_indices, torch.int64)
+        off_np = _core.segment_offsets(ri_np, n_rays, allow_unsorted)
+        return Layout(n_rays, off_np, None, ray_indices, scatter=off_np is None)
     if ray_indices.numel():
         if int(ray_indices.min()) < 0 or int(ray_indices.max()) >= n_rays:
             raise ValueError(f"ray_indices: values must lie in [0, {n_rays}) (n_rays)")
         if bool((ray_indices[1:] < ray_indices[:-1]).any()):
+            if allow_unsorted:
+                return Layout(n_rays, None, None, ray_indices, scatter=True)
             raise ValueError("ray_indices: must be sorted in ascending order")
     return Layout(n_rays, None, ref.offsets_from_ray_indices(ray_indices, n_rays), ray_indices)
 

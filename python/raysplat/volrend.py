@@ -137,10 +137,10 @@ class Accumulate(torch.autograd.Function):
     """Per-ray sums of ``weights * values`` (``values`` may be ``None``)."""
 
     @staticmethod
-    def forward(ctx, weights, values, n_rays, offsets, ray_indices):
+    def forward(ctx, weights, values, n_rays, offsets, ray_indices, values_name="values"):
         dt = float_dtype_of(weights)
         w_np = to_numpy("weights", weights, dt)
-        v_np = None if values is None else to_numpy("values", values, dt)
+        v_np = None if values is None else to_numpy(values_name, values, dt)
         channels = 1 if values is None else values.shape[-1]
         out = _core.accumulate(w_np, v_np, channels, n_rays, offsets, ray_indices)
         ctx.save_for_backward(weights, values)
@@ -152,6 +152,7 @@ class Accumulate(torch.autograd.Function):
             weights.shape,
             None if values is None else values.shape,
             dt,
+            values_name,
         )
         return from_numpy(out, (n_rays, channels))
 
@@ -159,10 +160,10 @@ class Accumulate(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, v_out):
         w, v = ctx.saved_tensors
-        n_rays, offsets, ray_indices, channels, w_shape, v_shape, dt = ctx.meta
+        n_rays, offsets, ray_indices, channels, w_shape, v_shape, dt, values_name = ctx.meta
         v_weights, v_values = _core.accumulate_backward(
             to_numpy("weights", w, dt),
-            None if v is None else to_numpy("values", v, dt),
+            None if v is None else to_numpy(values_name, v, dt),
             channels,
             n_rays,
             to_numpy("v_out", v_out, dt),
@@ -170,7 +171,7 @@ class Accumulate(torch.autograd.Function):
             ray_indices,
         )
         v_values = None if v is None else from_numpy(v_values, v_shape)
-        return from_numpy(v_weights, w_shape), v_values, None, None, None
+        return from_numpy(v_weights, w_shape), v_values, None, None, None, None
 
 
 class VolumeRender(torch.autograd.Function):
@@ -298,26 +299,15 @@ def render_weight_from_alpha(
 
 
 def _accumulate(weights, values, lay: Layout, rust: bool, values_name: str = "values") -> torch.Tensor:
-    try:
-        return _accumulate_impl(weights, values, lay, rust)
-    except ValueError as err:
-        if values_name != "values" and str(err).startswith("values:"):
-            raise ValueError(values_name + str(err)[len("values") :]) from None
-        raise
-
-
-def _accumulate_impl(weights, values, lay: Layout, rust: bool) -> torch.Tensor:
     if not rust:
         return ref.accumulate(weights, values, lay.ray_indices, lay.n_rays)
     w = weights.reshape(-1)
     v = None if values is None else values.reshape(w.shape[0], values.shape[-1])
-    if lay.offsets_np is not None:
-        return Accumulate.apply(w, v, lay.n_rays, lay.offsets_np, None)
-    if lay.ray_indices is not None:
+    if lay.scatter:  # unsorted packed samples: reduce by ray index
         ri = chk.to_numpy("ray_indices", lay.ray_indices, torch.int64)
-        return Accumulate.apply(w, v, lay.n_rays, None, ri)
-    # dense [R, S]: equal segments
-    return Accumulate.apply(w, v, lay.n_rays, None, None)
+        return Accumulate.apply(w, v, lay.n_rays, None, ri, values_name)
+    # packed (segment offsets) or dense [R, S] (offsets None: equal segments)
+    return Accumulate.apply(w, v, lay.n_rays, lay.offsets_np, None, values_name)
 
 
 def accumulate_along_rays(
@@ -346,22 +336,7 @@ def accumulate_along_rays(
                 f"values must have shape {tuple(weights.shape)} + [C], got {tuple(values.shape)}"
             )
     chk.same_device(weights=weights, values=values, ray_indices=ray_indices)
-    if ray_indices is None:
-        lay = resolve_layout("weights", weights, rust=rust)
-    else:
-        try:
-            lay = resolve_layout("weights", weights, ray_indices, n_rays, rust=rust)
-        except ValueError as err:
-            if "sorted" not in str(err):
-                raise
-            # unsorted packed input: scatter by ray index
-            chk.tensor("ray_indices", ray_indices, ndim=1, floating=False)
-            ri = ray_indices.long()
-            if n_rays is None:
-                n_rays = int(ri.max()) + 1 if ri.numel() else 0
-            if ri.numel() and (int(ri.min()) < 0 or int(ri.max()) >= n_rays):
-                raise ValueError(f"ray_indices: values must lie in [0, {n_rays}) (n_rays)") from None
-            lay = Layout(n_rays, None, None, ri)
+    lay = resolve_layout("weights", weights, ray_indices, n_rays, rust=rust, allow_unsorted=True)
     return _accumulate(weights, values, lay, rust)
 
 

@@ -19,8 +19,10 @@ from dataclasses import dataclass, field
 
 import torch
 
-import raysplat as rs
+from raysplat.grid import OccupancyGrid
 from raysplat.nerf.field import DensityField, RadianceField
+from raysplat.sampling import importance_sampling, interlevel_loss, stratified_samples
+from raysplat.volrend import render_weight_from_density, volume_render
 
 
 @dataclass
@@ -58,7 +60,7 @@ def _render_dense(fld: RadianceField, rays: Rays, t: torch.Tensor, bkgd):
     d = rays.viewdirs[:, None].expand(-1, s, -1)
     sigma, rgb = fld(x.reshape(-1, 3), d.reshape(-1, 3))
     sigma, rgb = sigma.reshape(-1, s), rgb.reshape(-1, s, 3)
-    return rs.volume_render(t[:, :-1], t[:, 1:], sigma, rgb, render_bkgd=bkgd)
+    return volume_render(t[:, :-1], t[:, 1:], sigma, rgb, render_bkgd=bkgd)
 
 
 class OccGridSampler(torch.nn.Module):
@@ -80,7 +82,7 @@ class OccGridSampler(torch.nn.Module):
         occ_thre: float = 1e-2,
     ):
         super().__init__()
-        self.grid = rs.OccupancyGrid(aabb, resolution, levels)
+        self.grid = OccupancyGrid(aabb, resolution, levels)
         a = torch.as_tensor(aabb, dtype=torch.float32)
         self.render_step_size = render_step_size or float((a[3:] - a[:3]).norm()) / 256
         self.cone_angle, self.alpha_thre, self.early_stop_eps = cone_angle, alpha_thre, early_stop_eps
@@ -116,7 +118,7 @@ class OccGridSampler(torch.nn.Module):
         mid = 0.5 * (t0 + t1)
         x = rays.origins[ri] + mid[:, None] * rays.directions[ri]
         sigma, rgb = fld(x, rays.viewdirs[ri])
-        color, opacity, depth, _ = rs.volume_render(t0, t1, sigma, rgb, ri, n, render_bkgd=bkgd)
+        color, opacity, depth, _ = volume_render(t0, t1, sigma, rgb, ri, n, render_bkgd=bkgd)
         return RenderOut(color, opacity, depth, int(ri.numel()), packed=(ri, t0, t1))
 
 
@@ -173,25 +175,25 @@ class ProposalSampler(torch.nn.Module):
         need_grad = train and proposal_requires_grad(step)
         cached, edges = [], []
         for prop, n_s in zip(self.props, self.prop_samples, strict=True):
-            s = rs.importance_sampling(s, w, n_s, stratified=train, generator=generator)
+            s = importance_sampling(s, w, n_s, stratified=train, generator=generator)
             t = _s_to_t(s, rays.near, rays.far, self.spacing)
             mid = 0.5 * (t[:, 1:] + t[:, :-1])
             x = rays.origins[:, None] + mid[..., None] * rays.directions[:, None]
             with torch.set_grad_enabled(need_grad):
                 sigma = prop.density(x.reshape(-1, 3)).reshape(n, n_s)
-                wp, _, _ = rs.render_weight_from_density(t[:, :-1], t[:, 1:], sigma)
+                wp, _, _ = render_weight_from_density(t[:, :-1], t[:, 1:], sigma)
                 wp = _with_residual(wp)
             cached.append((s, wp))
             edges.append(t)
             w = wp.detach()
-        s = rs.importance_sampling(s, w, self.num_samples, stratified=train, generator=generator)
+        s = importance_sampling(s, w, self.num_samples, stratified=train, generator=generator)
         t = _s_to_t(s, rays.near, rays.far, self.spacing)
         edges.append(t)
         color, opacity, depth, weights = _render_dense(fld, rays, t, bkgd)
         aux = None
         if need_grad:
             wn = _with_residual(weights.detach())
-            aux = sum(rs.interlevel_loss(sp, wp, s, wn) for sp, wp in cached)
+            aux = sum(interlevel_loss(sp, wp, s, wn) for sp, wp in cached)
         return RenderOut(color, opacity, depth, n * self.num_samples, aux_loss=aux, edges=edges)
 
 
@@ -222,12 +224,12 @@ class HierarchicalSampler(torch.nn.Module):
         n = len(rays)
         near = torch.full((n,), rays.near, device=rays.origins.device)
         far = torch.full((n,), rays.far, device=rays.origins.device)
-        tc = rs.stratified_samples(
+        tc = stratified_samples(
             near, far, self.n_coarse, self.spacing, stratified=train, generator=generator
         )
         with torch.set_grad_enabled(train and torch.is_grad_enabled()):
             rgb_c, _, _, wc = _render_dense(self.coarse, rays, tc, bkgd)
-        tf = rs.importance_sampling(tc, wc.detach(), self.n_fine, stratified=train, generator=generator)
+        tf = importance_sampling(tc, wc.detach(), self.n_fine, stratified=train, generator=generator)
         color, opacity, depth, _ = _render_dense(fld, rays, tf, bkgd)
         return RenderOut(
             color,
