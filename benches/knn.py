@@ -1,26 +1,18 @@
 """Benchmark: raysplat.knn (Rust kd-tree) vs scipy.spatial.cKDTree, build + self-query.
 
 Usage: python benches/knn.py [--threads 2] [--k 3] [--sizes 100000 1000000] [--repeat 3]
-Prints the best wall time of each over ``--repeat`` runs and the speed-up ratio.
+Prints the best wall time of each over ``--repeat`` runs (after a warm-up call; timing from
+``benches/harness.py``) and the speed-up ratio.
 """
 
 from __future__ import annotations
 
 import argparse
-import time
 
 import raysplat
 import torch
+from harness import time_call
 from raysplat.knn import knn
-
-
-def best_of(repeat: int, fn) -> float:
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
 
 
 def query_scipy(ckdtree, arr, k: int, workers: int):
@@ -46,12 +38,13 @@ def main() -> None:
     print(f"{'N':>10} {'raysplat [s]':>13} {'cKDTree [s]':>12} {'speed-up':>9}")
     for n in args.sizes:
         pts = torch.rand(n, 3, generator=torch.Generator().manual_seed(0))
-        t_rs = best_of(args.repeat, lambda pts=pts: knn(pts, args.k))
+        t_rs = time_call(lambda pts=pts: knn(pts, args.k), args.repeat)["best_ms"] / 1e3
         if cKDTree is None:
             print(f"{n:>10} {t_rs:>13.3f} {'n/a':>12} {'n/a':>9}")
             continue
         arr = pts.double().numpy()
-        t_sp = best_of(args.repeat, lambda a=arr: query_scipy(cKDTree, a, args.k, args.threads))
+        scipy_call = lambda a=arr: query_scipy(cKDTree, a, args.k, args.threads)  # noqa: E731
+        t_sp = time_call(scipy_call, args.repeat)["best_ms"] / 1e3
         print(f"{n:>10} {t_rs:>13.3f} {t_sp:>12.3f} {t_sp / t_rs:>8.1f}x")
 
 

@@ -45,24 +45,9 @@ def knn(
             number of candidate points (while there is at least one query), tensors on
             different devices, or ``exclude_self`` with explicit ``queries``.
     """
-    _checks.tensor("points", points, ndim=2, last=3, finite=True)
-    if queries is not None:
-        _checks.tensor("queries", queries, ndim=2, last=3, finite=True)
-    _checks.same_device(points=points, queries=queries)
-    k = _checks.positive_int("k", k)
-    if not isinstance(exclude_self, bool):
-        raise TypeError(f"exclude_self must be a bool, got {type(exclude_self).__name__}")
-    if exclude_self and queries is not None:
-        raise ValueError("exclude_self only applies when queries is None")
-    n = points.shape[0]
-    m = n if queries is None else queries.shape[0]
-    available = n - 1 if exclude_self else n
-    if m > 0 and k > available:
-        what = "the number of other points N - 1" if exclude_self else "the number of points N"
-        raise ValueError(f"k={k} exceeds {what} = {max(available, 0)}")
-
+    k, m = _reference.check_args(points, k, queries, exclude_self)
     if not _checks.use_rust(points, queries):
-        return _reference.knn(points, k, queries, exclude_self)
+        return _reference.brute_force(points, k, queries, exclude_self)
     p = _checks.to_numpy("points", points)
     q = None if queries is None else _checks.to_numpy("queries", queries)
     dist, idx = _core.knn(p, k, q, exclude_self)

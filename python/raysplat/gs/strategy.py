@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import torch
 
 from raysplat.gs.model import GaussianModel
+from raysplat.reference.splat import quat_to_rotmat
 from raysplat.training.config import Config
 
 
@@ -46,24 +47,6 @@ class DensifyConfig(Config):
     max_gaussians: int = 0
     #: split into this many children
     n_split: int = 2
-
-
-def _quat_to_rotmat(q: torch.Tensor) -> torch.Tensor:
-    w, x, y, z = torch.nn.functional.normalize(q, dim=-1).unbind(-1)
-    return torch.stack(
-        [
-            1 - 2 * (y * y + z * z),
-            2 * (x * y - w * z),
-            2 * (x * z + w * y),
-            2 * (x * y + w * z),
-            1 - 2 * (x * x + z * z),
-            2 * (y * z - w * x),
-            2 * (x * z - w * y),
-            2 * (y * z + w * x),
-            1 - 2 * (x * x + y * y),
-        ],
-        -1,
-    ).reshape(*q.shape[:-1], 3, 3)
 
 
 def update_params(
@@ -234,7 +217,7 @@ class DensityControl:
         idx, rest = mask.nonzero()[:, 0], (~mask).nonzero()[:, 0]
         p = self.model.params
         scales = torch.exp(p["scales"][idx])
-        rot = _quat_to_rotmat(p["quats"][idx])
+        rot = quat_to_rotmat(p["quats"][idx])
         noise = torch.randn((s, len(idx), 3), generator=self.generator).to(scales)
         samples = torch.einsum("nij,nj,bnj->bni", rot, scales, noise)  # [S, M, 3]
         new_means = (p["means"][idx][None] + samples).reshape(-1, 3)

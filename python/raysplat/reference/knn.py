@@ -47,6 +47,29 @@ def smallest_k(d2: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     return vals, idx.gather(1, order)
 
 
+def check_args(
+    points: torch.Tensor, k: int, queries: torch.Tensor | None, exclude_self: bool
+) -> tuple[int, int]:
+    """Validates the arguments of :func:`raysplat.knn` (shared by the Rust and torch paths);
+    returns ``(k, number of queries M)``. Errors name the argument."""
+    _checks.tensor("points", points, ndim=2, last=3, finite=True)
+    if queries is not None:
+        _checks.tensor("queries", queries, ndim=2, last=3, finite=True)
+    _checks.same_device(points=points, queries=queries)
+    k = _checks.positive_int("k", k)
+    if not isinstance(exclude_self, bool):
+        raise TypeError(f"exclude_self must be a bool, got {type(exclude_self).__name__}")
+    if exclude_self and queries is not None:
+        raise ValueError("exclude_self only applies when queries is None")
+    n = points.shape[0]
+    m = n if queries is None else queries.shape[0]
+    available = n - 1 if exclude_self else n
+    if m > 0 and k > available:
+        what = "the number of other points N - 1" if exclude_self else "the number of points N"
+        raise ValueError(f"k={k} exceeds {what} = {max(available, 0)}")
+    return k, m
+
+
 def knn(
     points: torch.Tensor,
     k: int,
@@ -67,20 +90,22 @@ def knn(
     Returns:
         ``(distances [M, k] float32, indices [M, k] int64)`` on the points' device.
     """
-    _checks.tensor("points", points, ndim=2, last=3, finite=True)
-    if queries is not None:
-        _checks.tensor("queries", queries, ndim=2, last=3, finite=True)
-    device = _checks.same_device(points=points, queries=queries)
-    k = _checks.positive_int("k", k)
-    if exclude_self and queries is not None:
-        raise ValueError("exclude_self only applies when queries is None")
+    k, _ = check_args(points, k, queries, exclude_self)
+    return brute_force(points, k, queries, exclude_self, max_elements=max_elements)
+
+
+def brute_force(
+    points: torch.Tensor,
+    k: int,
+    queries: torch.Tensor | None,
+    exclude_self: bool,
+    *,
+    max_elements: int = 1 << 24,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`knn` on arguments already checked by :func:`check_args`."""
+    device = points.device
     n = points.shape[0]
     m = n if queries is None else queries.shape[0]
-    available = n - 1 if exclude_self else n
-    if m > 0 and k > available:
-        what = "the number of other points N - 1" if exclude_self else "the number of points N"
-        raise ValueError(f"k={k} exceeds {what} = {max(available, 0)}")
-
     p = points.detach().to(torch.float32).to(torch.float64)
     self_query = queries is None
     q = p if self_query else queries.detach().to(torch.float32).to(torch.float64)

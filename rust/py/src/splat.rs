@@ -6,7 +6,7 @@ use pyo3::prelude::*;
 use raysplat_core::splat::{self, Cameras, Gaussians, ProjectParams, Splats2d, Tiles};
 
 use crate::convert::{
-    borrow, borrow_opt, detached, float_dtype, out, out_any, slice, with_float, Any, In,
+    borrow, borrow_opt, detached, float_dtype, opt_slice, out, out_any, slice, with_float, Any, In,
 };
 
 type Five<'py> = (Any<'py>, Any<'py>, Any<'py>, Any<'py>, Any<'py>);
@@ -17,6 +17,46 @@ fn params(near: f64, far: f64, eps2d: f64, antialiased: bool) -> ProjectParams {
         far,
         eps2d,
         antialiased,
+    }
+}
+
+/// Names of [`GaussianArgs`]'s arrays, in order.
+const GAUSSIAN_ARGS: [&str; 6] = ["means", "quats", "scales", "opacities", "viewmats", "Ks"];
+
+/// The borrowed Gaussian and camera arrays of `splat_project` and its backward.
+struct GaussianArgs<'py, T: numpy::Element> {
+    arrays: [In<'py, T>; 6],
+}
+
+impl<'py, T: numpy::Element> GaussianArgs<'py, T> {
+    /// Borrows `(means, quats, scales, opacities, viewmats, Ks)` as contiguous `T` arrays.
+    fn borrow(args: [&Any<'py>; 6]) -> PyResult<Self> {
+        let mut it = args.into_iter().zip(GAUSSIAN_ARGS);
+        let mut next = || {
+            let (a, name) = it.next().expect("six arguments");
+            borrow::<T>(a, name)
+        };
+        Ok(Self {
+            arrays: [next()?, next()?, next()?, next()?, next()?, next()?],
+        })
+    }
+
+    /// The core views of the borrowed arrays.
+    fn views(&self, width: usize, height: usize) -> PyResult<(Gaussians<'_, T>, Cameras<'_, T>)> {
+        let a = &self.arrays;
+        let g = Gaussians {
+            means: slice(&a[0], GAUSSIAN_ARGS[0])?,
+            quats: slice(&a[1], GAUSSIAN_ARGS[1])?,
+            scales: slice(&a[2], GAUSSIAN_ARGS[2])?,
+            opacities: slice(&a[3], GAUSSIAN_ARGS[3])?,
+        };
+        let cams = Cameras {
+            viewmats: slice(&a[4], GAUSSIAN_ARGS[4])?,
+            ks: slice(&a[5], GAUSSIAN_ARGS[5])?,
+            width,
+            height,
+        };
+        Ok((g, cams))
     }
 }
 
@@ -40,21 +80,8 @@ pub fn splat_project<'py>(
     antialiased: bool,
 ) -> PyResult<Five<'py>> {
     with_float!(float_dtype(&means, "means")?, T => {
-        let a = [
-            borrow::<T>(&means, "means")?,
-            borrow::<T>(&quats, "quats")?,
-            borrow::<T>(&scales, "scales")?,
-            borrow::<T>(&opacities, "opacities")?,
-            borrow::<T>(&viewmats, "viewmats")?,
-            borrow::<T>(&ks, "Ks")?,
-        ];
-        let g = Gaussians {
-            means: slice(&a[0], "means")?,
-            quats: slice(&a[1], "quats")?,
-            scales: slice(&a[2], "scales")?,
-            opacities: slice(&a[3], "opacities")?,
-        };
-        let cams = Cameras { viewmats: slice(&a[4], "viewmats")?, ks: slice(&a[5], "Ks")?, width, height };
+        let a = GaussianArgs::<T>::borrow([&means, &quats, &scales, &opacities, &viewmats, &ks])?;
+        let (g, cams) = a.views(width, height)?;
         let p = params(near, far, eps2d, antialiased);
         let r = detached(py, || splat::project(&g, &cams, &p))?;
         Ok((
@@ -89,29 +116,16 @@ pub fn splat_project_backward<'py>(
     v_compensations: Option<Any<'py>>,
 ) -> PyResult<(Any<'py>, Any<'py>, Any<'py>)> {
     with_float!(float_dtype(&means, "means")?, T => {
-        let a = [
-            borrow::<T>(&means, "means")?,
-            borrow::<T>(&quats, "quats")?,
-            borrow::<T>(&scales, "scales")?,
-            borrow::<T>(&opacities, "opacities")?,
-            borrow::<T>(&viewmats, "viewmats")?,
-            borrow::<T>(&ks, "Ks")?,
-        ];
-        let g = Gaussians {
-            means: slice(&a[0], "means")?,
-            quats: slice(&a[1], "quats")?,
-            scales: slice(&a[2], "scales")?,
-            opacities: slice(&a[3], "opacities")?,
-        };
-        let cams = Cameras { viewmats: slice(&a[4], "viewmats")?, ks: slice(&a[5], "Ks")?, width, height };
+        let a = GaussianArgs::<T>::borrow([&means, &quats, &scales, &opacities, &viewmats, &ks])?;
+        let (g, cams) = a.views(width, height)?;
         let p = params(0.0, 0.0, eps2d, false);
         let vm = borrow_opt::<T>(&v_means2d, "v_means2d")?;
         let vc = borrow_opt::<T>(&v_conics, "v_conics")?;
         let vd = borrow_opt::<T>(&v_depths, "v_depths")?;
         let vp = borrow_opt::<T>(&v_compensations, "v_compensations")?;
         let r = slice(&radii, "radii")?;
-        let (vm, vc) = (crate::convert::opt_slice(&vm, "v_means2d")?, crate::convert::opt_slice(&vc, "v_conics")?);
-        let (vd, vp) = (crate::convert::opt_slice(&vd, "v_depths")?, crate::convert::opt_slice(&vp, "v_compensations")?);
+        let (vm, vc) = (opt_slice(&vm, "v_means2d")?, opt_slice(&vc, "v_conics")?);
+        let (vd, vp) = (opt_slice(&vd, "v_depths")?, opt_slice(&vp, "v_compensations")?);
         let gr = detached(py, || splat::project_backward(&g, &cams, &p, r, vm, vc, vd, vp))?;
         Ok((out_any(py, gr.means), out_any(py, gr.quats), out_any(py, gr.scales)))
     })
@@ -268,7 +282,7 @@ pub fn splat_rasterize_backward<'py>(
         };
         let (tr, vc) = (slice(&a[4], "trans")?, slice(&a[5], "v_colors")?);
         let va = borrow_opt::<T>(&v_alphas, "v_alphas")?;
-        let va = crate::convert::opt_slice(&va, "v_alphas")?;
+        let va = opt_slice(&va, "v_alphas")?;
         let g = detached(py, || {
             splat::rasterize_backward(&s, n_cameras, width, height, &tiles, tr, last, vc, va, absgrad)
         })?;
