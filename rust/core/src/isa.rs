@@ -101,3 +101,62 @@ macro_rules! choose {
     }};
 }
 pub(crate) use choose;
+
+#[cfg(test)]
+mod tests {
+    use crate::real::Real;
+
+    #[inline(always)]
+    fn sum_sq<T: Real>(x: &[T], c: usize) -> T {
+        x.iter()
+            .step_by(c.max(1))
+            .fold(T::zero(), |acc, &v| acc + v * v)
+    }
+
+    #[inline(always)]
+    fn scale(x: &mut [f32], by: f32) -> f32 {
+        x.iter_mut().for_each(|v| *v *= by);
+        x.iter().sum()
+    }
+
+    avx2_variant!(scale_avx2 => scale, (x: &mut [f32], by: f32) -> f32);
+    per_ray_variants!(sum_sq_base, sum_sq_avx2, sum_sq, <T>, (x: &[T]), c, T);
+
+    type Scale = unsafe fn(&mut [f32], f32) -> f32;
+    type SumSq<T> = unsafe fn(&[T], usize) -> T;
+
+    fn data() -> Vec<f32> {
+        (0..1001).map(|i| (i as f32 * 0.37).sin()).collect()
+    }
+
+    #[test]
+    fn avx2_is_decided_once_and_never_without_the_cpu_feature() {
+        let first = super::avx2();
+        assert_eq!(first, super::avx2());
+        if !super::detected() {
+            assert!(!first);
+        }
+    }
+
+    #[test]
+    fn chosen_variant_matches_the_baseline_bit_for_bit() {
+        let kernel: Scale = choose!(scale, scale_avx2);
+        let (mut a, mut b) = (data(), data());
+        // SAFETY: `choose!` returns the AVX2 build only on CPUs that have AVX2.
+        let sa = unsafe { kernel(&mut a, 1.7) };
+        let sb = scale(&mut b, 1.7);
+        assert_eq!(sa.to_bits(), sb.to_bits());
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn picked_variants_match_the_baseline_for_every_channel_count() {
+        let x: Vec<f64> = data().iter().map(|&v| v as f64).collect();
+        for c in [1, 2, 3, 4, 7] {
+            let kernel: SumSq<f64> = pick_variant!(sum_sq_base, sum_sq_avx2, f64, c);
+            // SAFETY: `pick_variant!` returns an AVX2 build only on CPUs that have AVX2.
+            let got = unsafe { kernel(&x, c) };
+            assert_eq!(got.to_bits(), sum_sq(&x, c).to_bits(), "c = {c}");
+        }
+    }
+}

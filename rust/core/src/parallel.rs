@@ -76,3 +76,42 @@ pub fn forget_after_fork() {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pool_size_round_trips_and_zero_is_an_error() {
+        let before = num_threads();
+        assert!(before >= 1);
+        let e = set_num_threads(0).unwrap_err();
+        assert_eq!(e.to_string(), "n: the number of threads must be at least 1");
+        assert_eq!(num_threads(), before, "a rejected size changes nothing");
+        for n in [1, 3, 2] {
+            set_num_threads(n).unwrap();
+            assert_eq!(num_threads(), n);
+            assert_eq!(
+                install(rayon::current_num_threads),
+                n,
+                "install runs on raysplat's pool"
+            );
+        }
+        set_num_threads(before).unwrap();
+        assert_eq!(num_threads(), before);
+    }
+
+    #[test]
+    fn install_runs_parallel_work_and_returns_its_value() {
+        use rayon::prelude::*;
+        let sum: u64 = install(|| (0..10_000u64).into_par_iter().sum());
+        assert_eq!(sum, 10_000 * 9_999 / 2);
+    }
+
+    #[test]
+    fn forgotten_pool_is_rebuilt_on_next_use() {
+        forget_after_fork();
+        assert!(num_threads() >= 1);
+        assert_eq!(install(|| 7), 7);
+    }
+}

@@ -590,3 +590,199 @@ fn backward_one<T: Real>(
     }
     (v_mean, v_quat, v_scale)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::splat::fd;
+
+    const W: usize = 64;
+    const H: usize = 48;
+
+    /// Two cameras looking down +z at the origin from about 4 units (the second rotated about y).
+    fn cameras() -> (Vec<f64>, Vec<f64>) {
+        let (s, c) = (0.3f64.sin(), 0.3f64.cos());
+        #[rustfmt::skip]
+        let viewmats = vec![
+            1.0, 0.0, 0.0, 0.0,   0.0, 1.0, 0.0, 0.0,   0.0, 0.0, 1.0, 4.0,   0.0, 0.0, 0.0, 1.0,
+            c, 0.0, s, 0.2,       0.0, 1.0, 0.0, -0.1,  -s, 0.0, c, 4.5,      0.0, 0.0, 0.0, 1.0,
+        ];
+        #[rustfmt::skip]
+        let ks = vec![
+            60.0, 0.0, 32.0,  0.0, 60.0, 24.0,  0.0, 0.0, 1.0,
+            50.0, 0.0, 30.0,  0.0, 55.0, 25.0,  0.0, 0.0, 1.0,
+        ];
+        (viewmats, ks)
+    }
+
+    struct Inputs {
+        means: Vec<f64>,
+        quats: Vec<f64>,
+        scales: Vec<f64>,
+        opacities: Vec<f64>,
+    }
+
+    fn inputs(n: usize) -> Inputs {
+        Inputs {
+            means: fd::values(3 * n, 1, -0.6, 0.6),
+            quats: fd::values(4 * n, 2, -1.0, 1.0),
+            scales: fd::values(3 * n, 3, 0.05, 0.3),
+            opacities: fd::values(n, 4, 0.3, 0.9),
+        }
+    }
+
+    const PARAMS: ProjectParams = ProjectParams {
+        near: 0.01,
+        far: 100.0,
+        eps2d: 0.3,
+        antialiased: false,
+    };
+
+    fn run(x: &Inputs, vm: &[f64], ks: &[f64]) -> Projected<f64> {
+        let g = Gaussians {
+            means: &x.means,
+            quats: &x.quats,
+            scales: &x.scales,
+            opacities: &x.opacities,
+        };
+        let cams = Cameras {
+            viewmats: vm,
+            ks,
+            width: W,
+            height: H,
+        };
+        project(&g, &cams, &PARAMS).unwrap()
+    }
+
+    #[test]
+    fn backward_matches_finite_differences() {
+        let n = 5;
+        let x = inputs(n);
+        let (vm, ks) = cameras();
+        let out = run(&x, &vm, &ks);
+        assert!(out.radii.iter().all(|&r| r > 0), "every pair is visible");
+        let c = 2;
+        let v_m2 = fd::values(2 * c * n, 5, -1.0, 1.0);
+        let v_co = fd::values(3 * c * n, 6, -10.0, 10.0);
+        let v_de = fd::values(c * n, 7, -1.0, 1.0);
+        let v_cp = fd::values(c * n, 8, -1.0, 1.0);
+        let loss = |x: &Inputs| {
+            let o = run(x, &vm, &ks);
+            fd::dot(&o.means2d, &v_m2)
+                + fd::dot(&o.conics, &v_co)
+                + fd::dot(&o.depths, &v_de)
+                + fd::dot(&o.compensations, &v_cp)
+        };
+        let g = Gaussians {
+            means: &x.means,
+            quats: &x.quats,
+            scales: &x.scales,
+            opacities: &x.opacities,
+        };
+        let cams = Cameras {
+            viewmats: &vm,
+            ks: &ks,
+            width: W,
+            height: H,
+        };
+        let grads = project_backward(
+            &g,
+            &cams,
+            &PARAMS,
+            &out.radii,
+            Some(&v_m2),
+            Some(&v_co),
+            Some(&v_de),
+            Some(&v_cp),
+        )
+        .unwrap();
+        let tol = 1e-6;
+        fd::check("means", &x.means, &grads.means, tol, |m| {
+            loss(&Inputs {
+                means: m.to_vec(),
+                ..inputs(n)
+            })
+        });
+        fd::check("quats", &x.quats, &grads.quats, tol, |q| {
+            loss(&Inputs {
+                quats: q.to_vec(),
+                ..inputs(n)
+            })
+        });
+        fd::check("scales", &x.scales, &grads.scales, tol, |s| {
+            loss(&Inputs {
+                scales: s.to_vec(),
+                ..inputs(n)
+            })
+        });
+    }
+
+    #[test]
+    fn missing_output_gradients_count_as_zero() {
+        let n = 3;
+        let x = inputs(n);
+        let (vm, ks) = cameras();
+        let out = run(&x, &vm, &ks);
+        let g = Gaussians {
+            means: &x.means,
+            quats: &x.quats,
+            scales: &x.scales,
+            opacities: &x.opacities,
+        };
+        let cams = Cameras {
+            viewmats: &vm,
+            ks: &ks,
+            width: W,
+            height: H,
+        };
+        let v_m2 = fd::values(2 * 2 * n, 9, -1.0, 1.0);
+        let zeros = |k: usize| vec![0.0; k * 2 * n];
+        let a = project_backward(
+            &g,
+            &cams,
+            &PARAMS,
+            &out.radii,
+            Some(&v_m2),
+            None,
+            None,
+            None,
+        );
+        let b = project_backward(
+            &g,
+            &cams,
+            &PARAMS,
+            &out.radii,
+            Some(&v_m2),
+            Some(&zeros(3)),
+            Some(&zeros(1)),
+            Some(&zeros(1)),
+        );
+        assert_eq!(a.unwrap(), b.unwrap());
+    }
+
+    #[test]
+    fn culled_pairs_get_no_gradient() {
+        let mut x = inputs(2);
+        x.means[2] = -10.0; // behind both cameras
+        let (vm, ks) = cameras();
+        let out = run(&x, &vm, &ks);
+        assert_eq!(&out.radii[0..2], &[0, 0]);
+        let g = Gaussians {
+            means: &x.means,
+            quats: &x.quats,
+            scales: &x.scales,
+            opacities: &x.opacities,
+        };
+        let cams = Cameras {
+            viewmats: &vm,
+            ks: &ks,
+            width: W,
+            height: H,
+        };
+        let v = vec![1.0; 2 * 2 * 2];
+        let grads =
+            project_backward(&g, &cams, &PARAMS, &out.radii, Some(&v), None, None, None).unwrap();
+        assert!(grads.means[0..3].iter().all(|&v| v == 0.0));
+        assert!(grads.means[3..6].iter().any(|&v| v != 0.0));
+    }
+}

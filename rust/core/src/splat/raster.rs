@@ -644,3 +644,156 @@ pub fn rasterize_backward<T: Real>(
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::splat::fd;
+
+    const W: usize = 24;
+    const H: usize = 20;
+    const D: usize = 3;
+
+    struct Inputs {
+        means2d: Vec<f64>,
+        conics: Vec<f64>,
+        colors: Vec<f64>,
+        opacities: Vec<f64>,
+    }
+
+    /// `n` Gaussians per camera over a 24x20 image (2x2 tiles), a few pixels wide, opacities
+    /// below the 0.99 clamp so the image is smooth in every input.
+    fn inputs(cn: usize) -> Inputs {
+        let mut conics = Vec::with_capacity(3 * cn);
+        let ab = fd::values(2 * cn, 12, 0.02, 0.06);
+        let b = fd::values(cn, 13, -0.01, 0.01);
+        for i in 0..cn {
+            conics.extend([ab[2 * i], b[i], ab[2 * i + 1]]);
+        }
+        let mut means2d = fd::values(2 * cn, 11, 2.0, 18.0);
+        for m in means2d.chunks_mut(2) {
+            m[0] *= W as f64 / 20.0;
+        }
+        Inputs {
+            means2d,
+            conics,
+            colors: fd::values(D * cn, 14, 0.0, 1.0),
+            opacities: fd::values(cn, 15, 0.3, 0.8),
+        }
+    }
+
+    fn splats(x: &Inputs) -> Splats2d<'_, f64> {
+        Splats2d {
+            means2d: &x.means2d,
+            conics: &x.conics,
+            colors: &x.colors,
+            opacities: &x.opacities,
+            channels: D,
+        }
+    }
+
+    /// Tiles for every Gaussian covering the whole image, depth order by index.
+    fn tiles(x: &Inputs, c: usize) -> Tiles {
+        let cn = x.opacities.len();
+        let radii = vec![40i32; 2 * cn];
+        let depths: Vec<f64> = (0..cn).map(|i| 1.0 + i as f64).collect();
+        bin_tiles(&x.means2d, &radii, &depths, c, W, H).unwrap()
+    }
+
+    #[test]
+    fn backward_matches_finite_differences() {
+        let (c, n) = (2, 4);
+        let x = inputs(c * n);
+        let t = tiles(&x, c);
+        let img = rasterize(&splats(&x), c, W, H, &t).unwrap();
+        assert!(img.trans.iter().all(|&v| v > 1e-2), "no early termination");
+        let v_colors = fd::values(c * H * W * D, 16, -1.0, 1.0);
+        let v_alphas = fd::values(c * H * W, 17, -1.0, 1.0);
+        let loss = |x: &Inputs| {
+            let o = rasterize(&splats(x), c, W, H, &t).unwrap();
+            fd::dot(&o.colors, &v_colors) + fd::dot(&o.alphas, &v_alphas)
+        };
+        let g = rasterize_backward(
+            &splats(&x),
+            c,
+            W,
+            H,
+            &t,
+            &img.trans,
+            &img.last,
+            &v_colors,
+            Some(&v_alphas),
+            true,
+        )
+        .unwrap();
+        let tol = 1e-6;
+        let base = || inputs(c * n);
+        fd::check("means2d", &x.means2d, &g.means2d, tol, |m| {
+            loss(&Inputs {
+                means2d: m.to_vec(),
+                ..base()
+            })
+        });
+        fd::check("conics", &x.conics, &g.conics, tol, |v| {
+            loss(&Inputs {
+                conics: v.to_vec(),
+                ..base()
+            })
+        });
+        fd::check("colors", &x.colors, &g.colors, tol, |v| {
+            loss(&Inputs {
+                colors: v.to_vec(),
+                ..base()
+            })
+        });
+        fd::check("opacities", &x.opacities, &g.opacities, tol, |v| {
+            loss(&Inputs {
+                opacities: v.to_vec(),
+                ..base()
+            })
+        });
+        // absgrad sums |per-pixel gradient| of each mean: at least the gradient's magnitude
+        let abs = g.absgrad.expect("absgrad requested");
+        for (a, v) in abs.iter().zip(&g.means2d) {
+            assert!(*a >= v.abs() - 1e-12, "absgrad {a} < |grad| {}", v.abs());
+        }
+    }
+
+    #[test]
+    fn missing_alpha_gradient_counts_as_zero() {
+        let (c, n) = (1, 3);
+        let x = inputs(c * n);
+        let t = tiles(&x, c);
+        let img = rasterize(&splats(&x), c, W, H, &t).unwrap();
+        let v_colors = fd::values(c * H * W * D, 18, -1.0, 1.0);
+        let zeros = vec![0.0; c * H * W];
+        let run = |va: Option<&[f64]>| {
+            rasterize_backward(
+                &splats(&x),
+                c,
+                W,
+                H,
+                &t,
+                &img.trans,
+                &img.last,
+                &v_colors,
+                va,
+                false,
+            )
+            .unwrap()
+        };
+        assert_eq!(run(None), run(Some(&zeros)));
+    }
+
+    #[test]
+    fn empty_image_when_nothing_is_binned() {
+        let x = inputs(2);
+        let radii = vec![0i32; 4];
+        let t = bin_tiles(&x.means2d, &radii, &[1.0, 2.0], 1, W, H).unwrap();
+        assert!(t.flatten_ids.is_empty());
+        let img = rasterize(&splats(&x), 1, W, H, &t).unwrap();
+        assert!(img.colors.iter().all(|&v| v == 0.0));
+        assert!(img.trans.iter().all(|&v| v == 1.0));
+        assert!(img.last.iter().all(|&v| v == -1));
+    }
+}

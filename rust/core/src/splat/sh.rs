@@ -226,3 +226,68 @@ pub fn sh_backward<T: Real>(
     });
     Ok((v_coeffs, v_means))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::splat::fd;
+
+    const K: usize = 16;
+
+    #[test]
+    fn degree_zero_is_the_constant_band() {
+        let co = fd::values(2 * K * 3, 21, -1.0, 1.0);
+        let means = fd::values(6, 22, -1.0, 1.0);
+        let out = sh_eval(0, &co, K, &means, &[0.0, 0.0, 5.0]).unwrap();
+        let c0 = 0.28209479177387814;
+        for g in 0..2 {
+            for ch in 0..3 {
+                assert!((out[3 * g + ch] - c0 * co[3 * K * g + ch]).abs() < 1e-12);
+            }
+        }
+    }
+
+    #[test]
+    fn backward_matches_finite_differences() {
+        let (n, c) = (4, 2);
+        let co = fd::values(n * K * 3, 23, -1.0, 1.0);
+        let means = fd::values(3 * n, 24, -1.0, 1.0);
+        let campos = vec![0.3, -0.2, 4.0, -3.0, 1.0, 2.5];
+        for degree in 0..=SH_MAX_DEGREE {
+            let v = fd::values(3 * c * n, 25 + degree as u64, -1.0, 1.0);
+            let (g_co, g_me) = sh_backward(degree, &co, K, &means, &campos, &v).unwrap();
+            let loss =
+                |co: &[f64], me: &[f64]| fd::dot(&sh_eval(degree, co, K, me, &campos).unwrap(), &v);
+            let nb = (degree + 1) * (degree + 1);
+            // coefficients beyond the degree's bands get exactly zero
+            for g in 0..n {
+                assert!(g_co[3 * K * g + 3 * nb..3 * K * (g + 1)]
+                    .iter()
+                    .all(|&x| x == 0.0));
+            }
+            fd::check("coeffs", &co, &g_co, 1e-6, |x| loss(x, &means));
+            if degree == 0 {
+                assert!(
+                    g_me.iter().all(|&x| x == 0.0),
+                    "degree 0 does not depend on the means"
+                );
+            } else {
+                fd::check("means", &means, &g_me, 1e-6, |x| loss(&co, x));
+            }
+        }
+    }
+
+    #[test]
+    fn rejects_too_few_coefficients_and_too_high_degree() {
+        let co = vec![0.0; 4 * 3];
+        assert!(sh_eval(2, &co, 4, &[0.0; 3], &[0.0, 0.0, 1.0]).is_err());
+        assert!(sh_eval(
+            SH_MAX_DEGREE + 1,
+            &vec![0.0; 64 * 3],
+            64,
+            &[0.0; 3],
+            &[0.0; 3]
+        )
+        .is_err());
+    }
+}
