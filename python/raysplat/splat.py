@@ -53,7 +53,7 @@ class _Project(torch.autograd.Function):
 
     @staticmethod
     @once_differentiable
-    def backward(ctx, v_m2, v_co, v_de, _v_ra, v_cp):
+    def backward(ctx, v_means2d, v_conics, v_depths, _v_radii, v_compensations):
         means, quats, scales, opacities, viewmats, Ks, radii = ctx.saved_tensors
         width, height, eps2d, dt = ctx.cfg
         gm, gq, gs = _core.splat_project_backward(
@@ -67,10 +67,10 @@ class _Project(torch.autograd.Function):
             height,
             eps2d,
             radii.numpy(),
-            _np("v_means2d", v_m2, dt),
-            _np("v_conics", v_co, dt),
-            _np("v_depths", v_de, dt),
-            _np("v_compensations", v_cp, dt),
+            _np("v_means2d", v_means2d, dt),
+            _np("v_conics", v_conics, dt),
+            _np("v_depths", v_depths, dt),
+            _np("v_compensations", v_compensations, dt),
         )
         return (
             chk.from_numpy(gm, means.shape, means.dtype),
@@ -151,7 +151,7 @@ class _Rasterize(torch.autograd.Function):
 
     @staticmethod
     @once_differentiable
-    def backward(ctx, v_img, v_alp, *_):
+    def backward(ctx, v_colors, v_alphas, *_):
         means2d, conics, colors, opacities, trans, last = ctx.saved_tensors
         width, height, dt, absgrad = ctx.cfg
         c_, n, d = colors.shape
@@ -168,8 +168,8 @@ class _Rasterize(torch.autograd.Function):
             ctx.tiles[1],
             trans.numpy(),
             last.numpy(),
-            _np("v_colors", v_img, dt),
-            _np("v_alphas", v_alp, dt),
+            _np("v_colors", v_colors, dt),
+            _np("v_alphas", v_alphas, dt),
             absgrad,
         )
         if absgrad and ctx.means2d is not None:

@@ -22,9 +22,9 @@ class _TruncExp(torch.autograd.Function):
         return torch.exp(x)
 
     @staticmethod
-    def backward(ctx, g):
+    def backward(ctx, v_out):
         (x,) = ctx.saved_tensors
-        return g * torch.exp(x.clamp(-15, 15))
+        return v_out * torch.exp(x.clamp(-15, 15))
 
 
 def trunc_exp(x: torch.Tensor) -> torch.Tensor:
