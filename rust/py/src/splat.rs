@@ -31,13 +31,17 @@ struct GaussianArgs<'py, T: numpy::Element> {
 impl<'py, T: numpy::Element> GaussianArgs<'py, T> {
     /// Borrows `(means, quats, scales, opacities, viewmats, Ks)` as contiguous `T` arrays.
     fn borrow(args: [&Any<'py>; 6]) -> PyResult<Self> {
-        let mut it = args.into_iter().zip(GAUSSIAN_ARGS);
-        let mut next = || {
-            let (a, name) = it.next().expect("six arguments");
-            borrow::<T>(a, name)
-        };
+        let [means, quats, scales, opacities, viewmats, ks] = args;
+        let n = GAUSSIAN_ARGS;
         Ok(Self {
-            arrays: [next()?, next()?, next()?, next()?, next()?, next()?],
+            arrays: [
+                borrow::<T>(means, n[0])?,
+                borrow::<T>(quats, n[1])?,
+                borrow::<T>(scales, n[2])?,
+                borrow::<T>(opacities, n[3])?,
+                borrow::<T>(viewmats, n[4])?,
+                borrow::<T>(ks, n[5])?,
+            ],
         })
     }
 
