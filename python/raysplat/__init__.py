@@ -4,7 +4,7 @@ CPU tensors run on raysplat's Rust kernels; tensors on other devices run the pur
 in :mod:`raysplat.reference` (same results).
 """
 
-from raysplat import _core, datasets, gs, nerf
+from raysplat import _checks, _core, datasets, gs, nerf
 from raysplat._checks import backend
 from raysplat.grid import OccupancyGrid
 from raysplat.knn import knn, knn_scale_init
@@ -25,7 +25,7 @@ __version__: str = _core.__version__
 
 def set_num_threads(n: int) -> None:
     """Sets how many threads the Rust kernels use (default: ``RAYSPLAT_NUM_THREADS`` or all cores)."""
-    _core.set_num_threads(n)
+    _core.set_num_threads(_checks.positive_int("n", n))
 
 
 def get_num_threads() -> int:

@@ -9,6 +9,7 @@ mod cache;
 mod convert;
 mod grid;
 mod hashgrid;
+mod isa;
 mod knn;
 mod mesh;
 mod rays;
@@ -29,6 +30,9 @@ mod _core {
 
     #[pymodule_export]
     use crate::threads::{get_num_threads, set_num_threads};
+
+    #[pymodule_export]
+    use crate::isa::simd_level;
 
     #[pymodule_export]
     use crate::cache::{buffer_cache_info, release_buffer_cache, set_buffer_cache_budget};
