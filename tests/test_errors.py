@@ -571,12 +571,11 @@ def test_empty_batches_backward():
 
 
 def test_interlevel_loss_on_empty_batch_returns_scalar():
-    """mean() over zero rays; documents the current behaviour (NaN, like torch's mean)."""
-    loss = no_panic(
-        rs.interlevel_loss,
-        torch.empty(0, 5),
-        torch.empty(0, 4),
-        torch.empty(0, 5),
-        torch.empty(0, 4),
-    )
+    """Zero rays give a zero loss (not the NaN of torch's mean over nothing), still connected to
+    ``weights_prop`` so ``backward()`` works in a training loop with an empty batch."""
+    weights_prop = torch.empty(0, 4, requires_grad=True)
+    loss = no_panic(rs.interlevel_loss, torch.empty(0, 5), weights_prop, torch.empty(0, 5), torch.empty(0, 4))
     assert loss is not None and loss.dim() == 0
+    assert loss.item() == 0.0 and loss.requires_grad
+    loss.backward()
+    assert weights_prop.grad is not None and weights_prop.grad.shape == (0, 4)

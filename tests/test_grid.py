@@ -112,6 +112,7 @@ def test_update_ema_decays_and_subsamples_after_warmup():
     torch.testing.assert_close(grid.occs[touched], torch.full_like(grid.occs[touched], 0.5))
 
 
+@pytest.mark.usefixtures("op_backend")  # Rust and the public torch branch
 def test_density_culling_keeps_only_visible_samples():
     grid = rs.OccupancyGrid([-1, -1, -1, 1, 1, 1], 8)
     grid.binaries.fill_(True)
@@ -130,6 +131,7 @@ def test_density_culling_keeps_only_visible_samples():
     assert grid.sampling(o, d, render_step_size=0.05, density_fn=dense, early_stop_eps=0.0)[0].numel() == 40
 
 
+@pytest.mark.usefixtures("op_backend")  # Rust and the public torch branch
 def test_alpha_threshold_drops_thin_samples():
     """``alpha_thre`` drops samples with alpha below it (capped by the mean occupancy, as nerfacc)."""
     grid = rs.OccupancyGrid([-1, -1, -1, 1, 1, 1], 8)
@@ -160,6 +162,7 @@ def test_state_dict_round_trip():
     assert torch.equal(other.binaries, grid.binaries)
 
 
+@pytest.mark.usefixtures("op_backend")  # Rust and the public torch branch
 def test_bad_arguments():
     with pytest.raises(ValueError, match="aabb"):
         rs.OccupancyGrid([1, 1, 1, 0, 0, 0])

@@ -10,6 +10,7 @@ import torch
 from raysplat.mesh import MeshRaster, rasterize_mesh, sample_texture
 from raysplat.reference import mesh as ref
 
+
 W, H = 48, 36
 K = torch.tensor([[40.0, 0.0, 24.0], [0.0, 42.0, 17.0], [0.0, 0.0, 1.0]])
 UNIT_K = torch.eye(3)  # with opencv camera at the origin: pixel = (x / z, y / z)
@@ -253,6 +254,7 @@ def test_shared_edge_never_cracks_nor_double_covers() -> None:
 # --------------------------------------------------------------------------- visibility
 
 
+@pytest.mark.usefixtures("op_backend")  # Rust and the public torch branch
 def test_occlusion_order_and_ties() -> None:
     quad = torch.tensor([[-1.0, -1.0], [1.0, -1.0], [1.0, 1.0], [-1.0, 1.0]])
     near = torch.cat([quad * 0.5, torch.full((4, 1), -2.0)], 1)
@@ -391,6 +393,7 @@ def test_int32_faces_and_double_vertices_are_accepted() -> None:
     assert_same(a, b)
 
 
+@pytest.mark.usefixtures("op_backend")  # Rust and the public torch branch
 def test_bad_inputs() -> None:
     v, f, attr = random_mesh(9, nf=10, nv=8)
     ok = dict(viewmat=EYE, K=K, width=W, height=H)
@@ -520,6 +523,7 @@ def test_sample_texture_gradcheck() -> None:
     assert torch.autograd.gradcheck(lambda t: sample_texture(t, uv.detach(), mode="nearest"), (tex,))
 
 
+@pytest.mark.usefixtures("op_backend")  # Rust and the public torch branch
 def test_sample_texture_bad_inputs() -> None:
     tex = torch.rand(4, 4, 3)
     with pytest.raises(ValueError, match="texture"):

@@ -10,6 +10,9 @@ from raysplat.reference.scan import scan as ref_scan
 from torch.autograd import gradcheck
 from torch.testing import assert_close
 
+# every test runs on the Rust path and on the public torch branch (what CUDA tensors take)
+pytestmark = pytest.mark.usefixtures("op_backend")
+
 LAYOUTS = ["dense", "packed"]
 
 

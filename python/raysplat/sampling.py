@@ -192,7 +192,8 @@ def interlevel_loss(
 
     ``w_outer`` sums the proposal weights of every proposal interval overlapping each NeRF
     interval (the outer measure). Gradients reach ``weights_prop`` only; the NeRF histogram
-    ``(t_edges, weights)`` is treated as a constant. Sum the loss over proposal levels.
+    ``(t_edges, weights)`` is treated as a constant. Sum the loss over proposal levels. Zero
+    rays give a loss of 0 (not NaN).
 
     Args:
         t_edges_prop: [R, P + 1] proposal edges; weights_prop: [R, P].
