@@ -10,7 +10,6 @@ import torch
 from raysplat.mesh import MeshRaster, rasterize_mesh, sample_texture
 from raysplat.reference import mesh as ref
 
-
 W, H = 48, 36
 K = torch.tensor([[40.0, 0.0, 24.0], [0.0, 42.0, 17.0], [0.0, 0.0, 1.0]])
 UNIT_K = torch.eye(3)  # with opencv camera at the origin: pixel = (x / z, y / z)
