@@ -7,11 +7,16 @@ Prints the best wall time of each over ``--repeat`` runs and the speed-up ratio.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
 import raysplat
 import torch
 from raysplat.knn import knn
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import write_json  # noqa: E402
 
 
 def best_of(repeat: int, fn) -> float:
@@ -33,6 +38,7 @@ def main() -> None:
     ap.add_argument("--k", type=int, default=3)
     ap.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--json", help="also write the results here (scripts/readme_tables.py reads them)")
     args = ap.parse_args()
 
     raysplat.set_num_threads(args.threads)
@@ -42,17 +48,29 @@ def main() -> None:
     except ImportError:
         cKDTree = None
 
-    print(f"k={args.k} threads={args.threads}, best of {args.repeat}, build + query of every point")
+    title = f"k={args.k} threads={args.threads}, best of {args.repeat}, build + query of every point"
+    print(title)
     print(f"{'N':>10} {'raysplat [s]':>13} {'cKDTree [s]':>12} {'speed-up':>9}")
+    rows = []
     for n in args.sizes:
         pts = torch.rand(n, 3, generator=torch.Generator().manual_seed(0))
         t_rs = best_of(args.repeat, lambda pts=pts: knn(pts, args.k))
-        if cKDTree is None:
-            print(f"{n:>10} {t_rs:>13.3f} {'n/a':>12} {'n/a':>9}")
-            continue
-        arr = pts.double().numpy()
-        t_sp = best_of(args.repeat, lambda a=arr: query_scipy(cKDTree, a, args.k, args.threads))
-        print(f"{n:>10} {t_rs:>13.3f} {t_sp:>12.3f} {t_sp / t_rs:>8.1f}x")
+        t_sp = None
+        if cKDTree is not None:
+            arr = pts.double().numpy()
+            t_sp = best_of(args.repeat, lambda a=arr: query_scipy(cKDTree, a, args.k, args.threads))
+        row = {"n": n, "raysplat_s": t_rs, "ckdtree_s": t_sp}
+        print(format_knn_row(row))
+        rows.append(row)
+    write_json(args.json, title, rows)
+
+
+def format_knn_row(row: dict) -> str:
+    """One printed row (also used by ``scripts/readme_tables.py``)."""
+    n, t_rs, t_sp = row["n"], row["raysplat_s"], row["ckdtree_s"]
+    if t_sp is None:
+        return f"{n:>10} {t_rs:>13.3f} {'n/a':>12} {'n/a':>9}"
+    return f"{n:>10} {t_rs:>13.3f} {t_sp:>12.3f} {t_sp / t_rs:>8.1f}x"
 
 
 if __name__ == "__main__":
