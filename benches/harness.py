@@ -111,3 +111,11 @@ def write_json(path: str | None, title: str, rows: list, **extra) -> None:
     with open(path, "w") as f:
         json.dump(doc, f, indent=2)
     print(f"results in {path}")
+
+
+def format_knn_row(row: dict) -> str:
+    """One printed row of ``benches/knn.py`` (also used by ``scripts/readme_tables.py``)."""
+    n, t_rs, t_sp = row["n"], row["raysplat_s"], row["ckdtree_s"]
+    if t_sp is None:
+        return f"{n:>10} {t_rs:>13.3f} {'n/a':>12} {'n/a':>9}"
+    return f"{n:>10} {t_rs:>13.3f} {t_sp:>12.3f} {t_sp / t_rs:>8.1f}x"

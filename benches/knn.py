@@ -16,7 +16,7 @@ import torch
 from raysplat.knn import knn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import write_json  # noqa: E402
+from harness import format_knn_row, write_json  # noqa: E402
 
 
 def best_of(repeat: int, fn) -> float:
@@ -63,14 +63,6 @@ def main() -> None:
         print(format_knn_row(row))
         rows.append(row)
     write_json(args.json, title, rows)
-
-
-def format_knn_row(row: dict) -> str:
-    """One printed row (also used by ``scripts/readme_tables.py``)."""
-    n, t_rs, t_sp = row["n"], row["raysplat_s"], row["ckdtree_s"]
-    if t_sp is None:
-        return f"{n:>10} {t_rs:>13.3f} {'n/a':>12} {'n/a':>9}"
-    return f"{n:>10} {t_rs:>13.3f} {t_sp:>12.3f} {t_sp / t_rs:>8.1f}x"
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ README = ROOT / "README.md"
 RESULTS = ROOT / "benches" / "results"
 sys.path.insert(0, str(ROOT / "benches"))
 
-from harness import format_row, format_target, header_line  # noqa: E402
+from harness import format_knn_row, format_row, format_target, header_line  # noqa: E402
 
 #: table name -> case-column width of the bench's printout
 WIDTHS = {"sampling": 30, "splat": 24}
@@ -45,8 +45,6 @@ def _timing_table(name: str, doc: dict) -> list[str]:
 
 
 def _knn_table(doc: dict) -> list[str]:
-    from knn import format_knn_row
-
     lines = [doc["title"], f"{'N':>10} {'raysplat [s]':>13} {'cKDTree [s]':>12} {'speed-up':>9}"]
     return lines + [format_knn_row(r) for r in doc["rows"]]
 
