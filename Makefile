@@ -44,9 +44,10 @@ wheel: $(STAMP)
 
 bench: build
 	cargo bench -p raysplat-core
-	$(VPY) benches/sampling.py
-	$(VPY) benches/splat.py
-	$(VPY) benches/knn.py
+	$(VPY) benches/sampling.py --json benches/results/sampling.json
+	$(VPY) benches/splat.py --json benches/results/splat.json
+	$(VPY) benches/knn.py --json benches/results/knn.json
+	$(VPY) scripts/readme_tables.py
 
 # Training quality vs wall time (several minutes each).
 bench-quality: build

@@ -22,6 +22,7 @@ import time
 
 import raysplat
 import torch
+from harness import write_json
 from raysplat.datasets import load, sample_scene
 from raysplat.gs import GSConfig, Trainer
 
@@ -37,6 +38,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--reset-every", type=int, default=None, help="opacity reset period (0: none)")
     ap.add_argument("--grow-grad2d", type=float, default=None, help="densification threshold (NDC units)")
+    ap.add_argument("--json", help="also write the results here")
     args = ap.parse_args()
 
     raysplat.set_num_threads(args.threads)
@@ -58,15 +60,18 @@ def main() -> None:
     )
     print(f"{'steps':>6} {'wall [s]':>9} {'#Gaussians':>11} {'test PSNR':>10} {'SSIM':>7}")
     best = None
+    rows = []
     for at in sorted(s for s in args.at if s <= args.steps):
         trainer.train(steps=at, progress=False)
         ev = trainer.evaluate()
         wall, n = trainer.train_seconds, len(trainer.model)
         print(f"{at:>6} {wall:>9.1f} {n:>11} {ev['psnr']:>10.2f} {ev['ssim']:>7.4f}", flush=True)
+        rows.append({"steps": at, "wall_s": wall, "n_gaussians": n, "psnr": ev["psnr"], "ssim": ev["ssim"]})
         if trainer.train_seconds <= args.budget:
             best = (ev["psnr"], trainer.train_seconds, at)
     if best is not None:
         print(f"best within {args.budget:.0f} s: {best[0]:.2f} dB at step {best[2]} ({best[1]:.1f} s)")
+    write_json(args.json, f"sample Blender scene {scene.width}x{scene.height}, {args.steps} steps", rows)
 
 
 if __name__ == "__main__":

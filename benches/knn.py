@@ -8,11 +8,15 @@ Prints the best wall time of each over ``--repeat`` runs (after a warm-up call; 
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 
 import raysplat
 import torch
-from harness import time_call
 from raysplat.knn import knn
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import format_knn_row, time_call, write_json  # noqa: E402
 
 
 def query_scipy(ckdtree, arr, k: int, workers: int):
@@ -25,6 +29,7 @@ def main() -> None:
     ap.add_argument("--k", type=int, default=3)
     ap.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--json", help="also write the results here (scripts/readme_tables.py reads them)")
     args = ap.parse_args()
 
     raysplat.set_num_threads(args.threads)
@@ -34,18 +39,22 @@ def main() -> None:
     except ImportError:
         cKDTree = None
 
-    print(f"k={args.k} threads={args.threads}, best of {args.repeat}, build + query of every point")
+    title = f"k={args.k} threads={args.threads}, best of {args.repeat}, build + query of every point"
+    print(title)
     print(f"{'N':>10} {'raysplat [s]':>13} {'cKDTree [s]':>12} {'speed-up':>9}")
+    rows = []
     for n in args.sizes:
         pts = torch.rand(n, 3, generator=torch.Generator().manual_seed(0))
         t_rs = time_call(lambda pts=pts: knn(pts, args.k), args.repeat)["best_ms"] / 1e3
-        if cKDTree is None:
-            print(f"{n:>10} {t_rs:>13.3f} {'n/a':>12} {'n/a':>9}")
-            continue
-        arr = pts.double().numpy()
-        scipy_call = lambda a=arr: query_scipy(cKDTree, a, args.k, args.threads)  # noqa: E731
-        t_sp = time_call(scipy_call, args.repeat)["best_ms"] / 1e3
-        print(f"{n:>10} {t_rs:>13.3f} {t_sp:>12.3f} {t_sp / t_rs:>8.1f}x")
+        t_sp = None
+        if cKDTree is not None:
+            arr = pts.double().numpy()
+            scipy_call = lambda a=arr: query_scipy(cKDTree, a, args.k, args.threads)  # noqa: E731
+            t_sp = time_call(scipy_call, args.repeat)["best_ms"] / 1e3
+        row = {"n": n, "raysplat_s": t_rs, "ckdtree_s": t_sp}
+        print(format_knn_row(row))
+        rows.append(row)
+    write_json(args.json, title, rows)
 
 
 if __name__ == "__main__":

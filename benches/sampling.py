@@ -8,9 +8,8 @@ subprocess on 2 threads; "peak" is the growth of that process's peak RSS while t
 from __future__ import annotations
 
 import argparse
-import json
 
-from harness import header, in_subprocess, report, set_threads, time_call
+from harness import format_target, header, in_subprocess, report, set_threads, time_call, write_json
 
 RAYS, SAMPLES = 65_536, 64
 
@@ -118,7 +117,10 @@ def _child(name: str, impl: str, threads: int, repeats: int, queue) -> None:
     if fn is None:
         queue.put({"skipped": f"{impl}: not applicable"})
         return
-    queue.put(time_call(fn, repeats))
+    result = time_call(fn, repeats)
+    if name == "occgrid_march" and impl == "rust":
+        result["samples_emitted"] = int(fn()[0].numel())
+    queue.put(result)
 
 
 def measure(name: str, impl: str, threads: int, repeats: int) -> dict:
@@ -134,24 +136,58 @@ CASES = [
 ]
 
 
+#: (case, what, threshold): the speed targets this bench checks and prints
+TARGETS = [
+    ("importance_sampling", "torch twin / rust >=", 10.0),
+    ("volume_render_fwd_bwd", "min(torch twin, nerfacc) / rust >=", 4.0),
+    ("occgrid_march", "rust best ms <", 50.0),
+]
+
+
+def check_targets(rows: list) -> list[dict]:
+    """Evaluates :data:`TARGETS` on the measured rows (missing cases are left out)."""
+    by = {(r["case"], r["impl"]): r for r in rows}
+    out = []
+    for case, what, threshold in TARGETS:
+        if (case, "rust") not in by:
+            continue
+        if case == "occgrid_march":
+            value = by[(case, "rust")]["best_ms"]
+            ok = value < threshold
+        else:
+            impls = ["torch"] if case == "importance_sampling" else ["torch", "nerfacc"]
+            ratios = [by[(case, i)]["rust_speedup"] for i in impls if (case, i) in by]
+            if not ratios:
+                continue
+            value = min(ratios)
+            ok = value >= threshold
+        out.append({"case": case, "target": f"{what} {threshold:g}", "value": value, "holds": ok})
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=7)
-    ap.add_argument("--json", help="also write the results here")
+    ap.add_argument("--json", help="also write the results here (scripts/readme_tables.py reads them)")
     ap.add_argument("--cases", nargs="+", choices=CASES, default=CASES, help="run only these cases")
     args = ap.parse_args()
     rows = []
-    print(f"{RAYS} rays x {SAMPLES} samples, {args.threads} threads, best of {args.repeats}\n")
+    title = f"{RAYS} rays x {SAMPLES} samples, {args.threads} threads, best of {args.repeats}"
+    print(title + "\n")
     header(30)
     for case in args.cases:
         results = {
             impl: measure(case, impl, args.threads, args.repeats) for impl in ("rust", "torch", "nerfacc")
         }
         report(case, results, rows, 30)
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(rows, f, indent=2)
+    emitted = {r["case"]: r["samples_emitted"] for r in rows if "samples_emitted" in r}
+    for case, n in emitted.items():
+        print(f"\n{case}: {n:,} samples emitted")
+    targets = check_targets(rows)
+    for t in targets:
+        print(format_target(t))
+    write_json(args.json, title, rows, samples_emitted=emitted, targets=targets)
 
 
 if __name__ == "__main__":

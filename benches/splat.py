@@ -11,10 +11,9 @@ chunks of tiles (``[tiles, list, 256]`` tensors, about 4M elements each).
 from __future__ import annotations
 
 import argparse
-import json
 import math
 
-from harness import header, in_subprocess, report, set_threads, time_call
+from harness import header, in_subprocess, report, set_threads, time_call, write_json
 
 N, SIZE = 100_000, 256
 
@@ -99,10 +98,11 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--torch-repeats", type=int, default=3)
-    ap.add_argument("--json", help="also write the results here")
+    ap.add_argument("--json", help="also write the results here (scripts/readme_tables.py reads them)")
     args = ap.parse_args()
     rows = []
-    print(f"{N} Gaussians, {SIZE}x{SIZE}, SH degree 3, {args.threads} threads\n")
+    title = f"{N} Gaussians, {SIZE}x{SIZE}, SH degree 3, {args.threads} threads"
+    print(title + "\n")
     header(24)
     for case in CASES:
         results = {
@@ -110,9 +110,7 @@ def main() -> None:
             for impl in ("rust", "torch")
         }
         report(case, results, rows, 24)
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(rows, f, indent=2)
+    write_json(args.json, title, rows)
 
 
 if __name__ == "__main__":

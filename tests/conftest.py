@@ -6,6 +6,7 @@ import random
 
 import numpy as np
 import pytest
+import raysplat as rs
 import torch
 
 torch.set_num_threads(2)
@@ -20,6 +21,14 @@ def _seed():
     np.random.seed(0)
     torch.manual_seed(0)
     yield
+
+
+@pytest.fixture(params=["auto", "torch"])
+def op_backend(request):
+    """Runs a test under ``backend("auto")`` (Rust for CPU tensors) and ``backend("torch")``
+    (the public torch branch that CUDA tensors take, with its own validation)."""
+    with rs.backend(request.param):
+        yield request.param
 
 
 @pytest.fixture

@@ -1,5 +1,6 @@
 """Property fuzzing: any input either gives a correctly shaped result or a TypeError /
-ValueError — never a panic, a crash or another exception type."""
+ValueError — never a panic, a crash or another exception type; an input the docs call valid
+must succeed with finite outputs that agree with ``backend("torch")``."""
 
 from __future__ import annotations
 
@@ -21,11 +22,14 @@ def tensor_of(draw, shape):
     return torch.tensor(vals, dtype=torch.float32).reshape(shape)
 
 
-def run(fn, *args, **kwargs):
-    """The result, or None for TypeError / ValueError; anything else fails the test."""
+def run(fn, *args, valid=False, **kwargs):
+    """The result, or None for TypeError / ValueError (a failure when ``valid``); anything else
+    fails the test."""
     try:
         return fn(*args, **kwargs)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError) as e:
+        if valid:
+            pytest.fail(f"valid input rejected: {type(e).__name__}: {e}")
         return None
     except BaseException as e:
         if isinstance(e, (KeyboardInterrupt, SystemExit)):
@@ -53,6 +57,61 @@ def layouts(draw):
     return (n,), ri, n_rays
 
 
+def _valid_layout(ri, n_rays, sorted_only=True):
+    """Whether (ray_indices, n_rays) is a layout the docs accept (dense when ``ri`` is None)."""
+    if ri is None:
+        return True
+    if ri.numel() and int(ri.min()) < 0:
+        return False
+    if sorted_only and ri.numel() and not bool((ri[1:] >= ri[:-1]).all()):
+        return False
+    return n_rays is None or not ri.numel() or int(ri.max()) < n_rays
+
+
+def _finite(*ts):
+    return all(bool(torch.isfinite(t).all()) for t in ts)
+
+
+def _flat(out):
+    return [out] if isinstance(out, torch.Tensor) else list(out)
+
+
+def agrees_with_torch(fn, *args, seed=None, atol=1e-5, rtol=1e-4, **kwargs):
+    """Runs ``fn`` (default backend) and under ``backend("torch")``; both must succeed with
+    finite, close results (``seed``: a fresh generator per run). Returns the default's result."""
+    gen = (lambda: {"generator": torch.Generator().manual_seed(seed)}) if seed is not None else dict
+    out = run(fn, *args, valid=True, **kwargs, **gen())
+    with rs.backend("torch"):
+        want = run(fn, *args, valid=True, **kwargs, **gen())
+    for o, w in zip(_flat(out), _flat(want), strict=True):
+        assert o.shape == w.shape
+        if o.dtype.is_floating_point:
+            assert _finite(o), o
+            torch.testing.assert_close(o, w.to(o.dtype), atol=atol, rtol=rtol)
+        else:
+            assert torch.equal(o, w)
+    return out
+
+
+TAME = st.one_of(st.sampled_from([0.0, 1e-30, 1e-7, 0.5, 1.0, 2.0, 100.0]), st.floats(0, 10, width=32))
+
+
+def tame_of(draw, shape, elements=TAME):
+    n = int(np.prod(shape)) if len(shape) else 1
+    return torch.tensor(draw(st.lists(elements, min_size=n, max_size=n)), dtype=torch.float32).reshape(shape)
+
+
+@st.composite
+def valid_layouts(draw):
+    """(sample shape, ray_indices, n_rays) that the docs accept: dense, or sorted in range."""
+    if draw(st.booleans()):
+        return (draw(st.integers(0, 4)), draw(st.integers(0, 5))), None, None
+    n_rays = draw(st.integers(0, 6))
+    n = draw(st.integers(0, 12)) if n_rays else 0
+    ri = sorted(draw(st.lists(st.integers(0, max(n_rays - 1, 0)), min_size=n, max_size=n)))
+    return (n,), torch.tensor(ri, dtype=torch.long), draw(st.sampled_from([None, n_rays]))
+
+
 def _expected_rays(ri, n_rays, shape):
     if ri is None:
         return shape[0]
@@ -66,12 +125,15 @@ def test_fuzz_render_weight_from_density(data):
     ts = tensor_of(data.draw, shape)
     te = ts + tensor_of(data.draw, shape).abs() if data.draw(st.booleans()) else tensor_of(data.draw, shape)
     sig = tensor_of(data.draw, shape)
-    out = run(rs.render_weight_from_density, ts, te, sig, ray_indices=ri, n_rays=n_rays)
+    # the Rust kernel also rejects an overflowing optical thickness sigma * dt (documented)
+    ok = _valid_layout(ri, n_rays) and _finite(ts, te, sig, sig * (te - ts))
+    out = run(rs.render_weight_from_density, ts, te, sig, ray_indices=ri, n_rays=n_rays, valid=ok)
     if out is not None:
         assert len(out) == 3
         for o in out:
             assert o.shape == shape
-    out = run(rs.render_weight_from_alpha, sig, ray_indices=ri, n_rays=n_rays)
+    ok = _valid_layout(ri, n_rays) and _finite(sig)
+    out = run(rs.render_weight_from_alpha, sig, ray_indices=ri, n_rays=n_rays, valid=ok)
     if out is not None:
         assert out[0].shape == shape and out[1].shape == shape
 
@@ -83,11 +145,19 @@ def test_fuzz_accumulate_along_rays(data):
     w = tensor_of(data.draw, shape)
     c = data.draw(st.sampled_from([None, 1, 3]))
     v = None if c is None else tensor_of(data.draw, (*shape, c))
-    out = run(rs.accumulate_along_rays, w, v, ray_indices=ri, n_rays=n_rays)
+    ok = _finite(w) and (v is None or _finite(v))
+    out = run(
+        rs.accumulate_along_rays,
+        w,
+        v,
+        ray_indices=ri,
+        n_rays=n_rays,
+        valid=ok and _valid_layout(ri, n_rays, False),
+    )
     if out is not None:
         assert out.shape == (_expected_rays(ri, n_rays, shape), c or 1)
     for scan in (rs.inclusive_sum, rs.exclusive_prod):
-        out = run(scan, w, ray_indices=ri, n_rays=n_rays)
+        out = run(scan, w, ray_indices=ri, n_rays=n_rays, valid=ok and _valid_layout(ri, n_rays))
         if out is not None:
             assert out.shape == shape
 
@@ -105,11 +175,14 @@ def test_fuzz_importance_sampling(data):
         w = w.abs()
     n = data.draw(st.integers(-1, 20))
     stratified = data.draw(st.booleans())
-    out = run(rs.importance_sampling, edges, w, n, stratified)
+    hist_ok = (
+        b >= 1 and _finite(edges, w) and bool((w >= 0).all()) and bool((edges[:, 1:] >= edges[:, :-1]).all())
+    )
+    out = run(rs.importance_sampling, edges, w, n, stratified, valid=hist_ok and n >= 1)
     if out is not None:
         assert out.shape == (r, n + 1)
     u = tensor_of(data.draw, (r, data.draw(st.integers(0, 4))))
-    out = run(rs.inverse_cdf, edges, w, u)
+    out = run(rs.inverse_cdf, edges, w, u, valid=hist_ok)
     if out is not None:
         assert out.shape == u.shape
 
@@ -131,7 +204,16 @@ def test_fuzz_stratified_samples(near, far, per_ray, n_rays, n, spacing, stratif
         expect_rays = n_rays
     else:
         t_near, t_far, expect_rays = near, far, 1
-    out = run(rs.stratified_samples, t_near, t_far, n, spacing, stratified)
+    valid = (
+        n >= 1
+        and near <= far
+        and (
+            spacing == "linear"
+            or (spacing == "disparity" and near > 0)
+            or (spacing == "contracted" and near >= 0)
+        )
+    )
+    out = run(rs.stratified_samples, t_near, t_far, n, spacing, stratified, valid=valid)
     if out is not None:
         assert out.shape == (expect_rays, n + 1)
         if expect_rays and near <= far and abs(far) < 1e30 and abs(near) < 1e30:
@@ -154,6 +236,14 @@ def test_fuzz_generate_rays_pixels(data, cams, width, height, convention, jitter
     c2w = torch.eye(4).repeat(cams, 1, 1)
     c2w[:, :3, 3] = tensor_of(data.draw, (cams, 3))
     K = torch.tensor([[data.draw(values), 0, 1.0], [0, data.draw(values), 1.0], [0, 0, 1]])
+    valid = (
+        width >= 1
+        and convention != "bad"
+        and bool(((pix >= 0) & (pix < total)).all())
+        and K[0, 0] != 0
+        and K[1, 1] != 0
+        and _finite(c2w, K)
+    )
     out = run(
         rs.generate_rays,
         c2w,
@@ -164,7 +254,80 @@ def test_fuzz_generate_rays_pixels(data, cams, width, height, convention, jitter
         pixels=pix,
         jitter=jitter,
         normalize=normalize,
+        valid=valid,
     )
     if out is not None:
         assert out[0].shape == (pix.shape[0], 3) and out[1].shape == (pix.shape[0], 3)
         assert bool(((pix >= 0) & (pix < total)).all())
+
+
+# ------------------------------------------------------------- valid inputs: agree with torch
+
+
+@FUZZ
+@given(data=st.data())
+def test_fuzz_valid_volume_rendering_agrees_with_torch(data):
+    shape, ri, n_rays = data.draw(valid_layouts())
+    ts = tame_of(data.draw, shape)
+    te = ts + tame_of(data.draw, shape)
+    sig = tame_of(data.draw, shape)
+    kw = {"ray_indices": ri, "n_rays": n_rays}
+    w, _, _ = agrees_with_torch(rs.render_weight_from_density, ts, te, sig, **kw)
+    assert bool((w >= 0).all()) and bool((rs.accumulate_along_rays(w, **kw) <= 1.0 + 1e-5).all())
+    alphas = tame_of(data.draw, shape, st.floats(0, 1, width=32))
+    agrees_with_torch(rs.render_weight_from_alpha, alphas, **kw)
+    c = data.draw(st.integers(1, 4))
+    rgbs = tame_of(data.draw, (*shape, c), st.floats(0, 1, width=32))
+    agrees_with_torch(rs.accumulate_along_rays, w, rgbs, **kw)
+    agrees_with_torch(rs.volume_render, ts, te, sig, rgbs, **kw)
+    agrees_with_torch(rs.inclusive_sum, sig, **kw)
+    agrees_with_torch(rs.exclusive_prod, alphas, **kw)
+
+
+@FUZZ
+@given(data=st.data())
+def test_fuzz_valid_sampling_agrees_with_torch(data):
+    r, b = data.draw(st.integers(0, 4)), data.draw(st.integers(1, 6))
+    edges = torch.cat([tame_of(data.draw, (r, 1)), tame_of(data.draw, (r, b))], 1).cumsum(1)
+    w = tame_of(data.draw, (r, b))
+    n = data.draw(st.integers(1, 20))
+    stratified = data.draw(st.booleans())
+    out = agrees_with_torch(rs.importance_sampling, edges, w, n, stratified, seed=1, atol=1e-4)
+    assert bool((out[:, 1:] >= out[:, :-1]).all())
+    u = tame_of(data.draw, (r, data.draw(st.integers(0, 4))), st.floats(0, 1, width=32))
+    agrees_with_torch(rs.inverse_cdf, edges, w, u, atol=1e-4)
+    spacing = data.draw(st.sampled_from(["linear", "disparity", "contracted"]))
+    near = tame_of(data.draw, (r,)) + (0.01 if spacing == "disparity" else 0.0)
+    far = near + tame_of(data.draw, (r,))
+    agrees_with_torch(rs.stratified_samples, near, far, n, spacing, stratified, seed=2, atol=1e-4)
+
+
+@FUZZ
+@given(
+    data=st.data(),
+    cams=st.integers(1, 3),
+    width=st.integers(1, 5),
+    height=st.integers(1, 5),
+    convention=st.sampled_from(["opengl", "opencv"]),
+    jitter=st.booleans(),
+    normalize=st.booleans(),
+)
+def test_fuzz_valid_generate_rays_agrees_with_torch(data, cams, width, height, convention, jitter, normalize):
+    total = cams * width * height
+    pix = torch.tensor(data.draw(st.lists(st.integers(0, total - 1), max_size=10)), dtype=torch.long)
+    c2w = torch.eye(4).repeat(cams, 1, 1)
+    c2w[:, :3, 3] = tame_of(data.draw, (cams, 3))
+    f = tame_of(data.draw, (2,), st.floats(0.125, 100, width=32))
+    K = torch.tensor([[float(f[0]), 0, 1.0], [0, float(f[1]), 1.0], [0, 0, 1]])
+    agrees_with_torch(
+        rs.generate_rays,
+        c2w,
+        K,
+        width,
+        height,
+        convention,
+        pixels=pix,
+        jitter=jitter,
+        normalize=normalize,
+        seed=3,
+    )

@@ -112,6 +112,7 @@ def test_update_ema_decays_and_subsamples_after_warmup():
     torch.testing.assert_close(grid.occs[touched], torch.full_like(grid.occs[touched], 0.5))
 
 
+@pytest.mark.usefixtures("op_backend")  # Rust and the public torch branch
 def test_density_culling_keeps_only_visible_samples():
     grid = rs.OccupancyGrid([-1, -1, -1, 1, 1, 1], 8)
     grid.binaries.fill_(True)
@@ -120,8 +121,38 @@ def test_density_culling_keeps_only_visible_samples():
     dense = lambda x: torch.full((x.shape[0],), 50.0)  # noqa: E731
     ri, ts, te = grid.sampling(o, d, render_step_size=0.05, density_fn=dense, early_stop_eps=1e-4)
     w, trans, _ = rs.render_weight_from_density(ts, te, torch.full_like(ts, 50.0), ri, 1)
-    assert 0 < ri.numel() < 40
+    # 40 steps of 0.05 cross the box (t in [2, 4]); the transmittance in front of step i is
+    # exp(-2.5 i) >= 1e-4 for i <= 3 only
+    assert ri.tolist() == [0] * 4
+    torch.testing.assert_close(ts, torch.tensor([2.0, 2.05, 2.1, 2.15]))
+    torch.testing.assert_close(te, ts + 0.05)
     assert bool((trans >= 1e-4).all())
+    # without culling every step is kept
+    assert grid.sampling(o, d, render_step_size=0.05, density_fn=dense, early_stop_eps=0.0)[0].numel() == 40
+
+
+@pytest.mark.usefixtures("op_backend")  # Rust and the public torch branch
+def test_alpha_threshold_drops_thin_samples():
+    """``alpha_thre`` drops samples with alpha below it (capped by the mean occupancy, as nerfacc)."""
+    grid = rs.OccupancyGrid([-1, -1, -1, 1, 1, 1], 8)
+    grid.binaries.fill_(True)
+    o = torch.tensor([[0.0, 0.0, -3.0], [0.3, 0.2, -3.0]])
+    d = torch.tensor([[0.0, 0.0, 1.0], [0.0, 0.0, 1.0]])
+    # thin for z < 0 (alpha = 1 - exp(-0.01 * 0.05) = 5e-4), thick for z > 0 (alpha = 0.049)
+    density = lambda x: torch.where(x[:, 2] < 0, 0.01, 1.0)  # noqa: E731
+    kw = dict(render_step_size=0.05, density_fn=density, early_stop_eps=0.0)
+    all_ri, all_ts, _ = grid.sampling(o, d, **kw)
+    assert all_ri.numel() == 80
+    # a fresh grid has zero mean occupancy, which caps the threshold at 0: nothing is dropped
+    assert grid.sampling(o, d, alpha_thre=0.01, **kw)[0].numel() == 80
+    grid.occs.fill_(1.0)
+    ri, ts, te = grid.sampling(o, d, alpha_thre=0.01, **kw)
+    mid_z = -3.0 + 0.5 * (ts + te)
+    assert ri.tolist() == [0] * 20 + [1] * 20  # the 20 steps of each ray with z > 0
+    assert bool((mid_z > 0).all())
+    keep = (-3.0 + all_ts + 0.025) > 0
+    assert torch.equal(ts, all_ts[keep])
+    assert grid.sampling(o, d, alpha_thre=1e-4, **kw)[0].numel() == 80  # below every alpha
 
 
 def test_state_dict_round_trip():
@@ -131,6 +162,7 @@ def test_state_dict_round_trip():
     assert torch.equal(other.binaries, grid.binaries)
 
 
+@pytest.mark.usefixtures("op_backend")  # Rust and the public torch branch
 def test_bad_arguments():
     with pytest.raises(ValueError, match="aabb"):
         rs.OccupancyGrid([1, 1, 1, 0, 0, 0])

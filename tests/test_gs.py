@@ -315,14 +315,19 @@ def test_gradient_units_are_ndc():
 # ----------------------------------------------------------------------------------- training
 
 
+def _mean_colour_psnr(tr: Trainer) -> float:
+    """PSNR on the test views of the mean training colour (the trivial model to beat)."""
+    gt = torch.stack([tr._target(i, tr.eval_bg) for i in tr.test_ids.tolist()])
+    mean = torch.stack([tr._target(i, tr.eval_bg) for i in tr.train_ids.tolist()]).mean((0, 1, 2))
+    return float(psnr(mean.expand_as(gt), gt))
+
+
 def test_training_beats_mean_colour(tiny):
     tr = Trainer(tiny, GSConfig.fast(steps=300))
     assert len(tr.model) == len(tiny.points)
     tr.train(progress=False)
     ev = tr.evaluate()
-    gt = torch.stack([tr._target(i, tr.eval_bg) for i in tr.test_ids.tolist()])
-    mean = torch.stack([tr._target(i, tr.eval_bg) for i in tr.train_ids.tolist()]).mean((0, 1, 2))
-    baseline = psnr(mean.expand_as(gt), gt)
+    baseline = _mean_colour_psnr(tr)
     assert ev["psnr"] > baseline + 6.0, (ev["psnr"], baseline)
     assert ev["ssim"] > 0.8
 
@@ -336,10 +341,14 @@ def test_random_init_and_densification(tiny):
     assert len(tr.model) == 300 and tr.model.sh_degree == 1
     lo, hi = tiny.aabb[:3], tiny.aabb[3:]
     assert bool(((tr.model.means >= lo) & (tr.model.means <= hi)).all())
+    before = tr.evaluate()["psnr"]
     tr.train(progress=False)
     ev = tr.evaluate()
     assert len(tr.model) > 300  # grew
-    assert ev["psnr"] > 12
+    baseline = _mean_colour_psnr(tr)
+    # beats the flat mean colour (9.97 dB here; trained 14.6 dB) and the random start (7.9 dB)
+    assert ev["psnr"] > baseline + 3.0, (ev["psnr"], baseline)
+    assert ev["psnr"] > before + 5.0, (ev["psnr"], before)
     assert tr.means_lr(0) == pytest.approx(1.6e-4 * tr.extent)
     assert tr.means_lr(200) == pytest.approx(1.6e-6 * tr.extent)
 

@@ -142,6 +142,7 @@ def test_empty_inputs() -> None:
     assert knn_scale_init(torch.empty(0, 3)).shape == (0,)
 
 
+@pytest.mark.usefixtures("op_backend")  # Rust and the public torch branch
 def test_bad_inputs() -> None:
     pts = cloud(10, 0)
     with pytest.raises(TypeError, match="points"):

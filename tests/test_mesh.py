@@ -253,19 +253,31 @@ def test_shared_edge_never_cracks_nor_double_covers() -> None:
 # --------------------------------------------------------------------------- visibility
 
 
+@pytest.mark.usefixtures("op_backend")  # Rust and the public torch branch
 def test_occlusion_order_and_ties() -> None:
     quad = torch.tensor([[-1.0, -1.0], [1.0, -1.0], [1.0, 1.0], [-1.0, 1.0]])
     near = torch.cat([quad * 0.5, torch.full((4, 1), -2.0)], 1)
-    far = torch.cat([quad, torch.full((4, 1), -5.0)], 1)
+    far = torch.cat([quad * 2.0, torch.full((4, 1), -5.0)], 1)  # a ring of it shows around near
     v = torch.cat([far, near])
     f = torch.tensor([[0, 1, 2], [0, 2, 3], [4, 5, 6], [4, 6, 7]])
-    for order in (f, f.flip(0)):
-        out = rasterize_mesh(v, order, viewmat=EYE, K=K, width=W, height=H)
-        ids = order[out.triangle_id.clamp(min=0)][..., 0]
-        centre = ids[H // 2, W // 2]
-        assert centre == 4 and out.depth[H // 2, W // 2] == pytest.approx(2.0)
-        assert out.depth[1, 1] == pytest.approx(5.0) or out.triangle_id[1, 1] == -1
-        assert torch.isin(ids[out.triangle_id >= 0], torch.tensor([0, 4])).all()
+    # where each pixel centre's ray meets the planes z = -2 and z = -5 (x, y in camera units)
+    ys, xs = torch.meshgrid(torch.arange(H) + 0.5, torch.arange(W) + 0.5, indexing="ij")
+    ray_x, ray_y = (xs - K[0, 2]) / K[0, 0], (ys - K[1, 2]) / K[1, 1]
+    in_near = torch.maximum(ray_x.abs(), ray_y.abs()) * 2.0
+    in_far = torch.maximum(ray_x.abs(), ray_y.abs()) * 5.0
+    near_px = in_near < 0.5 - 0.02
+    far_px = (in_near > 0.5 + 0.02) & (in_far < 2.0 - 0.05)
+    empty_px = in_far > 2.0 + 0.05
+    assert near_px.sum() > 100 and far_px.sum() > 100 and empty_px.sum() > 20
+    for perm in (torch.arange(4), torch.arange(4).flip(0)):
+        out = rasterize_mesh(v, f[perm], viewmat=EYE, K=K, width=W, height=H)
+        face = torch.where(out.triangle_id >= 0, perm[out.triangle_id.clamp(min=0)], -1)
+        assert torch.isin(face[near_px], torch.tensor([2, 3])).all()
+        torch.testing.assert_close(out.depth[near_px], torch.full_like(out.depth[near_px], 2.0))
+        assert torch.isin(face[far_px], torch.tensor([0, 1])).all()  # the far quad, unoccluded
+        torch.testing.assert_close(out.depth[far_px], torch.full_like(out.depth[far_px], 5.0))
+        assert (face[empty_px] == -1).all()
+        assert face[H // 2, W // 2] in (2, 3) and out.depth[H // 2, W // 2] == pytest.approx(2.0)
     # the same face twice: the lower index wins every pixel
     dup = torch.tensor([[4, 5, 6], [6, 5, 4]])
     out = rasterize_mesh(v, dup, viewmat=EYE, K=K, width=W, height=H)
@@ -380,6 +392,7 @@ def test_int32_faces_and_double_vertices_are_accepted() -> None:
     assert_same(a, b)
 
 
+@pytest.mark.usefixtures("op_backend")  # Rust and the public torch branch
 def test_bad_inputs() -> None:
     v, f, attr = random_mesh(9, nf=10, nv=8)
     ok = dict(viewmat=EYE, K=K, width=W, height=H)
@@ -509,6 +522,7 @@ def test_sample_texture_gradcheck() -> None:
     assert torch.autograd.gradcheck(lambda t: sample_texture(t, uv.detach(), mode="nearest"), (tex,))
 
 
+@pytest.mark.usefixtures("op_backend")  # Rust and the public torch branch
 def test_sample_texture_bad_inputs() -> None:
     tex = torch.rand(4, 4, 3)
     with pytest.raises(ValueError, match="texture"):

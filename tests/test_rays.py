@@ -10,6 +10,9 @@ import torch
 from raysplat.reference import rays as ref
 from torch.testing import assert_close
 
+# every test runs on the Rust path and on the public torch branch (what CUDA tensors take)
+pytestmark = pytest.mark.usefixtures("op_backend")
+
 
 def _g(seed):
     return torch.Generator().manual_seed(seed)

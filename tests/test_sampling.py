@@ -12,6 +12,9 @@ from scipy import stats
 from torch.autograd import gradcheck
 from torch.testing import assert_close
 
+# every test runs on the Rust path and on the public torch branch (what CUDA tensors take)
+pytestmark = pytest.mark.usefixtures("op_backend")
+
 SPACINGS = ["linear", "disparity", "contracted"]
 
 

@@ -9,6 +9,9 @@ from raysplat.reference import scan as ref
 from torch.autograd import gradcheck
 from torch.testing import assert_close
 
+# every test runs on the Rust path and on the public torch branch (what CUDA tensors take)
+pytestmark = pytest.mark.usefixtures("op_backend")
+
 SCANS = {
     "inclusive_sum": (rs.inclusive_sum, "sum", False),
     "exclusive_sum": (rs.exclusive_sum, "sum", True),

@@ -3,12 +3,12 @@ on it, never on rayon's global pool. Default: ``RAYSPLAT_NUM_THREADS`` or all co
 
 from __future__ import annotations
 
-from raysplat import _core
+from raysplat import _checks, _core
 
 
 def set_num_threads(n: int) -> None:
     """Sets how many threads the Rust kernels use (default: ``RAYSPLAT_NUM_THREADS`` or all cores)."""
-    _core.set_num_threads(n)
+    _core.set_num_threads(_checks.positive_int("n", n))
 
 
 def get_num_threads() -> int:

@@ -8,6 +8,8 @@ from ``generator``), so a seed gives identical results on the Rust and torch pat
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch.autograd.function import once_differentiable
 
@@ -24,6 +26,8 @@ def _per_ray(name: str, v, n: int | None, device) -> torch.Tensor:
                 raise ValueError(f"{name} must have shape [R] or [R, 1], got {tuple(v.shape)}")
             v = v[:, 0]
         return v
+    if not math.isfinite(float(v)):
+        raise ValueError(f"{name} must be finite, got {float(v)}")
     return torch.full((n if n is not None else 1,), float(v), device=device)
 
 
@@ -86,23 +90,30 @@ def stratified_samples(
     return ref.stratified_edges(near.float(), far.float(), n_samples, spacing, jitter)
 
 
-def _histogram(t_edges: torch.Tensor, weights: torch.Tensor, values: bool = True) -> None:
+def _histogram(
+    t_edges: torch.Tensor,
+    weights: torch.Tensor,
+    values: bool = True,
+    names: tuple[str, str] = ("t_edges", "weights"),
+) -> None:
     """Shape checks, plus (``values``) finite / non-negative / sorted checks. The Rust kernels
-    check values themselves inside their parallel loops, so their callers pass ``values=False``."""
-    chk.tensor("t_edges", t_edges, ndim=2, finite=values)
-    chk.tensor("weights", weights, ndim=2, finite=values)
-    chk.same_device(t_edges=t_edges, weights=weights)
+    check values themselves inside their parallel loops, so their callers pass ``values=False``.
+    ``names``: the arguments' names in error messages."""
+    e_name, w_name = names
+    chk.tensor(e_name, t_edges, ndim=2, finite=values)
+    chk.tensor(w_name, weights, ndim=2, finite=values)
+    chk.same_device(**{e_name: t_edges, w_name: weights})
     if weights.shape[1] < 1 or t_edges.shape != (weights.shape[0], weights.shape[1] + 1):
         raise ValueError(
-            f"t_edges must have shape [R, B + 1] for weights [R, B], got {tuple(t_edges.shape)} "
+            f"{e_name} must have shape [R, B + 1] for {w_name} [R, B], got {tuple(t_edges.shape)} "
             f"and {tuple(weights.shape)}"
         )
     if not values:
         return
     if bool((weights < 0).any()):
-        raise ValueError("weights must be non-negative")
+        raise ValueError(f"{w_name} must be non-negative")
     if bool((t_edges[:, 1:] < t_edges[:, :-1]).any()):
-        raise ValueError("t_edges must be sorted along each ray")
+        raise ValueError(f"{e_name} must be sorted along each ray")
 
 
 def importance_sampling(
@@ -215,14 +226,15 @@ def interlevel_loss(
 
     ``w_outer`` sums the proposal weights of every proposal interval overlapping each NeRF
     interval (the outer measure). Gradients reach ``weights_prop`` only; the NeRF histogram
-    ``(t_edges, weights)`` is treated as a constant. Sum the loss over proposal levels.
+    ``(t_edges, weights)`` is treated as a constant. Sum the loss over proposal levels. Zero
+    rays give a loss of 0 (not NaN).
 
     Args:
         t_edges_prop: [R, P + 1] proposal edges; weights_prop: [R, P].
         t_edges: [R, S + 1] NeRF edges; weights: [R, S].
     """
     chk.same_device(t_edges_prop=t_edges_prop, weights_prop=weights_prop, t_edges=t_edges, weights=weights)
-    _histogram(t_edges_prop, weights_prop)
+    _histogram(t_edges_prop, weights_prop, names=("t_edges_prop", "weights_prop"))
     _histogram(t_edges, weights)
     if t_edges.shape[0] != t_edges_prop.shape[0]:
         raise ValueError("t_edges and t_edges_prop must hold the same number of rays")

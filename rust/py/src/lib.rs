@@ -9,6 +9,7 @@ mod buffer_cache;
 mod convert;
 mod grid;
 mod hashgrid;
+mod isa;
 mod knn;
 mod mesh;
 mod parallel;
@@ -30,6 +31,9 @@ mod _core {
 
     #[pymodule_export]
     use crate::parallel::{get_num_threads, set_num_threads};
+
+    #[pymodule_export]
+    use crate::isa::simd_level;
 
     #[pymodule_export]
     use crate::buffer_cache::{buffer_cache_info, release_buffer_cache, set_buffer_cache_budget};
