@@ -7,6 +7,7 @@ import pytest
 import raysplat.hashgrid as hg
 import torch
 from raysplat import _checks
+from raysplat._checks import backend
 from raysplat.hashgrid import hashgrid_encode
 from raysplat.reference.hashgrid import hashgrid_encode as hashgrid_twin
 
@@ -55,3 +56,35 @@ def test_hashgrid_is_the_nerf_export():
     import raysplat.nerf
 
     assert raysplat.nerf.hashgrid_encode is hg.hashgrid_encode is raysplat.hashgrid_encode
+
+
+@pytest.mark.parametrize("which", ["auto", "torch"])
+def test_dense_level_interpolates_a_linear_table_exactly(which, gen):
+    """Semantics, not transliteration: on a dense level (``(r + 1)^3 <= T``) the table row of
+    vertex (i, j, k) is ``i + j (r + 1) + k (r + 1)^2``; filling it with a linear function of the
+    vertex position makes trilinear interpolation reproduce that function at every point."""
+    r, size = 5, 256
+    a = torch.tensor([[0.7, -1.3], [2.0, 0.5], [-0.4, 1.1]], dtype=torch.float64)  # [3, F]
+    b = torch.tensor([0.25, -0.75], dtype=torch.float64)
+    ijk = torch.stack(torch.meshgrid(*[torch.arange(r + 1)] * 3, indexing="ij"), -1).reshape(-1, 3)
+    rows = ijk[:, 0] + ijk[:, 1] * (r + 1) + ijk[:, 2] * (r + 1) ** 2
+    table = torch.zeros(1, size, 2, dtype=torch.float64)
+    table[0, rows] = (ijk.double() / r) @ a + b
+    x = torch.rand(200, 3, generator=gen, dtype=torch.float64)
+    with backend(which):
+        out = hashgrid_encode(x, table, [r])
+    torch.testing.assert_close(out, x @ a + b, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("which", ["auto", "torch"])
+def test_hashed_level_reads_the_documented_hash_at_vertices(which):
+    """On a hashed level a point on vertex (i, j, k) reads exactly row
+    ``(i ^ j * 2654435761 ^ k * 805459861) mod T`` (uint32 arithmetic)."""
+    r, size = 64, 1 << 10  # 65^3 > T: hashed
+    table = torch.arange(size, dtype=torch.float64).reshape(1, size, 1)
+    ijk = torch.tensor([[0, 0, 0], [1, 2, 3], [64, 0, 17], [13, 64, 64], [31, 7, 50]])
+    x = ijk.double() / r
+    want = [((i ^ (j * 2654435761) ^ (k * 805459861)) & 0xFFFFFFFF) % size for i, j, k in ijk.tolist()]
+    with backend(which):
+        out = hashgrid_encode(x, table, [r])
+    assert out[:, 0].tolist() == [float(w) for w in want]
