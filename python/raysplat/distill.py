@@ -307,9 +307,12 @@ def _timestep_features(t: torch.Tensor, dim: int) -> torch.Tensor:
 
 
 class ResidualScore(nn.Module):
-    """The generic ε_φ for any prior: ``ε_pre(z_t, t, y) + f_φ(z_t, t, camera)`` where ``f_φ`` is
-    a small convolutional network (``hidden`` channels) conditioned on a sinusoidal timestep
-    embedding plus the camera MLP, its last layer zero-initialised (ε_φ starts at ε_pre(y))."""
+    """The generic ε_φ for any prior: ``ε_pre(z_t, t, y) + sqrt(ᾱ_t / (1 - ᾱ_t)) f_φ(z_t, t, camera)``
+    where ``f_φ`` is a small convolutional network (``hidden`` channels) conditioned on a
+    sinusoidal timestep embedding plus the camera MLP, its last layer zero-initialised (ε_φ starts
+    at ε_pre(y), as a fresh LoRA does). The scale makes ``f_φ`` a correction of the denoised
+    estimate: ε = (z_t - a ẑ_0) / s, so ε_φ - ε_pre = (a / s)(ẑ_0,pre - ẑ_0,φ), which stays O(1)
+    at every t while ε itself does not."""
 
     def __init__(self, prior: DiffusionPrior, channels: int, hidden: int = 64, depth: int = 3):
         super().__init__()
@@ -331,7 +334,8 @@ class ResidualScore(nn.Module):
         h = F.silu(self.inp(z_t.float()) + emb[:, :, None, None])
         for blk in self.blocks:
             h = F.silu(blk(h) + emb[:, :, None, None])
-        return base + self.out(h)
+        a2 = self.prior.alphas_cumprod.to(z_t.device)[t.long()].reshape(-1, 1, 1, 1)
+        return base + (a2 / (1 - a2)).sqrt() * self.out(h)
 
 
 def make_variational_score(prior: DiffusionPrior, channels: int | None = None, **kwargs) -> nn.Module:
@@ -430,6 +434,7 @@ def distill_images(
     lr: float = 0.03,
     lora_lr: float = 1e-3,
     lambda_lora: float = 1.0,
+    lora_steps: int = 1,
     weighting: str = "sds",
     schedule: TimestepSchedule | None = None,
     cfg_convention: str = "diffusers",
@@ -442,8 +447,8 @@ def distill_images(
 
     Particles are parameterised in the prior's space: ``z_i = encode(x_i⁰)`` with ``x_i⁰``
     uniform noise images (or ``init``), optimised with Adam (``lr``); every step updates all
-    particles (batch = ``n_particles``) and, for VSD, takes one ε_φ step (its own Adam,
-    ``lora_lr``, loss scaled by ``lambda_lora``). Works with any :class:`DiffusionPrior`; no
+    particles (batch = ``n_particles``) and, for VSD, takes ``lora_steps`` ε_φ steps (its own
+    Adam, ``lora_lr``, loss scaled by ``lambda_lora``; official K = 1). Works with any :class:`DiffusionPrior`; no
     cameras are passed. ``guidance_scale`` defaults to 100 (SDS) / 7.5 (VSD). Returns
     ``decode(z)`` clamped: ``[n_particles, 3, size, size]`` in [0, 1].
     """
@@ -481,9 +486,10 @@ def distill_images(
         out.loss.backward()
         opt.step()
         if method == "vsd":
-            phi_opt.zero_grad(set_to_none=True)
-            (lambda_lora * lora_loss(prior, phi, z, _expand(cond, n_particles, "cond"), generator=gen)).backward()
-            phi_opt.step()
+            for _ in range(lora_steps):
+                phi_opt.zero_grad(set_to_none=True)
+                (lambda_lora * lora_loss(prior, phi, z, _expand(cond, n_particles, "cond"), generator=gen)).backward()
+                phi_opt.step()
         if callback is not None:
             callback(step, z.detach())
     with torch.no_grad():
