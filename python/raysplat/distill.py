@@ -308,7 +308,8 @@ def _timestep_features(t: torch.Tensor, dim: int) -> torch.Tensor:
 
 class ResidualScore(nn.Module):
     """The generic ε_φ for any prior: ``ε_pre(z_t, t, y) + sqrt(ᾱ_t / (1 - ᾱ_t)) f_φ(z_t, t, camera)``
-    where ``f_φ`` is a small convolutional network (``hidden`` channels) conditioned on a
+    where ``f_φ`` is a small convolutional network (``hidden`` channels, dilations 1, 2, 4, ..., a global-average
+    branch) conditioned on a
     sinusoidal timestep embedding plus the camera MLP, its last layer zero-initialised (ε_φ starts
     at ε_pre(y), as a fresh LoRA does). The scale makes ``f_φ`` a correction of the denoised
     estimate: ε = (z_t - a ẑ_0) / s, so ε_φ - ε_pre = (a / s)(ẑ_0,pre - ẑ_0,φ), which stays O(1)
@@ -321,7 +322,10 @@ class ResidualScore(nn.Module):
         self.time = nn.Sequential(nn.Linear(hidden, hidden), nn.SiLU(), nn.Linear(hidden, hidden))
         self.camera = _CameraMLP(hidden)
         self.inp = nn.Conv2d(channels, hidden, 3, padding=1)
-        self.blocks = nn.ModuleList([nn.Conv2d(hidden, hidden, 3, padding=1) for _ in range(depth - 1)])
+        self.blocks = nn.ModuleList(
+            [nn.Conv2d(hidden, hidden, 3, padding=2**i, dilation=2**i) for i in range(1, depth)]
+        )
+        self.glob = nn.Linear(hidden, hidden)
         self.out = nn.Conv2d(hidden, channels, 3, padding=1)
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
@@ -334,6 +338,7 @@ class ResidualScore(nn.Module):
         h = F.silu(self.inp(z_t.float()) + emb[:, :, None, None])
         for blk in self.blocks:
             h = F.silu(blk(h) + emb[:, :, None, None])
+        h = F.silu(h + self.glob(h.mean((2, 3)))[:, :, None, None])  # global context
         a2 = self.prior.alphas_cumprod.to(z_t.device)[t.long()].reshape(-1, 1, 1, 1)
         return base + (a2 / (1 - a2)).sqrt() * self.out(h)
 
