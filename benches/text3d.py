@@ -12,7 +12,8 @@ Runs (``--runs``, default all): ``sds-nerf`` (the headline: SDS + NeRF, white ba
 albedo shading, default settings), ``sds-gs``, ``vsd-nerf``; then seconds per step of NeRF and GS
 at the default 64 x 64 render size.
 
-Usage: python benches/text3d.py [--cpu-seconds 420] [--short-cpu-seconds 120] [--runs sds-nerf sds-gs vsd-nerf]
+Usage: python benches/text3d.py [--cpu-seconds 420] [--short-cpu-seconds 120]
+       [--runs sds-nerf sds-gs vsd-nerf]
        [--threads 2] [--json out.json]
 """
 
@@ -43,7 +44,10 @@ def run(prior, name: str, cpu_seconds: float, eval_every: int, threads: int) -> 
         tr.train(steps=tr.step + eval_every, seconds=1e9, progress=False)
         p = tr.evaluate()["psnr"]
         curve.append((tr.step, round(tr.cpu_seconds / threads, 1), round(p, 2)))
-        print(f"  {name}: step {tr.step:5d}  cpu {tr.cpu_seconds / threads:7.1f} s  held-out PSNR {p:6.2f} dB", flush=True)
+        print(
+            f"  {name}: step {tr.step:5d}  cpu {tr.cpu_seconds / threads:7.1f} s  held-out PSNR {p:6.2f} dB",
+            flush=True,
+        )
     return {
         "run": name,
         "steps": tr.step,
@@ -82,7 +86,9 @@ def main() -> None:
         rows.append(run(prior, name, budget, args.eval_every, args.threads))
     print("\nrun        steps   cpu s   PSNR dB (best)")
     for r in rows:
-        print(f"{r['run']:9s} {r['steps']:6d} {r['cpu_seconds']:7.1f}   {r['psnr']:6.2f} ({r['best_psnr']:.2f})")
+        print(
+            f"{r['run']:9s} {r['steps']:6d} {r['cpu_seconds']:7.1f}   {r['psnr']:6.2f} ({r['best_psnr']:.2f})"
+        )
     sps = {rep: seconds_per_step(prior, rep) for rep in ("nerf", "gs")}
     print(f"\nseconds per step (64 x 64, CPU time / threads): nerf {sps['nerf']:.3f}, gs {sps['gs']:.3f}")
     if args.json:

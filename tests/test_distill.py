@@ -20,7 +20,7 @@ from raysplat.distill import (
     sds_weight,
     vsd_loss,
 )
-from raysplat.guidance import DiffusionPrior, GaussianMixturePrior, add_noise, scaled_linear_alphas_cumprod
+from raysplat.guidance import DiffusionPrior, GaussianMixturePrior, scaled_linear_alphas_cumprod
 
 
 class StubPrior(DiffusionPrior):
@@ -42,9 +42,10 @@ class StubPrior(DiffusionPrior):
 
     def predict_noise(self, z_t, t, cond, c2w=None, K=None):
         c = cond.reshape(-1, 1, 1, 1)
-        return c * self.eps_c.repeat(2, 1, 1, 1)[: z_t.shape[0]] + (1 - c) * self.eps_u.repeat(2, 1, 1, 1)[
-            : z_t.shape[0]
-        ]
+        return (
+            c * self.eps_c.repeat(2, 1, 1, 1)[: z_t.shape[0]]
+            + (1 - c) * self.eps_u.repeat(2, 1, 1, 1)[: z_t.shape[0]]
+        )
 
 
 @pytest.fixture
@@ -66,12 +67,15 @@ def test_sds_closed_form_gradient(stub):
     assert torch.allclose(z.grad, w * (eps_hat - noise) / 2, atol=1e-6)
     # reduction="sum": exactly w(t)(ε̂ - ε)
     z.grad = None
-    sds_loss(stub, z, stub.embed_prompts(["x"]), t, guidance_scale=s, latents=True, noise=noise,
-             reduction="sum").loss.backward()
+    sds_loss(
+        stub, z, stub.embed_prompts(["x"]), t, guidance_scale=s, latents=True, noise=noise, reduction="sum"
+    ).loss.backward()
     assert torch.allclose(z.grad, w * (eps_hat - noise), atol=1e-6)
     # through images: the chain rule of encode (2x - 1) doubles it
     x = ((z.detach() + 1) / 2).clamp(0, 1).requires_grad_(True)
-    sds_loss(stub, x, stub.embed_prompts(["x"]), t, guidance_scale=s, noise=noise, reduction="sum").loss.backward()
+    sds_loss(
+        stub, x, stub.embed_prompts(["x"]), t, guidance_scale=s, noise=noise, reduction="sum"
+    ).loss.backward()
     assert torch.allclose(x.grad, 2 * w * (eps_hat - noise), atol=1e-5)
 
 
@@ -102,7 +106,9 @@ def test_negative_prompt_replaces_uncond(stub):
     noise = torch.randn_like(z)
     cond = stub.embed_prompts(["x"])
     # an "unconditional" embedding equal to the conditional one: ε̂ = ε_c whatever the scale
-    out = sds_loss(stub, z, cond, 300, uncond=cond, latents=True, noise=noise, weighting="uniform", reduction="sum")
+    out = sds_loss(
+        stub, z, cond, 300, uncond=cond, latents=True, noise=noise, weighting="uniform", reduction="sum"
+    )
     assert torch.allclose(out.eps_pred, stub.eps_c, atol=1e-6)
 
 
@@ -140,7 +146,9 @@ def test_cfg_conventions():
     g = torch.Generator().manual_seed(4)
     u, c = torch.randn(5, generator=g), torch.randn(5, generator=g)
     for s in (0.0, 7.5, 100.0):
-        assert torch.allclose(cfg_combine(u, c, s, "threestudio"), cfg_combine(u, c, s + 1, "diffusers"), atol=1e-5)
+        assert torch.allclose(
+            cfg_combine(u, c, s, "threestudio"), cfg_combine(u, c, s + 1, "diffusers"), atol=1e-5
+        )
     assert torch.allclose(cfg_combine(u, c, 1.0), c, atol=1e-6)
     with pytest.raises(ValueError, match="cfg_convention"):
         cfg_combine(u, c, 1.0, "other")
@@ -203,7 +211,9 @@ def test_residual_score_starts_at_prior_and_learns():
 
     def held_out():
         with torch.no_grad():
-            return lora_loss(prior, phi, z0, cond[:1], c2w=cams, generator=torch.Generator().manual_seed(9)).item()
+            return lora_loss(
+                prior, phi, z0, cond[:1], c2w=cams, generator=torch.Generator().manual_seed(9)
+            ).item()
 
     before = held_out()
     for _ in range(40):
@@ -247,7 +257,9 @@ def test_distill_images_moves_particles_to_modes():
     prior = GaussianMixturePrior(size=8, std=0.05)
     modes = prior.modes("shapes")
     x0 = torch.rand(4, 3, 8, 8, generator=torch.Generator().manual_seed(0))
-    x = distill_images(prior, "shapes", "sds", n_particles=4, steps=150, size=8, guidance_scale=1.0, seed=0, init=x0)
+    x = distill_images(
+        prior, "shapes", "sds", n_particles=4, steps=150, size=8, guidance_scale=1.0, seed=0, init=x0
+    )
     d0 = ((x0[:, None] - modes[None]) ** 2).flatten(2).mean(-1).min(1).values
     d = ((x[:, None] - modes[None]) ** 2).flatten(2).mean(-1).min(1).values
     assert x.shape == (4, 3, 8, 8)

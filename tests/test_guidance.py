@@ -62,7 +62,9 @@ def test_tiny_sd_v_prediction(tmp_path):
     t = torch.tensor([300])
     cond = prior.embed_prompts(["x"])
     v = prior.unet(z_t, t, encoder_hidden_states=cond).sample
-    assert torch.allclose(prior.predict_noise(z_t, t, cond), v_to_eps(prior.alphas_cumprod, v, z_t, t), atol=1e-6)
+    assert torch.allclose(
+        prior.predict_noise(z_t, t, cond), v_to_eps(prior.alphas_cumprod, v, z_t, t), atol=1e-6
+    )
 
 
 def test_not_a_diffusers_layout(tmp_path):
@@ -140,14 +142,19 @@ def test_mixture_prompts_and_errors():
     z0 = d.encode(d.modes("one"))
     eps = torch.randn_like(z0)
     t = torch.tensor([700])
-    assert torch.allclose(d.predict_noise(add_noise(d.alphas_cumprod, z0, eps, t), t, d.embed_prompts(["one"])), eps,
-                          atol=1e-4)
+    assert torch.allclose(
+        d.predict_noise(add_noise(d.alphas_cumprod, z0, eps, t), t, d.embed_prompts(["one"])), eps, atol=1e-4
+    )
 
 
 def test_rendered_mesh_prior_is_camera_aware():
     prior = RenderedMeshPrior("sample", radius=0.5)
-    c2w = torch.cat([look_at(torch.tensor([0.0, 0.5, 2.0]), torch.zeros(3), torch.tensor([0.0, 1, 0])),
-                     torch.tensor([[0.0, 0, 0, 1]])])[None].float()
+    c2w = torch.cat(
+        [
+            look_at(torch.tensor([0.0, 0.5, 2.0]), torch.zeros(3), torch.tensor([0.0, 1, 0])),
+            torch.tensor([[0.0, 0, 0, 1]]),
+        ]
+    )[None].float()
     K = torch.tensor([[40.0, 0, 16], [0, 40.0, 16], [0, 0, 1]])
     img = prior.render(c2w, K, 32, 32)
     assert img.shape == (1, 32, 32, 3) and 0 <= img.min() and img.max() <= 1

@@ -35,8 +35,17 @@ def _config(**kw):
 
 @pytest.mark.parametrize(("rep", "method"), [("nerf", "sds"), ("gs", "vsd")])
 def test_tiny_sd_end_to_end(rep, method, tmp_path):
-    trainer = Trainer("tiny", "a ceramic mug", _config(steps=2, representation=rep, method=method,
-                                                        shading="random", n_particles=2 if method == "vsd" else 1))
+    trainer = Trainer(
+        "tiny",
+        "a ceramic mug",
+        _config(
+            steps=2,
+            representation=rep,
+            method=method,
+            shading="random",
+            n_particles=2 if method == "vsd" else 1,
+        ),
+    )
     m = trainer.run(tmp_path / "run", frames=2, progress=False)
     out = tmp_path / "run"
     assert (out / "checkpoint.pt").is_file()
@@ -72,8 +81,9 @@ def test_resume_is_exact(tmp_path):
     resumed = Trainer.load_checkpoint(tmp_path / "checkpoint.pt", prior)
     resumed.train(progress=False)
     assert resumed.step == 4
-    for (n, a), (_, b) in zip(full.particles.state_dict().items(), resumed.particles.state_dict().items(),
-                              strict=True):
+    for (n, a), (_, b) in zip(
+        full.particles.state_dict().items(), resumed.particles.state_dict().items(), strict=True
+    ):
         assert torch.equal(a, b), n
     for a, b in zip(full.phi.parameters(), resumed.phi.parameters(), strict=True):
         assert torch.equal(a, b)
@@ -100,7 +110,11 @@ def test_cameras_look_at_origin_with_y_up():
     assert (c2w[:, 1, 1] > 0).all()  # camera up has a +y component
     fovy = torch.rad2deg(2 * torch.atan(32 / K[:, 1, 1]))
     assert fovy.min() >= 40 - 1e-3 and fovy.max() <= 70 + 1e-3
-    assert view_suffix(10) == ", front view" and view_suffix(180) == ", back view" and view_suffix(-90) == ", side view"
+    assert (
+        view_suffix(10) == ", front view"
+        and view_suffix(180) == ", back view"
+        and view_suffix(-90) == ", side view"
+    )
 
 
 def test_marching_tetrahedra_sphere():
@@ -135,7 +149,22 @@ def test_cli_text_to_3d(tmp_path, capsys):
     sets = [x for k, v in TINY.items() for x in ("--set", f"{k}={v}")]
     assert main(args + sets) == 0
     assert (out / "checkpoint.pt").is_file() and (out / "mesh.glb").is_file()
-    assert main(["text-to-3d", "cat", "--prior", "mixture:shapes", "--steps", "1", "--out", str(tmp_path / "x"), "-q"]) == 2
+    assert (
+        main(
+            [
+                "text-to-3d",
+                "cat",
+                "--prior",
+                "mixture:shapes",
+                "--steps",
+                "1",
+                "--out",
+                str(tmp_path / "x"),
+                "-q",
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "not a target" in err[0]
     assert main(["text-to-3d", "x", "--prior", str(tmp_path), "--out", str(tmp_path / "y")]) == 2

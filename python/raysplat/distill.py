@@ -2,7 +2,8 @@
 2023), following threestudio's ``stable_diffusion_guidance.py`` / ``stable_diffusion_vsd_guidance.py``
 and the official ``thu-ml/prolificdreamer`` code.
 
-With ``z = encode(g(θ, c))``, ``t ~ U{t_min..t_max}``, ``ε ~ N(0, I)``, ``z_t = sqrt(ᾱ_t) z + sqrt(1-ᾱ_t) ε``::
+With ``z = encode(g(θ, c))``, ``t ~ U{t_min..t_max}``, ``ε ~ N(0, I)``,
+``z_t = sqrt(ᾱ_t) z + sqrt(1-ᾱ_t) ε``::
 
     ε̂     = ε_u + s (ε_c - ε_u)                         (classifier-free guidance, diffusers' s)
     SDS:  grad = w(t) (ε̂ - ε)
@@ -102,13 +103,22 @@ class TimestepSchedule:
 
     def __post_init__(self) -> None:
         if not (0 <= self.min_step <= self.max_step):
-            raise ValueError(f"min_step/max_step must satisfy 0 <= min_step <= max_step, got {self.min_step}, {self.max_step}")
+            raise ValueError(
+                "min_step/max_step must satisfy 0 <= min_step <= max_step, "
+                f"got {self.min_step}, {self.max_step}"
+            )
         if not (self.min_step <= self.anneal_max_step):
             raise ValueError(f"anneal_max_step must be >= min_step, got {self.anneal_max_step}")
 
     @classmethod
-    def from_fractions(cls, num_train_timesteps: int = 1000, lo: float = 0.02, hi: float = 0.98, anneal_step=5000,
-                       anneal_hi: float = 0.5) -> TimestepSchedule:
+    def from_fractions(
+        cls,
+        num_train_timesteps: int = 1000,
+        lo: float = 0.02,
+        hi: float = 0.98,
+        anneal_step=5000,
+        anneal_hi: float = 0.5,
+    ) -> TimestepSchedule:
         T = num_train_timesteps
         return cls(int(T * lo), int(T * hi), anneal_step, int(T * anneal_hi))
 
@@ -117,7 +127,9 @@ class TimestepSchedule:
         annealed = self.anneal_step is not None and step >= self.anneal_step
         return self.min_step, (self.anneal_max_step if annealed else self.max_step)
 
-    def sample(self, step: int, batch: int, generator: torch.Generator | None = None, device=None) -> torch.Tensor:
+    def sample(
+        self, step: int, batch: int, generator: torch.Generator | None = None, device=None
+    ) -> torch.Tensor:
         lo, hi = self.range(step)
         return torch.randint(lo, hi + 1, (batch,), generator=generator).to(device or "cpu")
 
@@ -146,8 +158,9 @@ def _expand(cond: torch.Tensor, b: int, name: str) -> torch.Tensor:
     raise ValueError(f"{name} must have batch size 1 or {b}, got {cond.shape[0]}")
 
 
-def guidance_eps(prior: DiffusionPrior, z_t, t, cond, uncond, guidance_scale, cfg_convention="diffusers",
-                 c2w=None, K=None) -> torch.Tensor:
+def guidance_eps(
+    prior: DiffusionPrior, z_t, t, cond, uncond, guidance_scale, cfg_convention="diffusers", c2w=None, K=None
+) -> torch.Tensor:
     """ε̂ with classifier-free guidance (one batched call of ``[x_t; x_t]`` as threestudio)."""
     b = z_t.shape[0]
     cond, uncond = _expand(cond, b, "cond"), _expand(uncond, b, "uncond")
@@ -167,7 +180,15 @@ class DistillOutput:
     (``w(t)(ε̂ - ε_target)`` after clipping), ``z`` (the latents), ``t``, ``noise``, ``z_t``, ``eps_pred``."""
 
     def __init__(self, loss, grad, z, t, noise, z_t, eps_pred):
-        self.loss, self.grad, self.z, self.t, self.noise, self.z_t, self.eps_pred = loss, grad, z, t, noise, z_t, eps_pred
+        self.loss, self.grad, self.z, self.t, self.noise, self.z_t, self.eps_pred = (
+            loss,
+            grad,
+            z,
+            t,
+            noise,
+            z_t,
+            eps_pred,
+        )
 
 
 def _prepare(prior, x, latents, t, noise, generator):
@@ -279,8 +300,12 @@ class LoRAScore(nn.Module):
         unet = prior.unet
         if not getattr(unet, "_hf_peft_config_loaded", False):
             unet.add_adapter(
-                peft.LoraConfig(r=rank, lora_alpha=rank, init_lora_weights=True,
-                                target_modules=["to_q", "to_k", "to_v", "to_out.0"])
+                peft.LoraConfig(
+                    r=rank,
+                    lora_alpha=rank,
+                    init_lora_weights=True,
+                    target_modules=["to_q", "to_k", "to_v", "to_out.0"],
+                )
             )
         self.lora_params = nn.ParameterList([p for n, p in unet.named_parameters() if "lora" in n])
         for p in self.lora_params:
@@ -308,7 +333,8 @@ def _timestep_features(t: torch.Tensor, dim: int) -> torch.Tensor:
 
 class ResidualScore(nn.Module):
     """The generic ε_φ for any prior: ``ε_pre(z_t, t, y) + sqrt(ᾱ_t / (1 - ᾱ_t)) f_φ(z_t, t, camera)``
-    where ``f_φ`` is a small convolutional network (``hidden`` channels, dilations 1, 2, 4, ..., a global-average
+    where ``f_φ`` is a small convolutional network (``hidden`` channels, dilations 1, 2, 4, ...,
+    a global-average
     branch) conditioned on a
     sinusoidal timestep embedding plus the camera MLP, its last layer zero-initialised (ε_φ starts
     at ε_pre(y), as a fresh LoRA does). The scale makes ``f_φ`` a correction of the denoised
@@ -334,7 +360,9 @@ class ResidualScore(nn.Module):
         with torch.no_grad():
             kw = _camera_kwargs(c2w, K) if self.prior.camera_aware else {}
             base = self.prior.predict_noise(z_t, t, cond, **kw).float()
-        emb = self.time(_timestep_features(t, self.hidden)) + self.camera(_flat_camera(c2w, z_t.shape[0], z_t.device))
+        emb = self.time(_timestep_features(t, self.hidden)) + self.camera(
+            _flat_camera(c2w, z_t.shape[0], z_t.device)
+        )
         h = F.silu(self.inp(z_t.float()) + emb[:, :, None, None])
         for blk in self.blocks:
             h = F.silu(blk(h) + emb[:, :, None, None])
@@ -391,7 +419,9 @@ def vsd_loss(
     eps_pred = guidance_eps(prior, z_t, t, cond, uncond, guidance_scale, cfg_convention, c2w, K)
     b = z.shape[0]
     with torch.no_grad():
-        eps_phi = _call_phi(phi, z_t, t, _expand(cond if phi_cond is None else phi_cond, b, "phi_cond"), c2w, K)
+        eps_phi = _call_phi(
+            phi, z_t, t, _expand(cond if phi_cond is None else phi_cond, b, "phi_cond"), c2w, K
+        )
     return _finish(prior, z, t, noise, z_t, eps_pred, eps_phi.float(), weighting, grad_clip, reduction)
 
 
@@ -453,7 +483,8 @@ def distill_images(
     Particles are parameterised in the prior's space: ``z_i = encode(x_i⁰)`` with ``x_i⁰``
     uniform noise images (or ``init``), optimised with Adam (``lr``); every step updates all
     particles (batch = ``n_particles``) and, for VSD, takes ``lora_steps`` ε_φ steps (its own
-    Adam, ``lora_lr``, loss scaled by ``lambda_lora``; official K = 1). Works with any :class:`DiffusionPrior`; no
+    Adam, ``lora_lr``, loss scaled by ``lambda_lora``; official K = 1). Works with any
+    :class:`DiffusionPrior`; no
     cameras are passed. ``guidance_scale`` defaults to 100 (SDS) / 7.5 (VSD). Returns
     ``decode(z)`` clamped: ``[n_particles, 3, size, size]`` in [0, 1].
     """
@@ -467,7 +498,11 @@ def distill_images(
     device = prior.alphas_cumprod.device
     schedule = schedule or TimestepSchedule.from_fractions(prior.alphas_cumprod.shape[0], anneal_step=None)
     with torch.no_grad():
-        x0 = torch.rand(n_particles, 3, size, size, generator=gen) if init is None else init.detach().cpu().float()
+        x0 = (
+            torch.rand(n_particles, 3, size, size, generator=gen)
+            if init is None
+            else init.detach().cpu().float()
+        )
         check_images("init", x0)
         z = prior.encode(x0.to(device)).float().detach().clone()
     z.requires_grad_(True)
@@ -481,8 +516,15 @@ def distill_images(
     for step in range(steps):
         t = schedule.sample(step, n_particles, gen, device)
         noise = torch.randn(z.shape, generator=gen).to(device)
-        kw = dict(uncond=uncond, guidance_scale=guidance_scale, cfg_convention=cfg_convention, weighting=weighting,
-                  grad_clip=grad_clip, latents=True, noise=noise)
+        kw = dict(
+            uncond=uncond,
+            guidance_scale=guidance_scale,
+            cfg_convention=cfg_convention,
+            weighting=weighting,
+            grad_clip=grad_clip,
+            latents=True,
+            noise=noise,
+        )
         if method == "sds":
             out = sds_loss(prior, z, cond, t, **kw)
         else:
@@ -493,7 +535,9 @@ def distill_images(
         if method == "vsd":
             for _ in range(lora_steps):
                 phi_opt.zero_grad(set_to_none=True)
-                (lambda_lora * lora_loss(prior, phi, z, _expand(cond, n_particles, "cond"), generator=gen)).backward()
+                (
+                    lambda_lora * lora_loss(prior, phi, z, _expand(cond, n_particles, "cond"), generator=gen)
+                ).backward()
                 phi_opt.step()
         if callback is not None:
             callback(step, z.detach())

@@ -62,7 +62,9 @@ def procedural_targets(size: int = 32) -> dict[str, torch.Tensor]:
     """
     if size < 4:
         raise ValueError(f"size must be >= 4, got {size}")
-    yy, xx = torch.meshgrid((torch.arange(size) + 0.5) / size, (torch.arange(size) + 0.5) / size, indexing="ij")
+    yy, xx = torch.meshgrid(
+        (torch.arange(size) + 0.5) / size, (torch.arange(size) + 0.5) / size, indexing="ij"
+    )
     disc = _disc(size, 0.5, 0.5, 0.3)
     square = ((xx - 0.5).abs() <= 0.28).float() * ((yy - 0.5).abs() <= 0.28).float()
     diamond = ((xx - 0.5).abs() + (yy - 0.5).abs() <= 0.35).float()
@@ -77,7 +79,9 @@ def procedural_targets(size: int = 32) -> dict[str, torch.Tensor]:
         ]
     )
     flat = torch.ones(1, size, size)
-    colors = torch.stack([_paint(flat[0], c) for c in ((0.9, 0.1, 0.1), (0.1, 0.8, 0.1), (0.1, 0.1, 0.9), (0.95, 0.9, 0.1))])
+    colors = torch.stack(
+        [_paint(flat[0], c) for c in ((0.9, 0.1, 0.1), (0.1, 0.8, 0.1), (0.1, 0.1, 0.9), (0.95, 0.9, 0.1))]
+    )
     return {
         "shapes": shapes,
         "colors": colors,
@@ -135,18 +139,26 @@ class GaussianMixturePrior(DiffusionPrior):
         self.log_pi = -counts.log()[self.owner]  # equal weights within a name
         self.std = float(std)
         self.alphas_cumprod = (
-            scaled_linear_alphas_cumprod() if alphas_cumprod is None else torch.as_tensor(alphas_cumprod).float()
+            scaled_linear_alphas_cumprod()
+            if alphas_cumprod is None
+            else torch.as_tensor(alphas_cumprod).float()
         )
         self._resized: dict[tuple[int, int], torch.Tensor] = {}
 
     def modes(self, name: str, size: int | None = None) -> torch.Tensor:
         """The target images ``[K, 3, size, size]`` of ``name``."""
         i = self._index(name)
-        return self._means(size or self.targets.shape[-1], size or self.targets.shape[-2])[self.owner == i].add(1).div(2)
+        return (
+            self._means(size or self.targets.shape[-1], size or self.targets.shape[-2])[self.owner == i]
+            .add(1)
+            .div(2)
+        )
 
     def _index(self, name: str) -> int:
         if name not in self.names:
-            raise ValueError(f"prompt {name!r} is not a target of this prior (known: {', '.join(self.names)})")
+            raise ValueError(
+                f"prompt {name!r} is not a target of this prior (known: {', '.join(self.names)})"
+            )
         return self.names.index(name)
 
     def _means(self, h: int, w: int) -> torch.Tensor:
@@ -179,7 +191,9 @@ class GaussianMixturePrior(DiffusionPrior):
         if z_t.ndim != 4 or z_t.shape[1] != 3:
             raise ValueError(f"z_t must have shape [B, 3, H, W], got {tuple(z_t.shape)}")
         if cond.shape != (z_t.shape[0], len(self.names)):
-            raise ValueError(f"cond must have shape [{z_t.shape[0]}, {len(self.names)}], got {tuple(cond.shape)}")
+            raise ValueError(
+                f"cond must have shape [{z_t.shape[0]}, {len(self.names)}], got {tuple(cond.shape)}"
+            )
         t = torch.as_tensor(t).long().reshape(-1).expand(z_t.shape[0])
         means = self._means(*z_t.shape[-2:]).to(z_t.device)
         w = cond.to(torch.float64)[:, self.owner.to(z_t.device)]
@@ -256,7 +270,9 @@ class RenderedMeshPrior(DiffusionPrior):
             raise ValueError(f"background must be 3 values in [0, 1], got {background}")
         self.std = float(std)
         self.alphas_cumprod = (
-            scaled_linear_alphas_cumprod() if alphas_cumprod is None else torch.as_tensor(alphas_cumprod).float()
+            scaled_linear_alphas_cumprod()
+            if alphas_cumprod is None
+            else torch.as_tensor(alphas_cumprod).float()
         )
 
     @torch.no_grad()
@@ -268,10 +284,14 @@ class RenderedMeshPrior(DiffusionPrior):
         K = torch.as_tensor(K).detach().cpu().float()
         K = K[None].expand(c2w.shape[0], 3, 3) if K.ndim == 2 else K
         if c2w.ndim != 3 or c2w.shape[1:] not in ((4, 4), (3, 4)) or K.shape != (c2w.shape[0], 3, 3):
-            raise ValueError(f"c2w must be [B, 4, 4] and K [B, 3, 3]; got {tuple(c2w.shape)} and {tuple(K.shape)}")
+            raise ValueError(
+                f"c2w must be [B, 4, 4] and K [B, 3, 3]; got {tuple(c2w.shape)} and {tuple(K.shape)}"
+            )
         out = []
         for i in range(c2w.shape[0]):
-            rgb, alpha, _ = self.renderer.render(c2w[i, :3].numpy(), K[i].double().numpy(), width, height, sky=False)
+            rgb, alpha, _ = self.renderer.render(
+                c2w[i, :3].numpy(), K[i].double().numpy(), width, height, sky=False
+            )
             rgb, alpha = torch.from_numpy(rgb), torch.from_numpy(alpha)[..., None]
             out.append(rgb * alpha + self.background * (1 - alpha))
         return torch.stack(out)
@@ -300,8 +320,14 @@ class RenderedMeshPrior(DiffusionPrior):
         t = torch.as_tensor(t).long().reshape(-1).expand(z_t.shape[0])
         n = z_t.shape[0]
         eps = [
-            _mixture_eps(z_t[i : i + 1], t[i : i + 1], self.alphas_cumprod, 2 * target[i : i + 1] - 1,
-                         torch.zeros(1, 1), self.std)
+            _mixture_eps(
+                z_t[i : i + 1],
+                t[i : i + 1],
+                self.alphas_cumprod,
+                2 * target[i : i + 1] - 1,
+                torch.zeros(1, 1),
+                self.std,
+            )
             for i in range(n)
         ]
         return torch.cat(eps)

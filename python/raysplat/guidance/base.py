@@ -40,25 +40,33 @@ def scaled_linear_alphas_cumprod(
     return torch.cumprod(1.0 - betas, 0).float()
 
 
-def _coef(alphas_cumprod: torch.Tensor, t: torch.Tensor, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _coef(
+    alphas_cumprod: torch.Tensor, t: torch.Tensor, like: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     a = alphas_cumprod.to(like.device)[t.to(like.device).long()].to(like.dtype)
     a = a.reshape(-1, *([1] * (like.ndim - 1)))
     return a.sqrt(), (1 - a).sqrt()
 
 
-def add_noise(alphas_cumprod: torch.Tensor, z0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+def add_noise(
+    alphas_cumprod: torch.Tensor, z0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor
+) -> torch.Tensor:
     """``sqrt(ᾱ_t) z0 + sqrt(1 - ᾱ_t) noise`` per batch item (``t`` LongTensor ``[B]``)."""
     a, s = _coef(alphas_cumprod, t, z0)
     return a * z0 + s * noise
 
 
-def v_to_eps(alphas_cumprod: torch.Tensor, v: torch.Tensor, z_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+def v_to_eps(
+    alphas_cumprod: torch.Tensor, v: torch.Tensor, z_t: torch.Tensor, t: torch.Tensor
+) -> torch.Tensor:
     """ε from a v-prediction: ``sqrt(ᾱ_t) v + sqrt(1 - ᾱ_t) z_t``."""
     a, s = _coef(alphas_cumprod, t, z_t)
     return a * v + s * z_t
 
 
-def eps_to_v(alphas_cumprod: torch.Tensor, eps: torch.Tensor, z_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+def eps_to_v(
+    alphas_cumprod: torch.Tensor, eps: torch.Tensor, z_t: torch.Tensor, t: torch.Tensor
+) -> torch.Tensor:
     """v from an ε-prediction: ``(ε - sqrt(1 - ᾱ_t) z_t) / sqrt(ᾱ_t)``."""
     a, s = _coef(alphas_cumprod, t, z_t)
     return (eps - s * z_t) / a

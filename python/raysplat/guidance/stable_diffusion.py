@@ -80,7 +80,9 @@ class StableDiffusionPrior(DiffusionPrior):
         else:
             src, kw = str(path_or_id), {"local_files_only": bool(local_files_only)}
         try:
-            unet = diffusers.UNet2DConditionModel.from_pretrained(src, subfolder="unet", torch_dtype=dtype, **kw)
+            unet = diffusers.UNet2DConditionModel.from_pretrained(
+                src, subfolder="unet", torch_dtype=dtype, **kw
+            )
             vae = diffusers.AutoencoderKL.from_pretrained(src, subfolder="vae", torch_dtype=dtype, **kw)
             text_encoder = transformers.CLIPTextModel.from_pretrained(
                 src, subfolder="text_encoder", torch_dtype=dtype, **kw
@@ -89,7 +91,9 @@ class StableDiffusionPrior(DiffusionPrior):
             scheduler = diffusers.DDPMScheduler.from_pretrained(src, subfolder="scheduler", **kw)
         except (OSError, ValueError, json.JSONDecodeError) as e:
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise ValueError(f"path_or_id {str(path_or_id)!r}: cannot load Stable Diffusion ({first})") from None
+            raise ValueError(
+                f"path_or_id {str(path_or_id)!r}: cannot load Stable Diffusion ({first})"
+            ) from None
         if attention_slicing:
             unet.set_attention_slice("auto")
         device = torch.device(device)
@@ -103,7 +107,8 @@ class StableDiffusionPrior(DiffusionPrior):
         check_images("images", images)
         if images.shape[-1] % self.vae_scale or images.shape[-2] % self.vae_scale:
             raise ValueError(
-                f"images height and width must be multiples of {self.vae_scale}, got {tuple(images.shape[-2:])}"
+                f"images height and width must be multiples of {self.vae_scale}, "
+                f"got {tuple(images.shape[-2:])}"
             )
         x = (2 * images - 1).to(self.dtype)
         return self.vae.encode(x).latent_dist.mean * self.scaling_factor
@@ -128,7 +133,9 @@ class StableDiffusionPrior(DiffusionPrior):
 
     def unet_eps(self, z_t, t, cond, **unet_kwargs) -> torch.Tensor:
         """The UNet's output converted to ε (float32)."""
-        out = self.unet(z_t.to(self.dtype), t, encoder_hidden_states=cond.to(self.dtype), **unet_kwargs).sample
+        out = self.unet(
+            z_t.to(self.dtype), t, encoder_hidden_states=cond.to(self.dtype), **unet_kwargs
+        ).sample
         out = out.float()
         if self.prediction_type == "v_prediction":
             out = v_to_eps(self.alphas_cumprod, out, z_t.float(), t)
@@ -136,7 +143,9 @@ class StableDiffusionPrior(DiffusionPrior):
 
     def predict_noise(self, z_t, t, cond, c2w=None, K=None) -> torch.Tensor:
         if z_t.ndim != 4 or z_t.shape[1] != self.unet.config.in_channels:
-            raise ValueError(f"z_t must have shape [B, {self.unet.config.in_channels}, h, w], got {tuple(z_t.shape)}")
+            raise ValueError(
+                f"z_t must have shape [B, {self.unet.config.in_channels}, h, w], got {tuple(z_t.shape)}"
+            )
         t = torch.as_tensor(t, device=z_t.device).long().reshape(-1).expand(z_t.shape[0])
         adapters = getattr(self.unet, "_hf_peft_config_loaded", False)
         if adapters:  # the pretrained score: LoRA (VSD's ε_φ) off
@@ -162,7 +171,9 @@ def _char_tokenizer_files(folder: Path) -> None:
     (folder / "merges.txt").write_text("#version: 0.2\n")
 
 
-def tiny_stable_diffusion(out_dir: str | os.PathLike, seed: int = 0, prediction_type: str = "epsilon") -> Path:
+def tiny_stable_diffusion(
+    out_dir: str | os.PathLike, seed: int = 0, prediction_type: str = "epsilon"
+) -> Path:
     """Writes a randomly initialised, few-MB Stable Diffusion to ``out_dir`` in the diffusers
     layout (``model_index.json``, ``unet/``, ``vae/``, ``text_encoder/``, ``tokenizer/``,
     ``scheduler/``) and returns the path. The VAE has 4 blocks (8x downsampling, as SD), the

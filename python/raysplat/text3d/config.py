@@ -32,7 +32,8 @@ class Text3DConfig(TrainingConfig):
 
     prompt: str = option("", "the text prompt (analytic priors: a target name)")
     prior: str | None = option(
-        None, "how to rebuild the prior on resume: 'tiny', 'mixture:NAME', 'mesh:PATH|sample' or a diffusers path"
+        None,
+        "how to rebuild the prior on resume: 'tiny', 'mixture:NAME', 'mesh:PATH|sample' or a diffusers path",
     )
     method: str = option("sds", "'sds' (DreamFusion) or 'vsd' (ProlificDreamer)")
     representation: str = option("nerf", "'nerf' (hash grid + occupancy grid) or 'gs' (3D Gaussians)")
@@ -47,7 +48,9 @@ class Text3DConfig(TrainingConfig):
     anneal_max_step_percent: float = option(0.5, "largest t / T after annealing")
     n_particles: int = option(1, "independent 3D models (VSD particles); one drawn uniformly per step")
     lambda_lora: float = option(1.0, "weight of the variational score's loss (VSD)")
-    lora_lr: float = option(1e-3, "learning rate of the variational score (LoRA + camera MLP, or the residual net)")
+    lora_lr: float = option(
+        1e-3, "learning rate of the variational score (LoRA + camera MLP, or the residual net)"
+    )
     lora_rank: int = option(4, "LoRA rank (diffusers priors)")
     camera_dropout: float = option(0.1, "probability of dropping the camera condition of ε_φ")
     render_size: int = option(64, "training render width = height (pixels)")
@@ -84,7 +87,9 @@ class Text3DConfig(TrainingConfig):
         if self.method not in METHODS:
             raise ValueError(f"method must be one of {', '.join(METHODS)}, got {self.method!r}")
         if self.representation not in REPRESENTATIONS:
-            raise ValueError(f"representation must be one of {', '.join(REPRESENTATIONS)}, got {self.representation!r}")
+            raise ValueError(
+                f"representation must be one of {', '.join(REPRESENTATIONS)}, got {self.representation!r}"
+            )
         if self.background not in BACKGROUNDS:
             raise ValueError(f"background must be one of {', '.join(BACKGROUNDS)}, got {self.background!r}")
         if self.shading not in SHADINGS:
@@ -92,7 +97,9 @@ class Text3DConfig(TrainingConfig):
         if self.weighting not in ("sds", "uniform", "fantasia3d"):
             raise ValueError(f"weighting must be 'sds', 'uniform' or 'fantasia3d', got {self.weighting!r}")
         if self.cfg_convention not in ("diffusers", "threestudio"):
-            raise ValueError(f"cfg_convention must be 'diffusers' or 'threestudio', got {self.cfg_convention!r}")
+            raise ValueError(
+                f"cfg_convention must be 'diffusers' or 'threestudio', got {self.cfg_convention!r}"
+            )
         if self.n_particles < 1:
             raise ValueError(f"n_particles must be >= 1, got {self.n_particles}")
         for name in ("render_size", "eval_size", "eval_views", "n_gaussians", "mesh_resolution"):

@@ -20,7 +20,6 @@ import math
 import os
 import tempfile
 from pathlib import Path
-from typing import ClassVar
 
 import numpy as np
 import torch
@@ -62,7 +61,9 @@ def load_prior(spec: str, device: str | torch.device = "cpu") -> DiffusionPrior:
     from raysplat import guidance
 
     if not isinstance(spec, str) or not spec:
-        raise ValueError(f"prior must be 'tiny', 'mixture:NAME', 'mesh:PATH' or a diffusers path, got {spec!r}")
+        raise ValueError(
+            f"prior must be 'tiny', 'mixture:NAME', 'mesh:PATH' or a diffusers path, got {spec!r}"
+        )
     if spec == "tiny":
         d = Path(tempfile.gettempdir()) / "raysplat-tiny-sd-0"
         if not (d / "model_index.json").is_file():
@@ -85,8 +86,11 @@ def sample_cameras(cfg: Text3DConfig, n: int, size: int, generator: torch.Genera
     def uni(r):
         return r[0] + (r[1] - r[0]) * torch.rand(n, generator=generator, dtype=torch.float64)
 
-    dist, elev, azim, fovy = uni(cfg.camera_distance), uni(cfg.elevation_range), uni(cfg.azimuth_range), uni(
-        cfg.fovy_range
+    dist, elev, azim, fovy = (
+        uni(cfg.camera_distance),
+        uni(cfg.elevation_range),
+        uni(cfg.azimuth_range),
+        uni(cfg.fovy_range),
     )
     return _cameras(dist, elev, azim, fovy, size)
 
@@ -95,7 +99,9 @@ def _cameras(dist, elev, azim, fovy, size):
     e, a = torch.deg2rad(elev), torch.deg2rad(azim)
     eye = torch.stack([dist * e.cos() * a.sin(), dist * e.sin(), dist * e.cos() * a.cos()], -1)
     c2w = look_at(eye, torch.zeros(3, dtype=torch.float64), _UP)
-    c2w = torch.cat([c2w, torch.tensor([0.0, 0, 0, 1], dtype=torch.float64).expand(len(eye), 1, 4)], 1).float()
+    c2w = torch.cat(
+        [c2w, torch.tensor([0.0, 0, 0, 1], dtype=torch.float64).expand(len(eye), 1, 4)], 1
+    ).float()
     f = 0.5 * size / torch.tan(0.5 * torch.deg2rad(fovy))
     K = torch.zeros(len(eye), 3, 3)
     K[:, 0, 0], K[:, 1, 1] = f.float(), f.float()
@@ -160,10 +166,18 @@ class NerfParticle(nn.Module):
         r = cfg.radius
         aabb = [-r, -r, -r, r, r, r]
         self.field = _Field(
-            aabb, cfg.density_blob, cfg.blob_radius, n_levels=cfg.n_levels, log2_table=cfg.log2_table,
-            max_res=cfg.max_res, hidden=cfg.hidden, generator=generator,
+            aabb,
+            cfg.density_blob,
+            cfg.blob_radius,
+            n_levels=cfg.n_levels,
+            log2_table=cfg.log2_table,
+            max_res=cfg.max_res,
+            hidden=cfg.hidden,
+            generator=generator,
         )
-        self.sampler = OccGridSampler(aabb, resolution=cfg.grid_resolution, render_step_size=2 * r * math.sqrt(3) / 256)
+        self.sampler = OccGridSampler(
+            aabb, resolution=cfg.grid_resolution, render_step_size=2 * r * math.sqrt(3) / 256
+        )
 
     def param_groups(self, cfg):
         grid = [p for n, p in self.field.named_parameters() if "grid" in n]
@@ -195,8 +209,9 @@ class GSParticle(nn.Module):
         u = torch.randn(n, 3, generator=generator)
         r = cfg.blob_radius * torch.rand(n, 1, generator=generator) ** (1 / 3)
         pts = F.normalize(u, dim=-1) * r
-        self.model = GaussianModel.from_points(pts, torch.rand(n, 3, generator=generator), sh_degree=0,
-                                               init_opacity=0.1)
+        self.model = GaussianModel.from_points(
+            pts, torch.rand(n, 3, generator=generator), sh_degree=0, init_opacity=0.1
+        )
 
     def param_groups(self, cfg):
         p = self.model.params
@@ -251,8 +266,12 @@ class Trainer(BaseTrainer):
     method = "text3d"
     config_class = Text3DConfig
 
-    def __init__(self, prior: DiffusionPrior | str | None, prompt: str | None = None,
-                 config: Text3DConfig | None = None):
+    def __init__(
+        self,
+        prior: DiffusionPrior | str | None,
+        prompt: str | None = None,
+        config: Text3DConfig | None = None,
+    ):
         config = config or Text3DConfig()
         if isinstance(prior, str):
             config = config.replace(prior=prior)
@@ -266,7 +285,9 @@ class Trainer(BaseTrainer):
         elif isinstance(prior, str):
             prior = load_prior(prior)
         if prior is not None and not isinstance(prior, DiffusionPrior):
-            raise TypeError(f"prior must be a DiffusionPrior, a spec string or None, got {type(prior).__name__}")
+            raise TypeError(
+                f"prior must be a DiffusionPrior, a spec string or None, got {type(prior).__name__}"
+            )
         self.prior = prior
         torch.manual_seed(cfg.seed)
         self.gen = torch.Generator().manual_seed(cfg.seed)
@@ -277,19 +298,26 @@ class Trainer(BaseTrainer):
         self.optimizers = [
             torch.optim.Adam(p.param_groups(cfg), betas=(0.9, 0.99), eps=1e-15) for p in self.particles
         ]
-        self.bg_optimizer = torch.optim.Adam(self.background.parameters(), lr=cfg.mlp_lr, betas=(0.9, 0.99),
-                                             eps=1e-15)
+        self.bg_optimizer = torch.optim.Adam(
+            self.background.parameters(), lr=cfg.mlp_lr, betas=(0.9, 0.99), eps=1e-15
+        )
         T = prior.num_train_timesteps if prior is not None else 1000
         self.schedule = TimestepSchedule(
-            int(T * cfg.min_step_percent), int(T * cfg.max_step_percent), cfg.anneal_step,
+            int(T * cfg.min_step_percent),
+            int(T * cfg.max_step_percent),
+            cfg.anneal_step,
             int(T * cfg.anneal_max_step_percent),
         )
-        self.guidance_scale = cfg.guidance_scale if cfg.guidance_scale is not None else DEFAULT_GUIDANCE[cfg.method]
+        self.guidance_scale = (
+            cfg.guidance_scale if cfg.guidance_scale is not None else DEFAULT_GUIDANCE[cfg.method]
+        )
         self.phi, self.phi_optimizer = None, None
         self._emb: dict[str, torch.Tensor] = {}
         if prior is not None and cfg.method == "vsd":
             with torch.no_grad():
-                channels = prior.encode(torch.zeros(1, 3, cfg.render_size, cfg.render_size, device=self.device)).shape[1]
+                channels = prior.encode(
+                    torch.zeros(1, 3, cfg.render_size, cfg.render_size, device=self.device)
+                ).shape[1]
             kw = {"rank": cfg.lora_rank} if hasattr(prior, "unet") else {"channels": channels}
             self.phi = make_variational_score(prior, **kw)
             params = [p for p in self.phi.parameters() if p.requires_grad]
@@ -319,12 +347,24 @@ class Trainer(BaseTrainer):
             kind = "white"
         return torch.tensor(_BG[kind], device=self.device).expand(b, size, size, 3)
 
-    def render_particle(self, i: int, c2w, K, size: int, train=False, shading="albedo", light=None,
-                        background: str | None = None):
+    def render_particle(
+        self,
+        i: int,
+        c2w,
+        K,
+        size: int,
+        train=False,
+        shading="albedo",
+        light=None,
+        background: str | None = None,
+    ):
         """``(rgb [B, H, W, 3] on the background, opacity [B, H, W, 1])`` of particle ``i``."""
-        rgb, alpha = self.particles[i].render(c2w.to(self.device), K.to(self.device), size, train,
-                                              self.gen if train else None, shading, light)
-        bg = self._bg_image(c2w.to(self.device), K.to(self.device), size, background or self.config.background, train)
+        rgb, alpha = self.particles[i].render(
+            c2w.to(self.device), K.to(self.device), size, train, self.gen if train else None, shading, light
+        )
+        bg = self._bg_image(
+            c2w.to(self.device), K.to(self.device), size, background or self.config.background, train
+        )
         return rgb + (1 - alpha) * bg, alpha
 
     # ------------------------------------------------------------------ training
@@ -343,9 +383,14 @@ class Trainer(BaseTrainer):
         shading, light = "albedo", None
         if cfg.shading == "random" and cfg.representation == "nerf":
             u = float(torch.rand(1, generator=g))
-            shading = "albedo" if u < cfg.albedo_ratio else ("lambertian" if u < (1 + cfg.albedo_ratio) / 2 else
-                                                              "textureless")
-            light = (eye[0] * (1 + 0.5 * torch.rand(1, generator=g)) + 0.3 * torch.randn(3, generator=g)).to(self.device)
+            shading = (
+                "albedo"
+                if u < cfg.albedo_ratio
+                else ("lambertian" if u < (1 + cfg.albedo_ratio) / 2 else "textureless")
+            )
+            light = (eye[0] * (1 + 0.5 * torch.rand(1, generator=g)) + 0.3 * torch.randn(3, generator=g)).to(
+                self.device
+            )
         img, alpha = self.render_particle(i, c2w, K, size, train=True, shading=shading, light=light)
         x = img.permute(0, 3, 1, 2).clamp(0, 1)
         text = cfg.prompt + (view_suffix(float(azim[0])) if self._view_dependent() else "")
@@ -355,9 +400,17 @@ class Trainer(BaseTrainer):
         z = self.prior.encode(x)
         noise_shape = z.shape
         noise = torch.randn(noise_shape, generator=g).to(self.device, z.dtype)
-        kw = dict(uncond=uncond, guidance_scale=self.guidance_scale, cfg_convention=cfg.cfg_convention,
-                  weighting=cfg.weighting, grad_clip=cfg.grad_clip, latents=True, noise=noise,
-                  c2w=c2w.to(self.device), K=K.to(self.device))
+        kw = dict(
+            uncond=uncond,
+            guidance_scale=self.guidance_scale,
+            cfg_convention=cfg.cfg_convention,
+            weighting=cfg.weighting,
+            grad_clip=cfg.grad_clip,
+            latents=True,
+            noise=noise,
+            c2w=c2w.to(self.device),
+            K=K.to(self.device),
+        )
         if cfg.method == "sds":
             out = sds_loss(self.prior, z, cond, t, **kw)
         else:
@@ -380,8 +433,14 @@ class Trainer(BaseTrainer):
         if cfg.method == "vsd":
             self.phi_optimizer.zero_grad(set_to_none=True)
             l_phi = cfg.lambda_lora * lora_loss(
-                self.prior, self.phi, z.detach(), self._embed(cfg.prompt), c2w=c2w.to(self.device),
-                K=K.to(self.device), camera_dropout=cfg.camera_dropout, generator=g,
+                self.prior,
+                self.phi,
+                z.detach(),
+                self._embed(cfg.prompt),
+                c2w=c2w.to(self.device),
+                K=K.to(self.device),
+                camera_dropout=cfg.camera_dropout,
+                generator=g,
             )
             l_phi.backward()
             self.phi_optimizer.step()
@@ -390,7 +449,9 @@ class Trainer(BaseTrainer):
 
     # ------------------------------------------------------------------ rendering
     @torch.no_grad()
-    def render(self, c2w: torch.Tensor, K: torch.Tensor, width: int, height: int, particle: int = 0) -> torch.Tensor:
+    def render(
+        self, c2w: torch.Tensor, K: torch.Tensor, width: int, height: int, particle: int = 0
+    ) -> torch.Tensor:
         """Renders particle ``particle`` from OpenGL ``c2w [B, 3|4, 4]``, ``K [3, 3]`` or ``[B, 3, 3]``
         to ``[B, H, W, 3]`` in [0, 1] (evaluation background: white for 'random')."""
         c2w = c2w.reshape(-1, *c2w.shape[-2:]).float()
@@ -417,7 +478,9 @@ class Trainer(BaseTrainer):
         size = cfg.eval_size if size is None else size
         az = torch.arange(n, dtype=torch.float64) * 360.0 / n + 22.5
         full = torch.full((n,), 1.0, dtype=torch.float64)
-        return _cameras(full * sum(cfg.camera_distance) / 2, full * 15.0, az, full * sum(cfg.fovy_range) / 2, size)
+        return _cameras(
+            full * sum(cfg.camera_distance) / 2, full * 15.0, az, full * sum(cfg.fovy_range) / 2, size
+        )
 
     def test_views(self) -> list[TestView]:
         """Held-out views scored against a camera-aware prior's renders (none for other priors)."""
@@ -428,11 +491,14 @@ class Trainer(BaseTrainer):
                 c2w, K, _, _ = self.eval_cameras()
                 s = self.config.eval_size
                 for j in range(c2w.shape[0]):
-                    self._tests.append(TestView(j, c2w[j], K[j], render(c2w[j : j + 1], K[j : j + 1], s, s)[0]))
+                    self._tests.append(
+                        TestView(j, c2w[j], K[j], render(c2w[j : j + 1], K[j : j + 1], s, s)[0])
+                    )
         return self._tests
 
     def camera_path(self, kind: str, frames: int):
-        """A turntable (``"turntable"`` / ``"spiral"``) at 15° elevation, or the held-out views (``"test"``)."""
+        """A turntable (``"turntable"`` / ``"spiral"``) at 15° elevation, or the held-out views
+        (``"test"``)."""
         if kind == "test":
             c2w, K, _, _ = self.eval_cameras()
         else:
@@ -488,7 +554,9 @@ class Trainer(BaseTrainer):
         n, r = cfg.mesh_resolution, cfg.radius
         g = torch.linspace(-r, r, n)
         pts = torch.stack(torch.meshgrid(g, g, g, indexing="ij"), -1).reshape(-1, 3)
-        dens = torch.cat([field.density(c.to(self.device)).cpu() for c in pts.split(1 << 16)]).reshape(n, n, n)
+        dens = torch.cat([field.density(c.to(self.device)).cpu() for c in pts.split(1 << 16)]).reshape(
+            n, n, n
+        )
         verts, faces = marching_tetrahedra(dens.numpy(), cfg.mesh_threshold, (-r,) * 3, (r,) * 3)
         if len(faces) == 0:  # nothing above the threshold: an empty but valid file
             verts, faces = np.zeros((3, 3)), np.zeros((0, 3), np.int64)
@@ -497,7 +565,9 @@ class Trainer(BaseTrainer):
         if len(faces):
             v = torch.from_numpy(np.asarray(verts, np.float32)).to(self.device)
             nrm = torch.from_numpy(np.asarray(mesh.vertex_normals, np.float32)).to(self.device)
-            rgb = torch.cat([field(a, -b)[1] for a, b in zip(v.split(1 << 16), nrm.split(1 << 16), strict=True)])
+            rgb = torch.cat(
+                [field(a, -b)[1] for a, b in zip(v.split(1 << 16), nrm.split(1 << 16), strict=True)]
+            )
             colors[:, :3] = (rgb.clamp(0, 1).cpu().numpy() * 255).round().astype(np.uint8)
         mesh.visual.vertex_colors = colors
         p = Path(path)
