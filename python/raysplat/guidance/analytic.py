@@ -196,7 +196,7 @@ class GaussianMixturePrior(DiffusionPrior):
             )
         t = torch.as_tensor(t).long().reshape(-1).expand(z_t.shape[0])
         means = self._means(*z_t.shape[-2:]).to(z_t.device)
-        w = cond.to(torch.float64)[:, self.owner.to(z_t.device)]
+        w = cond.to(z_t.device, torch.float64)[:, self.owner.to(z_t.device)]
         logw = torch.where(w > 0, w.clamp(min=1e-300).log(), torch.full_like(w, -math.inf)) + self.log_pi.to(
             z_t.device, torch.float64
         )

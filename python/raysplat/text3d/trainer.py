@@ -291,6 +291,8 @@ class Trainer(BaseTrainer):
         self.prior = prior
         torch.manual_seed(cfg.seed)
         self.gen = torch.Generator().manual_seed(cfg.seed)
+        #: the generator of device-side sampling (occupancy grid, stratified marching)
+        self.device_gen = torch.Generator(self.device).manual_seed(cfg.seed)
         init = torch.Generator().manual_seed(cfg.seed)
         cls = NerfParticle if cfg.representation == "nerf" else GSParticle
         self.particles = nn.ModuleList([cls(cfg, init) for _ in range(cfg.n_particles)]).to(self.device)
@@ -360,7 +362,13 @@ class Trainer(BaseTrainer):
     ):
         """``(rgb [B, H, W, 3] on the background, opacity [B, H, W, 1])`` of particle ``i``."""
         rgb, alpha = self.particles[i].render(
-            c2w.to(self.device), K.to(self.device), size, train, self.gen if train else None, shading, light
+            c2w.to(self.device),
+            K.to(self.device),
+            size,
+            train,
+            self.device_gen if train else None,
+            shading,
+            light,
         )
         bg = self._bg_image(
             c2w.to(self.device), K.to(self.device), size, background or self.config.background, train
@@ -379,7 +387,7 @@ class Trainer(BaseTrainer):
         c2w, K, azim, eye = sample_cameras(cfg, 1, size, g)
         particle = self.particles[i]
         particle.train()
-        particle.update(self.step, g)
+        particle.update(self.step, self.device_gen)
         shading, light = "albedo", None
         if cfg.shading == "random" and cfg.representation == "nerf":
             u = float(torch.rand(1, generator=g))
@@ -585,6 +593,7 @@ class Trainer(BaseTrainer):
             "phi": None if self.phi is None else {k: v for k, v in self.phi.state_dict().items()},
             "phi_optimizer": None if self.phi_optimizer is None else self.phi_optimizer.state_dict(),
             "rng": self.gen.get_state(),
+            "device_rng": self.device_gen.get_state(),
             "torch_rng": torch.get_rng_state(),
         }
 
@@ -598,6 +607,7 @@ class Trainer(BaseTrainer):
             self.phi.load_state_dict(state["phi"])
             self.phi_optimizer.load_state_dict(state["phi_optimizer"])
         self.gen.set_state(state["rng"])
+        self.device_gen.set_state(state["device_rng"])
         torch.set_rng_state(state["torch_rng"])
 
     @classmethod
