@@ -169,3 +169,16 @@ def test_cli_text_to_3d(tmp_path, capsys):
     assert len(err) == 1 and "not a target" in err[0]
     assert main(["text-to-3d", "x", "--prior", str(tmp_path), "--out", str(tmp_path / "y")]) == 2
     assert "not a diffusers Stable Diffusion layout" in capsys.readouterr().err
+
+
+def test_restore_loads_the_prior_lazily(tmp_path):
+    cfg = _config(steps=2, method="vsd", background="white")
+    trainer = Trainer("mixture:disc", "disc", cfg)
+    trainer.train(progress=False)
+    trainer.save_checkpoint(tmp_path / "ck.pt")
+    again = load_checkpoint(tmp_path / "ck.pt")
+    assert again._prior is None  # rendering needs no prior
+    again.render(*again.camera_path("turntable", 1)[:2], 16, 16)
+    assert again._prior is None
+    again.train(steps=3, progress=False)  # training loads it from the spec, with ε_φ's state
+    assert again.step == 3 and again._prior is not None and again.phi is not None

@@ -335,7 +335,7 @@ class ResidualScore(nn.Module):
     """The generic ε_φ for any prior: ``ε_pre(z_t, t, y) + sqrt(ᾱ_t / (1 - ᾱ_t)) f_φ(z_t, t, camera)``
     where ``f_φ`` is a small convolutional network (``hidden`` channels, dilations 1, 2, 4, ...,
     a global-average
-    branch) conditioned on a
+    branch, plus a t-dependent gain on ``z_t``) conditioned on a
     sinusoidal timestep embedding plus the camera MLP, its last layer zero-initialised (ε_φ starts
     at ε_pre(y), as a fresh LoRA does). The scale makes ``f_φ`` a correction of the denoised
     estimate: ε = (z_t - a ẑ_0) / s, so ε_φ - ε_pre = (a / s)(ẑ_0,pre - ẑ_0,φ), which stays O(1)
@@ -353,8 +353,10 @@ class ResidualScore(nn.Module):
         )
         self.glob = nn.Linear(hidden, hidden)
         self.out = nn.Conv2d(hidden, channels, 3, padding=1)
-        nn.init.zeros_(self.out.weight)
-        nn.init.zeros_(self.out.bias)
+        self.skip = nn.Linear(hidden, channels)  # a t-dependent gain on z_t itself
+        for m in (self.out, self.skip):
+            nn.init.zeros_(m.weight)
+            nn.init.zeros_(m.bias)
 
     def forward(self, z_t, t, cond, c2w=None, K=None):
         with torch.no_grad():
@@ -368,7 +370,8 @@ class ResidualScore(nn.Module):
             h = F.silu(blk(h) + emb[:, :, None, None])
         h = F.silu(h + self.glob(h.mean((2, 3)))[:, :, None, None])  # global context
         a2 = self.prior.alphas_cumprod.to(z_t.device)[t.long()].reshape(-1, 1, 1, 1)
-        return base + (a2 / (1 - a2)).sqrt() * self.out(h)
+        f = self.out(h) + self.skip(emb)[:, :, None, None] * z_t.float()
+        return base + (a2 / (1 - a2)).sqrt() * f
 
 
 def make_variational_score(prior: DiffusionPrior, channels: int | None = None, **kwargs) -> nn.Module:
@@ -470,6 +473,7 @@ def distill_images(
     lora_lr: float = 1e-3,
     lambda_lora: float = 1.0,
     lora_steps: int = 1,
+    lora_warmup: int = 0,
     weighting: str = "sds",
     schedule: TimestepSchedule | None = None,
     cfg_convention: str = "diffusers",
@@ -483,9 +487,9 @@ def distill_images(
     Particles are parameterised in the prior's space: ``z_i = encode(x_i⁰)`` with ``x_i⁰``
     uniform noise images (or ``init``), optimised with Adam (``lr``); every step updates all
     particles (batch = ``n_particles``) and, for VSD, takes ``lora_steps`` ε_φ steps (its own
-    Adam, ``lora_lr``, loss scaled by ``lambda_lora``; official K = 1). Works with any
-    :class:`DiffusionPrior`; no
-    cameras are passed. ``guidance_scale`` defaults to 100 (SDS) / 7.5 (VSD). Returns
+    Adam, ``lora_lr``, loss scaled by ``lambda_lora``; official K = 1), after ``lora_warmup``
+    ε_φ steps on the initial particles (0 in the paper). Works with any :class:`DiffusionPrior`;
+    no cameras are passed. ``guidance_scale`` defaults to 100 (SDS) / 7.5 (VSD). Returns
     ``decode(z)`` clamped: ``[n_particles, 3, size, size]`` in [0, 1].
     """
     if method not in ("sds", "vsd"):
@@ -513,6 +517,16 @@ def distill_images(
         if phi is None:
             phi = make_variational_score(prior, channels=z.shape[1])
         phi_opt = torch.optim.Adam([p for p in phi.parameters() if p.requires_grad], lr=lora_lr)
+
+    def fit_phi(n: int) -> None:
+        for _ in range(n):
+            phi_opt.zero_grad(set_to_none=True)
+            loss = lora_loss(prior, phi, z, _expand(cond, n_particles, "cond"), generator=gen)
+            (lambda_lora * loss).backward()
+            phi_opt.step()
+
+    if method == "vsd":
+        fit_phi(lora_warmup)  # fit ε_φ to the initial particles first (not in the paper)
     for step in range(steps):
         t = schedule.sample(step, n_particles, gen, device)
         noise = torch.randn(z.shape, generator=gen).to(device)
@@ -533,12 +547,7 @@ def distill_images(
         out.loss.backward()
         opt.step()
         if method == "vsd":
-            for _ in range(lora_steps):
-                phi_opt.zero_grad(set_to_none=True)
-                (
-                    lambda_lora * lora_loss(prior, phi, z, _expand(cond, n_particles, "cond"), generator=gen)
-                ).backward()
-                phi_opt.step()
+            fit_phi(lora_steps)
         if callback is not None:
             callback(step, z.detach())
     with torch.no_grad():

@@ -260,7 +260,9 @@ class Trainer(BaseTrainer):
         trainer.run("runs/text3d")
 
     ``prior`` is a :class:`~raysplat.guidance.DiffusionPrior`, a spec string for
-    :func:`load_prior`, or ``None`` (render only: a restored checkpoint).
+    :func:`load_prior`, or ``None`` (render only). A restored checkpoint loads the prior of its
+    ``config.prior`` spec only when training or evaluation needs it (``lazy_prior``), so
+    ``raysplat render`` never loads a diffusion model.
     """
 
     method = "text3d"
@@ -271,6 +273,8 @@ class Trainer(BaseTrainer):
         prior: DiffusionPrior | str | None,
         prompt: str | None = None,
         config: Text3DConfig | None = None,
+        *,
+        lazy_prior: bool = False,
     ):
         config = config or Text3DConfig()
         if isinstance(prior, str):
@@ -280,15 +284,10 @@ class Trainer(BaseTrainer):
         super().__init__(config)
         cfg = self.config
         self.device = check_device(cfg.device)
-        if cfg.device != "cpu" and isinstance(prior, str):
-            prior = load_prior(prior, self.device)
-        elif isinstance(prior, str):
-            prior = load_prior(prior)
-        if prior is not None and not isinstance(prior, DiffusionPrior):
+        if prior is not None and not isinstance(prior, (DiffusionPrior, str)):
             raise TypeError(
                 f"prior must be a DiffusionPrior, a spec string or None, got {type(prior).__name__}"
             )
-        self.prior = prior
         torch.manual_seed(cfg.seed)
         self.gen = torch.Generator().manual_seed(cfg.seed)
         #: the generator of device-side sampling (occupancy grid, stratified marching)
@@ -303,31 +302,60 @@ class Trainer(BaseTrainer):
         self.bg_optimizer = torch.optim.Adam(
             self.background.parameters(), lr=cfg.mlp_lr, betas=(0.9, 0.99), eps=1e-15
         )
-        T = prior.num_train_timesteps if prior is not None else 1000
+        self.guidance_scale = (
+            cfg.guidance_scale if cfg.guidance_scale is not None else DEFAULT_GUIDANCE[cfg.method]
+        )
+        self.phi, self.phi_optimizer = None, None
+        self._emb: dict[str, torch.Tensor] = {}
+        self._tests: list[TestView] | None = None
+        self._pending_phi: tuple | None = None
+        self._prior: DiffusionPrior | None = None
+        self._prior_spec = prior if isinstance(prior, str) else None
+        self._set_schedule(1000)
+        if isinstance(prior, DiffusionPrior):
+            self._attach(prior)
+        elif isinstance(prior, str) and not lazy_prior:
+            self._attach(load_prior(prior, self.device))
+
+    @property
+    def prior(self) -> DiffusionPrior | None:
+        """The diffusion prior (loaded from ``config.prior`` on first use after a restore)."""
+        if self._prior is None and self._prior_spec:
+            self._attach(load_prior(self._prior_spec, self.device))
+        return self._prior
+
+    def _set_schedule(self, T: int) -> None:
+        cfg = self.config
         self.schedule = TimestepSchedule(
             int(T * cfg.min_step_percent),
             int(T * cfg.max_step_percent),
             cfg.anneal_step,
             int(T * cfg.anneal_max_step_percent),
         )
-        self.guidance_scale = (
-            cfg.guidance_scale if cfg.guidance_scale is not None else DEFAULT_GUIDANCE[cfg.method]
-        )
-        self.phi, self.phi_optimizer = None, None
-        self._emb: dict[str, torch.Tensor] = {}
-        if prior is not None and cfg.method == "vsd":
+
+    def _attach(self, prior: DiffusionPrior) -> None:
+        """Uses ``prior``: timestep schedule, prompt embeddings (unknown prompts fail here,
+        before any training) and, for VSD, the variational score ε_φ and its optimiser."""
+        cfg = self.config
+        self._prior = prior
+        self._set_schedule(prior.num_train_timesteps)
+        if cfg.method == "vsd":
             with torch.no_grad():
                 channels = prior.encode(
                     torch.zeros(1, 3, cfg.render_size, cfg.render_size, device=self.device)
                 ).shape[1]
             kw = {"rank": cfg.lora_rank} if hasattr(prior, "unet") else {"channels": channels}
-            self.phi = make_variational_score(prior, **kw)
+            with torch.random.fork_rng(devices=[]):  # ε_φ's init never shifts the global RNG
+                torch.manual_seed(cfg.seed + 1)
+                self.phi = make_variational_score(prior, **kw)
             params = [p for p in self.phi.parameters() if p.requires_grad]
             self.phi_optimizer = torch.optim.AdamW(params, lr=cfg.lora_lr, betas=(0.9, 0.99), eps=1e-15)
-        self._tests: list[TestView] | None = None
-        if prior is not None:  # unknown prompts fail here, before any training
-            self._embed(cfg.prompt)
-            self._embed(cfg.negative_prompt)
+            if self._pending_phi is not None:
+                self.phi.load_state_dict(self._pending_phi[0])
+                self.phi_optimizer.load_state_dict(self._pending_phi[1])
+                self._pending_phi = None
+        self._embed(cfg.prompt)
+        self._embed(cfg.negative_prompt)
 
     # ------------------------------------------------------------------ helpers
     def _embed(self, text: str) -> torch.Tensor:
@@ -603,9 +631,12 @@ class Trainer(BaseTrainer):
         for o, s in zip(self.optimizers, state["optimizers"], strict=True):
             o.load_state_dict(s)
         self.bg_optimizer.load_state_dict(state["bg_optimizer"])
-        if self.phi is not None and state.get("phi") is not None:
-            self.phi.load_state_dict(state["phi"])
-            self.phi_optimizer.load_state_dict(state["phi_optimizer"])
+        if state.get("phi") is not None:
+            if self.phi is not None:
+                self.phi.load_state_dict(state["phi"])
+                self.phi_optimizer.load_state_dict(state["phi_optimizer"])
+            else:  # the prior is not loaded yet: ε_φ is built (and restored) with it
+                self._pending_phi = (state["phi"], state["phi_optimizer"])
         self.gen.set_state(state["rng"])
         self.device_gen.set_state(state["device_rng"])
         torch.set_rng_state(state["torch_rng"])
@@ -614,8 +645,9 @@ class Trainer(BaseTrainer):
     def _restore(cls, checkpoint: dict, scene, config: Text3DConfig) -> Trainer:
         """``scene`` is the prior here (a DiffusionPrior or a spec); default: ``config.prior``
         when it is a spec, else none (render only)."""
-        prior = scene if scene is not None else config.prior
-        return cls(prior, None, config)
+        if scene is not None:
+            return cls(scene, None, config)
+        return cls(config.prior, None, config, lazy_prior=True)
 
 
 def psnr_against_prior(trainer: Trainer) -> float | None:
