@@ -182,3 +182,11 @@ def test_restore_loads_the_prior_lazily(tmp_path):
     assert again._prior is None
     again.train(steps=3, progress=False)  # training loads it from the spec, with ε_φ's state
     assert again.step == 3 and again._prior is not None and again.phi is not None
+
+
+def test_vsd_on_camera_aware_prior_with_camera_dropout():
+    """Camera dropout zeroes ε_φ's camera input only: the mesh prior still sees the real view."""
+    cfg = _config(steps=6, method="vsd", background="white", camera_dropout=1.0)
+    trainer = Trainer(RenderedMeshPrior("sample"), "mesh", cfg)
+    trainer.train(progress=False)
+    assert trainer.step == 6

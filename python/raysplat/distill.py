@@ -358,13 +358,16 @@ class ResidualScore(nn.Module):
             nn.init.zeros_(m.weight)
             nn.init.zeros_(m.bias)
 
-    def forward(self, z_t, t, cond, c2w=None, K=None):
+    def forward(self, z_t, t, cond, c2w=None, K=None, keep=None):
+        """``keep [B]``: 0 drops the camera from the embedding (camera dropout); a camera-aware
+        prior still sees the real view."""
         with torch.no_grad():
             kw = _camera_kwargs(c2w, K) if self.prior.camera_aware else {}
             base = self.prior.predict_noise(z_t, t, cond, **kw).float()
-        emb = self.time(_timestep_features(t, self.hidden)) + self.camera(
-            _flat_camera(c2w, z_t.shape[0], z_t.device)
-        )
+        cam = _flat_camera(c2w, z_t.shape[0], z_t.device)
+        if keep is not None:
+            cam = cam * keep.to(cam.device, cam.dtype)[:, None]
+        emb = self.time(_timestep_features(t, self.hidden)) + self.camera(cam)
         h = F.silu(self.inp(z_t.float()) + emb[:, :, None, None])
         for blk in self.blocks:
             h = F.silu(blk(h) + emb[:, :, None, None])
@@ -387,9 +390,12 @@ def make_variational_score(prior: DiffusionPrior, channels: int | None = None, *
     return ResidualScore(prior, channels, **kwargs).to(prior.alphas_cumprod.device)
 
 
-def _call_phi(phi, z_t, t, cond, c2w, K):
+def _call_phi(phi, z_t, t, cond, c2w, K, keep=None):
     if isinstance(phi, ResidualScore):
-        return phi(z_t, t, cond, c2w=c2w, K=K)
+        return phi(z_t, t, cond, c2w=c2w, K=K, keep=keep)
+    if c2w is not None and keep is not None:  # dropped cameras are zeros (threestudio)
+        b = z_t.shape[0]
+        c2w = (_flat_camera(c2w, b, z_t.device) * keep.to(z_t.device).float()[:, None]).reshape(b, 4, 4)
     return phi(z_t, t, cond, c2w=c2w)
 
 
@@ -447,11 +453,10 @@ def lora_loss(
     t = torch.randint(0, T, (b,), generator=generator).to(z.device)
     noise = torch.randn(z.shape, generator=generator).to(z.device)
     z_t = add_noise(prior.alphas_cumprod, z, noise, t)
-    cam = None
+    keep = None
     if c2w is not None:
         keep = (torch.rand(b, generator=generator) >= camera_dropout).to(z.device)
-        cam = _flat_camera(c2w, b, z.device) * keep[:, None].float()
-    eps = _call_phi(phi, z_t, t, _expand(cond, b, "cond"), cam if cam is None else cam.reshape(b, 4, 4), K)
+    eps = _call_phi(phi, z_t, t, _expand(cond, b, "cond"), c2w, K, keep)
     return F.mse_loss(eps.float(), noise)
 
 
