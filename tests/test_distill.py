@@ -224,11 +224,11 @@ def test_residual_score_starts_at_prior_and_learns():
     assert held_out() < 0.8 * before
 
 
-def test_lora_score_on_tiny_sd(tmp_path):
+def test_lora_score_on_tiny_sd():
     pytest.importorskip("peft")
-    from raysplat.guidance import StableDiffusionPrior, tiny_stable_diffusion
+    from raysplat.text3d import load_prior
 
-    prior = StableDiffusionPrior.from_pretrained(tiny_stable_diffusion(tmp_path / "sd"))
+    prior = load_prior("tiny")  # the tiny random SD, written once to the temp directory
     z = torch.randn(2, 4, 8, 8)
     t = torch.tensor([10, 600])
     cond = prior.embed_prompts(["a mug", "a mug"])

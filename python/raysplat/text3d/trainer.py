@@ -65,7 +65,7 @@ def load_prior(spec: str, device: str | torch.device = "cpu") -> DiffusionPrior:
             f"prior must be 'tiny', 'mixture:NAME', 'mesh:PATH' or a diffusers path, got {spec!r}"
         )
     if spec == "tiny":
-        d = Path(tempfile.gettempdir()) / "raysplat-tiny-sd-0"
+        d = Path(tempfile.gettempdir()) / "raysplat-tiny-sd-v1-seed0"
         if not (d / "model_index.json").is_file():
             guidance.tiny_stable_diffusion(d, seed=0)
         return guidance.StableDiffusionPrior.from_pretrained(d, device=device)
