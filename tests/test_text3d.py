@@ -190,3 +190,12 @@ def test_vsd_on_camera_aware_prior_with_camera_dropout():
     trainer = Trainer(RenderedMeshPrior("sample"), "mesh", cfg)
     trainer.train(progress=False)
     assert trainer.step == 6
+
+
+def test_orientation_and_opacity_regularisers():
+    prior = RenderedMeshPrior("sample")
+    cfg = _config(steps=2, background="white", lambda_orient=1.0, lambda_sparsity=0.1, lambda_opaque=0.1)
+    trainer = Trainer(prior, "mesh", cfg)
+    trainer.train(progress=False)
+    loss = trainer.particles[0].orient_loss
+    assert loss is not None and loss.requires_grad and torch.isfinite(loss) and loss.item() >= 0

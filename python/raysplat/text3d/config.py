@@ -79,6 +79,10 @@ class Text3DConfig(TrainingConfig):
     n_gaussians: int = option(4000, "number of Gaussians (GS; no densification)")
     lambda_sparsity: float = option(0.0, "weight of the mean rendered opacity")
     lambda_opaque: float = option(0.0, "weight of the binary entropy of the rendered opacity")
+    lambda_orient: float = option(
+        0.0,
+        "weight of DreamFusion's orientation loss (NeRF; normals from central differences of the density)",
+    )
     mesh_resolution: int = option(96, "marching-tetrahedra grid for the GLB export")
     mesh_threshold: float = option(10.0, "density iso-level of the exported mesh")
 

@@ -10,7 +10,9 @@ albedo / Lambertian / textureless with a light near the camera, normals from cen
 of the density); composite over the background (learned MLP of the view direction, a random
 colour, white or black); take the SDS or VSD loss of :mod:`raysplat.distill` with the view's
 ``c2w``/``K`` (and, for text priors, the ", front / side / back view" prompt of the azimuth);
-for VSD also one step of ε_φ on the detached render. The NeRF starts from a density blob
+for VSD also one step of ε_φ on the detached render. Regularisers: mean opacity
+(``lambda_sparsity``), opacity entropy (``lambda_opaque``) and DreamFusion's orientation loss
+``Σ w_i max(0, n_i·d)²`` (``lambda_orient``; weights detached). The NeRF starts from a density blob
 (Magic3D: ``density_blob (1 - r / blob_radius)`` added to the density logit).
 """
 
@@ -135,15 +137,26 @@ class _Field(RadianceField):
 class _Shaded(nn.Module):
     """Wraps a field for one render: colours shaded by ``mode`` (albedo / lambertian / textureless)."""
 
-    def __init__(self, field: _Field, mode: str, light: torch.Tensor | None, eps: float = 1e-2):
+    def __init__(
+        self, field: _Field, mode: str, light: torch.Tensor | None, eps: float = 1e-2, orient: bool = False
+    ):
         super().__init__()
-        self.field, self.mode, self.light, self.eps = field, mode, light, eps
+        self.field, self.mode, self.light, self.eps, self.orient = field, mode, light, eps, orient
+        #: with ``orient``: per-sample ``(sigma, max(0, n·d)²)`` of the last forward (n with gradient)
+        self.orient_terms: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def density(self, x):
         return self.field.density(x)
 
     def forward(self, x, d):
         sigma, rgb = self.field(x, d)
+        if self.orient:  # DreamFusion's orientation loss: normals must not face away from the camera
+            e = torch.eye(3, device=x.device) * self.eps
+            grad = torch.stack(
+                [self.field.density(x + e[i]) - self.field.density(x - e[i]) for i in range(3)], -1
+            )
+            n = -F.normalize(grad, dim=-1)
+            self.orient_terms = (sigma, (n * F.normalize(d, dim=-1)).sum(-1).clamp(min=0) ** 2)
         if self.mode == "albedo":
             return sigma, rgb
         with torch.no_grad():
@@ -187,14 +200,23 @@ class NerfParticle(nn.Module):
     def update(self, step, generator):
         self.sampler.update(step, self.field, generator=generator)
 
-    def render(self, c2w, K, size, train, generator=None, shading="albedo", light=None):
-        """``(rgb [B, H, W, 3] without background, opacity [B, H, W, 1])``."""
+    def render(self, c2w, K, size, train, generator=None, shading="albedo", light=None, orient=False):
+        """``(rgb [B, H, W, 3] without background, opacity [B, H, W, 1])``; with ``orient`` the
+        orientation loss is left in :attr:`orient_loss` (weights detached, threestudio)."""
         o, d = generate_rays(c2w[:, :3], K, size, size)
         o, d = o.reshape(-1, 3), d.reshape(-1, 3)
-        fld = _Shaded(self.field, shading, light)
+        fld = _Shaded(self.field, shading, light, orient=orient)
         rays = Rays(o, d, F.normalize(d, dim=-1), 0.0, 1e10)
         out = self.sampler.render(fld, rays, None, train=train, generator=generator)
         b = c2w.shape[0]
+        self.orient_loss = None
+        if orient and fld.orient_terms is not None and out.packed is not None:
+            from raysplat.volrend import render_weight_from_density
+
+            ri, t0, t1 = out.packed
+            sigma, term = fld.orient_terms
+            w = render_weight_from_density(t0, t1, sigma.detach(), ri, len(rays))[0]
+            self.orient_loss = (w * term).sum() / out.opacity.detach().gt(0).sum().clamp(min=1)
         return out.rgb.reshape(b, size, size, 3), out.opacity.reshape(b, size, size, 1)
 
 
@@ -227,7 +249,8 @@ class GSParticle(nn.Module):
     def update(self, step, generator):
         return None
 
-    def render(self, c2w, K, size, train, generator=None, shading="albedo", light=None):
+    def render(self, c2w, K, size, train, generator=None, shading="albedo", light=None, orient=False):
+        self.orient_loss = None
         img, alpha, _ = self.model.render(c2w_to_viewmat(c2w), K, size, size)
         return img, alpha
 
@@ -387,6 +410,7 @@ class Trainer(BaseTrainer):
         shading="albedo",
         light=None,
         background: str | None = None,
+        orient: bool = False,
     ):
         """``(rgb [B, H, W, 3] on the background, opacity [B, H, W, 1])`` of particle ``i``."""
         rgb, alpha = self.particles[i].render(
@@ -397,6 +421,7 @@ class Trainer(BaseTrainer):
             self.device_gen if train else None,
             shading,
             light,
+            orient,
         )
         bg = self._bg_image(
             c2w.to(self.device), K.to(self.device), size, background or self.config.background, train
@@ -427,7 +452,10 @@ class Trainer(BaseTrainer):
             light = (eye[0] * (1 + 0.5 * torch.rand(1, generator=g)) + 0.3 * torch.randn(3, generator=g)).to(
                 self.device
             )
-        img, alpha = self.render_particle(i, c2w, K, size, train=True, shading=shading, light=light)
+        orient = bool(cfg.lambda_orient) and cfg.representation == "nerf"
+        img, alpha = self.render_particle(
+            i, c2w, K, size, train=True, shading=shading, light=light, orient=orient
+        )
         x = img.permute(0, 3, 1, 2).clamp(0, 1)
         text = cfg.prompt + (view_suffix(float(azim[0])) if self._view_dependent() else "")
         cond, uncond = self._embed(text), self._embed(cfg.negative_prompt)
@@ -454,6 +482,8 @@ class Trainer(BaseTrainer):
         loss = out.loss
         if cfg.lambda_sparsity:
             loss = loss + cfg.lambda_sparsity * alpha.mean()
+        if orient and particle.orient_loss is not None:
+            loss = loss + cfg.lambda_orient * particle.orient_loss
         if cfg.lambda_opaque:
             a = alpha.clamp(1e-5, 1 - 1e-5)
             loss = loss + cfg.lambda_opaque * (-(a * a.log() + (1 - a) * (1 - a).log())).mean()
