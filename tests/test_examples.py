@@ -49,3 +49,12 @@ def test_ops_demo(tmp_path):
     _run("demo.py", "--steps", "5", "--size", "16", "--views", "4", "--out", str(out))
     m = json.loads((out / "metrics.json").read_text())
     assert m["steps"] == 5 and m["psnr"] > 0 and (out / "test_view.png").is_file()
+
+
+def test_text_to_3d_example(tmp_path):
+    out = tmp_path / "t3d"
+    args = ["--steps", "2", "--size", "16", "--frames", "1", "--mesh-resolution", "16"]
+    _run("text_to_3d.py", *args, "--out", str(out))
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["steps"] == 2 and m["psnr"] > 0 and (out / "mesh.glb").is_file()
+    assert (out / "video" / "turntable.mp4").is_file()

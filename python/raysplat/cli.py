@@ -388,6 +388,78 @@ def _add_render(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_render)
 
 
+# ----------------------------------------------------------------------------------- text-to-3d
+
+
+def _text_to_3d(args: argparse.Namespace) -> int:
+    from raysplat.text3d import Text3DConfig, Trainer
+    from raysplat.training import outputs, read_checkpoint
+
+    set_threads(args)
+    prompt = args.prompt
+    if args.prior.startswith("mixture:"):
+        name = args.prior[len("mixture:") :]
+        if not name:
+            raise ValueError("--prior mixture:NAME needs a target name (e.g. mixture:shapes)")
+        prompt = prompt or name
+    elif args.prior.startswith("mesh:"):
+        prompt = prompt or "mesh"
+    if args.resume:
+        ck = read_checkpoint(args.resume)
+        if ck["method"] != Trainer.method:
+            raise ValueError(f"--resume {args.resume}: a {ck['method']} checkpoint, not text3d")
+        over = {**budget(args), "device": args.device, **parse_sets(args.set)}
+        trainer = Trainer.load_checkpoint(args.resume, args.prior, **over)
+        out = outputs.prepare_dir(args.out, force=True)
+    else:
+        if not prompt:
+            raise ValueError("prompt: a text prompt is required")
+        fields = {
+            "prompt": prompt,
+            "prior": args.prior,
+            "method": args.method,
+            "representation": args.repr,
+            "seed": args.seed,
+            "device": args.device,
+            **budget(args),
+            **parse_sets(args.set),
+        }
+        for key in ("n_particles", "guidance_scale"):
+            if getattr(args, key) is not None:
+                fields[key] = getattr(args, key)
+        config = Text3DConfig.from_dict(fields)
+        out = outputs.prepare_dir(args.out, force=args.force)
+        trainer = Trainer(args.prior, prompt, config)
+    trainer.train(progress=not args.quiet)
+    m = trainer.write_outputs(out, frames=args.frames)
+    psnr = "n/a" if m["psnr"] is None else f"{m['psnr']:.2f} dB"
+    print(
+        f"text3d ({trainer.config.method}, {trainer.config.representation}): {m['steps']} steps in "
+        f"{m['train_seconds']:.1f} s, held-out PSNR {psnr} -> {out}"
+    )
+    return 0
+
+
+def _add_text_to_3d(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "text-to-3d",
+        help="generate a 3D model from a prompt by score distillation (SDS / VSD)",
+        description="Optimises a NeRF or 3D Gaussians so that renders from random cameras satisfy a "
+        "diffusion prior: a Stable Diffusion directory in the diffusers layout (or a hub id), 'tiny' (a "
+        "random tiny SD for tests), 'mixture:NAME' (an analytic Gaussian-mixture prior) or 'mesh:PATH' / "
+        "'mesh:sample' (renders of a textured mesh). Writes checkpoint.pt, metrics.json, the turntable "
+        "GIF and MP4 and mesh.glb (NeRF) or gaussians.ply (GS).",
+    )
+    p.add_argument("prompt", nargs="?", default="", help="the text prompt (analytic priors: a target name)")
+    p.add_argument("--prior", required=True, help="PATH | tiny | mixture:NAME | mesh:PATH")
+    p.add_argument("--method", choices=("sds", "vsd"), default="sds")
+    p.add_argument("--repr", choices=("nerf", "gs"), default="nerf", help="3D representation (default: nerf)")
+    p.add_argument("--particles", dest="n_particles", type=_pos_int, default=None, help="VSD particles")
+    p.add_argument("--guidance-scale", type=_pos_float, default=None, help="CFG (default: 100 SDS, 7.5 VSD)")
+    add_run_flags(p, "text3d", None)
+    p.set_defaults(func=_text_to_3d)
+
+
 #: ``raysplat train`` models, each an ``_add_train_<model>(subparsers)`` like :data:`COMMANDS`
 TRAIN_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_train_gs, _add_train_nerf]
 
@@ -401,7 +473,12 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 
 
 #: subcommand registrars, in the order ``--help`` lists them
-COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_make_scene, _add_train, _add_render]
+COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
+    _add_make_scene,
+    _add_train,
+    _add_render,
+    _add_text_to_3d,
+]
 
 
 def build_parser() -> argparse.ArgumentParser:
