@@ -90,7 +90,7 @@ class StableDiffusionPrior(DiffusionPrior):
             tokenizer = transformers.CLIPTokenizer.from_pretrained(src, subfolder="tokenizer", **kw)
             scheduler = diffusers.DDPMScheduler.from_pretrained(src, subfolder="scheduler", **kw)
         except (OSError, ValueError, json.JSONDecodeError) as e:
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            first = next(iter(f"{e}".strip().splitlines()), type(e).__name__)  # one-line message
             raise ValueError(
                 f"path_or_id {str(path_or_id)!r}: cannot load Stable Diffusion ({first})"
             ) from None
