@@ -55,6 +55,14 @@ class Bench:
         self.repeats = args.repeats
         self.deadline = time.perf_counter() + args.budget
         self.rows: list[dict] = []
+        self.out = args.out
+        self.env = ""
+
+    def save(self) -> None:
+        """(Re)writes the table so far: a run killed by its timeout still leaves its rows."""
+        if self.out:
+            Path(self.out).parent.mkdir(parents=True, exist_ok=True)
+            Path(self.out).write_text(f"# benches/gpu.py, {self.env}\n{self.table()}\n")
 
     def sync(self):
         if self.dev.type == "cuda":
@@ -113,6 +121,7 @@ class Bench:
                 )
             else:
                 print(f"{name:34s} {impl:9s} skipped ({r['skipped']})", flush=True)
+        self.save()
 
     def table(self) -> str:
         lines = [f"{'case':34s} {'impl':9s} {'best ms':>10s} {'median ms':>10s} {'ratio':>8s}"]
@@ -336,6 +345,7 @@ def bench_training(b: Bench, tiny: bool) -> None:
             row = {"case": f"train {method}", "impl": "raysplat", "skipped": f"{type(e).__name__}: {e}"[:120]}
             print(f"train {method}: skipped ({row['skipped']})", flush=True)
         b.rows.append(row)
+        b.save()
 
 
 def main() -> None:
@@ -360,6 +370,10 @@ def main() -> None:
     if args.device == "cpu":
         nerfacc = gsplat = None  # the peers' kernels are CUDA-only
     b = Bench(args)
+    b.env = f"device {args.device}"
+    if b.dev.type == "cuda":
+        b.env += f" ({torch.cuda.get_device_name(b.dev)}), torch {torch.__version__}"
+    b.env += f"; nerfacc {'yes' if nerfacc else 'no'}, gsplat {'yes' if gsplat else 'no'}"
     r, s = (256, 16) if args.tiny else (65_536, 64)
     print(f"{'case':34s} {'impl':9s} {'best ms':>10s} {'median ms':>10s} {'ratio':>8s}", flush=True)
     bench_volrend(b, r, s, nerfacc)
@@ -372,17 +386,10 @@ def main() -> None:
     bench_misc(b, 2_000 if args.tiny else 100_000, args.tiny)
     if not args.no_training:
         bench_training(b, args.tiny)
-    env = f"device {args.device}"
-    if b.dev.type == "cuda":
-        env += f" ({torch.cuda.get_device_name(b.dev)}), torch {torch.__version__}"
-    env += f"; nerfacc {'yes' if nerfacc else 'no'}, gsplat {'yes' if gsplat else 'no'}"
-    text = f"# benches/gpu.py, {env}\n{b.table()}\n"
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(text)
+    b.save()
     if args.json:
-        Path(args.json).write_text(json.dumps({"env": env, "rows": b.rows}, indent=1))
-    print(text)
+        Path(args.json).write_text(json.dumps({"env": b.env, "rows": b.rows}, indent=1))
+    print(f"# benches/gpu.py, {b.env}\n{b.table()}")
 
 
 if __name__ == "__main__":
