@@ -56,7 +56,7 @@ timeout 100 "$PY" -m pytest -q -m cuda -p no:cacheprovider -W default tests/test
     --junitxml="$RESULTS/cuda_tests.xml" 2>&1 | tee "$RESULTS/cuda_tests.txt" | tail -n 40
 [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 
-timeout 130 "$PY" benches/gpu.py --device "$DEVICE" $TINY --time-cap 6 --budget 100 --out "$RESULTS/gpu_table.txt" \
+timeout 130 "$PY" benches/gpu.py --device "$DEVICE" $TINY --time-cap 4 --budget 90 --out "$RESULTS/gpu_table.txt" \
     --json "$RESULTS/gpu_table.json" 2>&1 | tee "$RESULTS/gpu_bench.log" | tail -n 60
 [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 echo "gpu_check: tests + bench finished with status $status; table in $RESULTS/gpu_table.txt"
