@@ -401,3 +401,30 @@ def test_hashgrid(path):
         grads=("table",),
         path=path,
     )
+
+
+def test_rasterization_backgrounds_depth_and_covars(path):
+    g = _gaussians(n=30, c=2)
+    from raysplat.reference.splat import quat_to_rotmat
+
+    r = quat_to_rotmat(g.pop("quats"))
+    s = g.pop("scales")
+    g["covars"] = (r @ torch.diag_embed(s**2) @ r.transpose(-1, -2))[
+        :, [0, 0, 0, 1, 1, 2], [0, 1, 2, 1, 2, 2]
+    ]
+    g["backgrounds"] = torch.tensor([0.1, 0.2, 0.3])
+
+    def fn(**kw):
+        img, alpha, _ = rs.rasterization(
+            **kw, quats=None, scales=None, width=40, height=28, render_mode="RGB+D"
+        )
+        return img, alpha
+
+    check(fn, g, grads=("means", "covars", "opacities", "colors"), path=path, rtol=1e-3, atol=1e-4)
+
+
+@pytest.mark.skipif(DEVICE == "cpu", reason="backend('rust') accepts CPU tensors")
+def test_backend_rust_refuses_device_tensors():
+    x = torch.rand(4, 5, device=DEVICE)
+    with rs.backend("rust"), pytest.raises(ValueError, match="backend"):
+        rs.inclusive_sum(x)
