@@ -33,7 +33,10 @@ WHEEL=$(ls -t dist/raysplat-*.whl 2>/dev/null | head -n 1)
 if [ -n "$WHEEL" ]; then
     SITE="${TMPDIR:-/tmp}/raysplat-gpu-check-site"
     rm -rf "$SITE"
-    "$PY" -m pip install --quiet --no-index --no-deps --target "$SITE" "$WHEEL" || exit 2
+    # pip when it is there and accepts the wheel's tags, else unzip it (a wheel is a zip file)
+    "$PY" -m pip install --quiet --no-index --no-deps --target "$SITE" "$WHEEL" 2>/dev/null \
+        || "$PY" -c "import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extractall(sys.argv[2])" "$WHEEL" "$SITE" \
+        || exit 2
     export PYTHONPATH="$SITE${PYTHONPATH:+:$PYTHONPATH}"
 elif ! "$PY" -c "import raysplat._core" 2>/dev/null; then
     echo "gpu_check: no wheel in dist/ (run 'make wheel' first) and raysplat is not importable" >&2
