@@ -31,8 +31,10 @@ demo: build
 test-rust:
 	cargo test -p raysplat-core --release
 
+# tests/test_cuda.py skips without CUDA; its second run proves the same tests on CPU (twin vs Rust).
 test-python: build
 	$(VPY) -m pytest -q tests
+	RAYSPLAT_TEST_DEVICE=cpu $(VPY) -m pytest -q -p no:cacheprovider tests/test_cuda.py
 
 test-wheel: $(STAMP)
 	bash scripts/check_wheel.sh

@@ -461,3 +461,84 @@ def test_sh_colours_match_gsplat_golden(name, degree):
     rust = torch.from_numpy(_core.splat_sh(degree, coeffs.numpy(), k, means.numpy(), campos.numpy()))
     assert_close(rust.reshape(want.shape), want, rtol=1e-10, atol=1e-12)
     assert_close(ref.sh_colors(degree, coeffs, means, campos), want, rtol=1e-10, atol=1e-12)
+
+
+# ---- gsplat 1.5 keywords --------------------------------------------------------------------
+
+
+def _covars(quats, scales, upper=False):
+    from raysplat.reference.splat import quat_to_rotmat
+
+    r = quat_to_rotmat(quats)
+    cov = r @ torch.diag_embed(scales**2) @ r.transpose(-1, -2)
+    if upper:
+        return cov[:, [0, 0, 0, 1, 1, 2], [0, 1, 2, 1, 2, 2]]
+    return cov
+
+
+@pytest.mark.parametrize("upper", [False, True])
+@pytest.mark.parametrize("path", ["auto", "torch"])
+def test_covars_match_quats_and_scales(upper, path):
+    s = make_scene(n=30, c=2)
+    with rs.backend(path):
+        want, want_a, _ = rs.rasterization(**s)
+        covars = _covars(s["quats"], s["scales"], upper)
+        kw = {k: v for k, v in s.items() if k not in ("quats", "scales")}
+        got, got_a, _ = rs.rasterization(quats=None, scales=None, covars=covars, channel_chunk=8, **kw)
+    assert_close(got, want, rtol=1e-4, atol=1e-5)
+    assert_close(got_a, want_a, rtol=1e-4, atol=1e-5)
+
+
+def test_covars_gradients_match_twin_and_gradcheck():
+    s = make_scene(n=6, c=1, width=12, height=10, dtype=torch.float64)
+    cov0 = _covars(s["quats"], s["scales"], upper=True).detach()
+    kw = {k: v for k, v in s.items() if k not in ("quats", "scales")}
+
+    def f(cov):
+        img, alpha, _ = rs.rasterization(quats=None, scales=None, covars=cov, **kw)
+        return img, alpha
+
+    grads = []
+    for path in ("rust", "torch"):
+        cov = cov0.clone().requires_grad_(True)
+        with rs.backend(path):
+            img, alpha = f(cov)
+            (img.sum() + alpha.sum()).backward()
+        grads.append(cov.grad)
+    assert_close(grads[0], grads[1], rtol=1e-6, atol=1e-8)
+    assert grads[0].abs().sum() > 0
+    assert gradcheck(lambda c: f(c)[0], (cov0.clone().requires_grad_(True),), eps=1e-6, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {"distributed": True},
+        {"segmented": True},
+        {"with_ut": True},
+        {"with_eval3d": True},
+        {"rolling_shutter": "ROLLING_TOP_TO_BOTTOM"},
+        {"radial_coeffs": torch.zeros(2, 6)},
+        {"viewmats_rs": torch.eye(4).repeat(2, 1, 1)},
+        {"camera_model": "fisheye"},
+        {"camera_model": "ortho"},
+        {"channel_chunk": 0},
+    ],
+    ids=lambda kw: next(iter(kw)),
+)
+def test_unsupported_gsplat_keywords_name_themselves(kw):
+    name = next(iter(kw))
+    with pytest.raises(ValueError, match=name):
+        rs.rasterization(**make_scene(n=5), **kw)
+
+
+def test_gsplat_defaults_and_global_shutter_are_accepted():
+    s = make_scene(n=5)
+    want, _, _ = rs.rasterization(**s)
+    got, _, _ = rs.rasterization(
+        **s, channel_chunk=32, distributed=False, segmented=False, with_ut=False, with_eval3d=False,
+        rolling_shutter="global", camera_model="pinhole",
+    )  # fmt: skip
+    assert torch.equal(got, want)
+    with pytest.raises(ValueError, match="quats and scales"):
+        rs.rasterization(**{**s, "quats": None})

@@ -248,6 +248,97 @@ def _validate(
     return n, c_
 
 
+_GSPLAT_DEFAULTS = {
+    "distributed": False,
+    "segmented": False,
+    "with_ut": False,
+    "with_eval3d": False,
+    "radial_coeffs": None,
+    "tangential_coeffs": None,
+    "thin_prism_coeffs": None,
+    "ftheta_coeffs": None,
+    "viewmats_rs": None,
+}
+
+
+def _unsupported_gsplat_keywords(**given) -> None:
+    """gsplat 1.5 keywords raysplat accepts only at their defaults: anything else is a one-line
+    ``ValueError`` naming the keyword (a call copied from gsplat never meets a bare TypeError)."""
+    for name, value in given.items():
+        default = _GSPLAT_DEFAULTS[name]
+        if value is None and default is None:
+            continue
+        if default is False and value is False:
+            continue
+        raise ValueError(f"{name}: not supported by raysplat.rasterization (only {default!r})")
+
+
+def _check_rolling_shutter(rolling_shutter: object) -> None:
+    """Accepts ``None``, ``"global"`` or gsplat's ``RollingShutterType.GLOBAL``."""
+    if rolling_shutter is None:
+        return
+    label = getattr(rolling_shutter, "name", rolling_shutter)
+    if isinstance(label, str) and label.lower() == "global":
+        return
+    raise ValueError(f"rolling_shutter: only the global shutter is supported, got {rolling_shutter!r}")
+
+
+def covars_to_quats_scales(covars: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rotations (wxyz) and scales with ``R diag(s^2) R^T == covars`` (gsplat's ``covars``).
+
+    ``covars``: [N, 3, 3] (symmetrised) or [N, 6] upper triangles ``(xx, xy, xz, yy, yz, zz)``.
+    An eigendecomposition gives the axes (columns of ``R``, made a proper rotation) and
+    ``s = sqrt(max(eigenvalue, 0))``; the quaternion comes from ``R`` by Shepperd's method (the
+    best-conditioned of the four formulas per Gaussian). Differentiable, except where two
+    eigenvalues coincide (an axis-symmetric Gaussian: the eigenvector gradient is undefined).
+    """
+    chk.tensor("covars", covars, ndim=(2, 3), finite=True)
+    if covars.dim() == 2:
+        if covars.shape[1] != 6:
+            raise ValueError(f"covars must have shape [N, 3, 3] or [N, 6], got {tuple(covars.shape)}")
+        xx, xy, xz, yy, yz, zz = covars.unbind(-1)
+        cov = torch.stack([xx, xy, xz, xy, yy, yz, xz, yz, zz], -1).reshape(-1, 3, 3)
+    else:
+        if tuple(covars.shape[1:]) != (3, 3):
+            raise ValueError(f"covars must have shape [N, 3, 3] or [N, 6], got {tuple(covars.shape)}")
+        cov = 0.5 * (covars + covars.transpose(-1, -2))
+    evals, rot = torch.linalg.eigh(cov)
+    scales = evals.clamp_min(1e-30).sqrt()
+    sign = torch.where(torch.linalg.det(rot.detach()) < 0, -1.0, 1.0).to(rot.dtype)
+    rot = torch.cat([rot[..., :2], rot[..., 2:] * sign[:, None, None]], -1)
+    m = rot
+    t = torch.stack(
+        [
+            1 + m[:, 0, 0] + m[:, 1, 1] + m[:, 2, 2],
+            1 + m[:, 0, 0] - m[:, 1, 1] - m[:, 2, 2],
+            1 - m[:, 0, 0] + m[:, 1, 1] - m[:, 2, 2],
+            1 - m[:, 0, 0] - m[:, 1, 1] + m[:, 2, 2],
+        ],
+        -1,
+    )
+    a = m[:, 2, 1] - m[:, 1, 2]
+    b = m[:, 0, 2] - m[:, 2, 0]
+    c = m[:, 1, 0] - m[:, 0, 1]
+    d = m[:, 0, 1] + m[:, 1, 0]
+    e = m[:, 0, 2] + m[:, 2, 0]
+    f = m[:, 1, 2] + m[:, 2, 1]
+    cand = (
+        torch.stack(
+            [
+                torch.stack([t[:, 0], a, b, c], -1),
+                torch.stack([a, t[:, 1], d, e], -1),
+                torch.stack([b, d, t[:, 2], f], -1),
+                torch.stack([c, e, f, t[:, 3]], -1),
+            ],
+            1,
+        )
+        / (2 * t.clamp_min(1e-12).sqrt())[..., None]
+    )
+    best = t.detach().argmax(-1)
+    quats = cand[torch.arange(cand.shape[0], device=cand.device), best]
+    return quats, scales
+
+
 def _gsplat():
     try:
         import gsplat  # noqa: PLC0415
@@ -258,8 +349,8 @@ def _gsplat():
 
 def rasterization(
     means: torch.Tensor,
-    quats: torch.Tensor,
-    scales: torch.Tensor,
+    quats: torch.Tensor | None,
+    scales: torch.Tensor | None,
     opacities: torch.Tensor,
     colors: torch.Tensor,
     viewmats: torch.Tensor,
@@ -278,7 +369,19 @@ def rasterization(
     sparse_grad: bool = False,
     absgrad: bool = False,
     rasterize_mode: str = "classic",
+    channel_chunk: int = 32,
+    distributed: bool = False,
     camera_model: str = "pinhole",
+    segmented: bool = False,
+    covars: torch.Tensor | None = None,
+    with_ut: bool = False,
+    with_eval3d: bool = False,
+    radial_coeffs: torch.Tensor | None = None,
+    tangential_coeffs: torch.Tensor | None = None,
+    thin_prism_coeffs: torch.Tensor | None = None,
+    ftheta_coeffs: object | None = None,
+    rolling_shutter: object | None = None,
+    viewmats_rs: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, dict]:
     """Renders 3D Gaussians into ``C`` pinhole cameras (``gsplat.rasterization``'s signature).
 
@@ -296,6 +399,14 @@ def rasterization(
         rasterize_mode: "classic" or "antialiased" (opacity times ``compensations``).
         radius_clip, packed, tile_size, sparse_grad, camera_model: gsplat options; only the
             defaults (0, dense output, 16, False, "pinhole") are supported (``packed`` is ignored).
+        covars: [N, 3, 3] world covariances, or [N, 6] upper triangles (xx, xy, xz, yy, yz, zz),
+            instead of ``quats`` / ``scales`` (which may then be ``None``); converted to a rotation
+            and scales by an eigendecomposition (differentiable; gsplat 1.5's keyword).
+        channel_chunk: accepted and ignored (all channels are composited in one pass).
+        distributed, segmented, with_ut, with_eval3d, rolling_shutter (other than global),
+            radial / tangential / thin-prism / ftheta coefficients, viewmats_rs: gsplat 1.5
+            keywords that raysplat does not support; only their defaults are accepted, anything
+            else raises a ``ValueError`` naming the keyword.
 
     Returns:
         ``(render_colors [C, H, W, D'], render_alphas [C, H, W, 1], meta)``; ``meta`` holds
@@ -303,6 +414,24 @@ def rasterization(
         densification does), ``radii`` [C, N, 2] int32, ``depths``, ``conics``, ``opacities``,
         ``tiles_per_gauss``, ``isect_offsets``, ``flatten_ids``, sizes and ``n_cameras``.
     """
+    _unsupported_gsplat_keywords(
+        distributed=distributed,
+        segmented=segmented,
+        with_ut=with_ut,
+        with_eval3d=with_eval3d,
+        radial_coeffs=radial_coeffs,
+        tangential_coeffs=tangential_coeffs,
+        thin_prism_coeffs=thin_prism_coeffs,
+        ftheta_coeffs=ftheta_coeffs,
+        viewmats_rs=viewmats_rs,
+    )
+    _check_rolling_shutter(rolling_shutter)
+    if isinstance(channel_chunk, bool) or not isinstance(channel_chunk, int) or channel_chunk < 1:
+        raise ValueError(f"channel_chunk must be a positive int, got {channel_chunk!r}")
+    if covars is not None:
+        quats, scales = covars_to_quats_scales(covars)
+    elif quats is None or scales is None:
+        raise ValueError("quats and scales are required unless covars is given")
     chk.choice("render_mode", render_mode, RENDER_MODES)
     chk.choice("rasterize_mode", rasterize_mode, RASTERIZE_MODES)
     chk.choice("camera_model", camera_model, ("pinhole",))

@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# The GPU proof in one command (issue 14 §2). On a CUDA machine with no network:
+#   1. installs raysplat from the abi3 wheel in dist/ (built beforehand with `make wheel`) into a
+#      scratch folder on PYTHONPATH, so it runs on the machine's own python/torch (and
+#      gsplat/nerfacc when they are importable there; PYTHON=... picks the interpreter);
+#   2. runs the CUDA tests (`pytest -m cuda tests/test_cuda.py`);
+#   3. runs benches/gpu.py (each op and a training step: raysplat vs nerfacc vs gsplat vs the torch
+#      twin), each peer comparison capped in time, and writes the table to
+#      $OUT/gpu_table.txt (or gpu_results/gpu_table.txt when $OUT is unset).
+# Without CUDA it says so and exits 0 (GPU_CHECK_DRY_RUN=1 runs the same steps on CPU).
+# Budget: under 4 minutes on one modern GPU (tests <= 100 s, bench <= 130 s, hard timeouts).
+set -u
+cd "$(dirname "$0")/.."
+PY="${PYTHON:-python3}"
+RESULTS="${OUT:-gpu_results}"
+mkdir -p "$RESULTS"
+
+DEVICE=cuda
+TINY=""
+if [ "${GPU_CHECK_DRY_RUN:-0}" = 1 ]; then
+    # the same steps on CPU (tests against the torch twins, tiny bench): proves the script here
+    DEVICE=cpu
+    TINY="--tiny"
+    export RAYSPLAT_TEST_DEVICE=cpu
+elif ! "$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" 2>/dev/null; then
+    echo "gpu_check: no CUDA device (or no torch) on this machine; nothing to check." | tee "$RESULTS/gpu_table.txt"
+    exit 0
+fi
+
+# raysplat from the wheel, installed into a scratch folder put first on PYTHONPATH (no venv, no
+# network, no dependencies: torch/numpy are the machine's own)
+WHEEL=$(ls -t dist/raysplat-*.whl 2>/dev/null | head -n 1)
+if [ -n "$WHEEL" ]; then
+    SITE="${TMPDIR:-/tmp}/raysplat-gpu-check-site"
+    rm -rf "$SITE"
+    # pip when it is there and accepts the wheel's tags, else unzip it (a wheel is a zip file)
+    "$PY" -m pip install --quiet --no-index --no-deps --target "$SITE" "$WHEEL" 2>/dev/null \
+        || "$PY" -c "import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extractall(sys.argv[2])" "$WHEEL" "$SITE" \
+        || exit 2
+    export PYTHONPATH="$SITE${PYTHONPATH:+:$PYTHONPATH}"
+elif ! "$PY" -c "import raysplat._core" 2>/dev/null; then
+    echo "gpu_check: no wheel in dist/ (run 'make wheel' first) and raysplat is not importable" >&2
+    exit 2
+fi
+"$PY" -c "import raysplat, torch; print('raysplat', raysplat.__version__, 'from', raysplat.__file__); \
+print('torch', torch.__version__, 'cuda', torch.version.cuda, \
+      torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'no GPU')" \
+    | tee "$RESULTS/gpu_env.txt"
+for peer in gsplat nerfacc; do
+    if ver=$("$PY" -c "import $peer; print($peer.__version__)" 2>/dev/null); then
+        echo "$peer $ver" | tee -a "$RESULTS/gpu_env.txt"
+    else
+        echo "$peer: not importable (skipped)" | tee -a "$RESULTS/gpu_env.txt"
+    fi
+done
+
+status=0
+timeout 100 "$PY" -m pytest -q -m cuda -p no:cacheprovider -W default tests/test_cuda.py \
+    --junitxml="$RESULTS/cuda_tests.xml" 2>&1 | tee "$RESULTS/cuda_tests.txt" | tail -n 40
+[ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+
+timeout 130 "$PY" benches/gpu.py --device "$DEVICE" $TINY --time-cap 4 --budget 90 --out "$RESULTS/gpu_table.txt" \
+    --json "$RESULTS/gpu_table.json" 2>&1 | tee "$RESULTS/gpu_bench.log" | tail -n 60
+[ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+echo "gpu_check: tests + bench finished with status $status; table in $RESULTS/gpu_table.txt"
+exit $status
