@@ -64,7 +64,8 @@ def check_model(model: GaussianModel, name: str) -> GaussianModel:
         if bad.any():
             rows = bad.reshape(len(model), -1).any(1).nonzero()[:, 0]
             raise StitchError(
-                f"{name}: {key} holds NaN or infinite values at {len(rows)} Gaussian(s) (first: {int(rows[0])})"
+                f"{name}: {key} holds NaN or infinite values at {len(rows)} Gaussian(s) "
+                f"(first: {int(rows[0])})"
             )
     return model
 
@@ -236,7 +237,14 @@ def quat_multiply(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 def _euler_xyz(deg: tuple[float, float, float]) -> torch.Tensor:
     rx, ry, rz = (math.radians(a) for a in deg)
-    cx, sx, cy, sy, cz, sz = math.cos(rx), math.sin(rx), math.cos(ry), math.sin(ry), math.cos(rz), math.sin(rz)
+    cx, sx, cy, sy, cz, sz = (
+        math.cos(rx),
+        math.sin(rx),
+        math.cos(ry),
+        math.sin(ry),
+        math.cos(rz),
+        math.sin(rz),
+    )
     mx = torch.tensor([[1, 0, 0], [0, cx, -sx], [0, sx, cx]], dtype=torch.float64)
     my = torch.tensor([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]], dtype=torch.float64)
     mz = torch.tensor([[cz, -sz, 0], [sz, cz, 0], [0, 0, 1]], dtype=torch.float64)
@@ -288,11 +296,16 @@ class Similarity:
         a, t = m[:3, :3], m[:3, 3]
         det = float(torch.linalg.det(a))
         if det <= 0:
-            raise ValueError(f"transform: the 3x3 block must be a rotation times a scale > 0 (det = {det:.4g})")
+            raise ValueError(
+                f"transform: the 3x3 block must be a rotation times a scale > 0 (det = {det:.4g})"
+            )
         s = det ** (1 / 3)
         r = a / s
         if not torch.allclose(r @ r.T, torch.eye(3, dtype=torch.float64), atol=1e-4):
-            raise ValueError("transform: the 3x3 block is not a rotation times a uniform scale (shear or non-uniform scale)")
+            raise ValueError(
+                "transform: the 3x3 block is not a rotation times a uniform scale "
+                "(shear or non-uniform scale)"
+            )
         u, _, vh = torch.linalg.svd(r)  # re-orthonormalise
         return cls(u @ vh, t, s)
 

@@ -286,12 +286,16 @@ def prepare(
     sel = parse_selection(selection)
     mask = sel.mask(src_full.means)
     if not mask.any():
-        raise StitchError(f"the selection {sel.kind}:{','.join(f'{v:g}' for v in sel.values)} contains no source Gaussian")
+        raise StitchError(
+            f"the selection {sel.kind}:{','.join(f'{v:g}' for v in sel.values)} contains no source Gaussian"
+        )
     src = transform_model(clone_model(src_full, mask.nonzero()[:, 0]), transform or Similarity.identity())
     deg = max(tgt.sh_degree, src.sh_degree)
     tgt, src = pad_sh(tgt, deg), pad_sh(src, deg)
     length = object_size(torch.cat([tgt.means.detach(), src.means.detach()]))
-    bmask, bidx = find_boundary(tgt.means, tgt.opacities, src.means, config.beta * length, config.k, config.tau)
+    bmask, bidx = find_boundary(
+        tgt.means, tgt.opacities, src.means, config.beta * length, config.k, config.tau
+    )
     if not bmask.any():
         raise StitchError(
             f"no boundary found: no target Gaussian with opacity > {config.tau} lies within "
@@ -316,6 +320,8 @@ def stitch(
     ``renders/{before,after}_XX.png`` and ``video/turntable.{gif,mp4}``; all inputs are checked
     before anything is written."""
     cfg = config or StitchConfig()
+    if torch.device(cfg.device).type != "cpu":
+        raise ValueError(f"device: stitching runs on the CPU for now, got {cfg.device!r}")
     torch.manual_seed(cfg.seed)
     t0 = time.perf_counter()
     pieces = prepare(target, source, selection, transform, cfg)
@@ -364,8 +370,12 @@ def stitch(
     batches = [s_img[i][s_alpha[i, ..., 0] > 0.95] for i in range(len(cams))]
     palette, props = streaming_palette(
         [b for _ in range(3) for b in batches],
-        cfg.palette_bins, cfg.palette_max_bins, cfg.palette_new_bin, cfg.palette_expire, cfg.palette_min_votes,
-    )  # fmt: skip
+        cfg.palette_bins,
+        cfg.palette_max_bins,
+        cfg.palette_new_bin,
+        cfg.palette_expire,
+        cfg.palette_min_votes,
+    )
 
     # ---- optimisation
     sh0 = torch.nn.Parameter(tgt.params["sh0"].detach().clone())
@@ -381,7 +391,9 @@ def stitch(
     history = []
     step = 0
     t_opt = time.perf_counter()
-    while (steps is None or step < steps) and (cfg.seconds is None or time.perf_counter() - t_opt < cfg.seconds):
+    while (steps is None or step < steps) and (
+        cfg.seconds is None or time.perf_counter() - t_opt < cfg.seconds
+    ):
         colors = torch.cat([sh0, shn], 1)
         l_feat = ((colors[b_ids] - feat) * SH_C0).square().sum(-1).mean()
         if len(p_ids):
