@@ -235,6 +235,8 @@ def _render(model_or_parts, c2w, K, w, h, bg=None):
     from raysplat.splat import rasterization  # noqa: PLC0415
 
     deg = round(math.sqrt(colors.shape[1])) - 1
+    if bg is not None:
+        bg = bg.reshape(-1, bg.shape[-1]).expand(len(c2w), bg.shape[-1])
     return rasterization(
         means, quats, scales, opac, colors, c2w_to_viewmat(c2w), K.expand(len(c2w), 3, 3), w, h,
         sh_degree=deg, backgrounds=bg,
