@@ -467,6 +467,46 @@ def _add_stitch(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_stitch)
 
 
+def _view(args: argparse.Namespace) -> int:
+    import time
+    from pathlib import Path
+
+    from raysplat.stitch.viewer import Editor, serve
+
+    set_threads(args)
+    if len(args.models) > 2:
+        raise ValueError(f"view takes one or two PLY files, got {len(args.models)}")
+    for m in args.models:
+        if not Path(m).is_file():
+            raise FileNotFoundError(f"{m}: no such PLY file")
+    editor = Editor(*args.models)
+    server = serve(editor, args.host, args.port, *args.size)
+    print(f"raysplat view: http://{args.host}:{args.port} (Ctrl-C to stop)", flush=True)
+    try:
+        while True:
+            time.sleep(1.0)
+    except KeyboardInterrupt:
+        server.stop()
+    return 0
+
+
+def _add_view(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "view",
+        help="browser viewer and stitching editor for 3DGS PLYs (viser)",
+        description="Serves a web viewer (viser, needs raysplat[viewer]) rendering MODEL with raysplat's "
+        "rasterizer; with MODEL2 (the source): box selection, a transform gizmo, Stitch and Save.",
+    )
+    p.add_argument(
+        "models", nargs="+", metavar="MODEL", help="the target 3DGS .ply and optionally the source"
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    p.add_argument("--port", type=_pos_int, default=8080, help="port (default: 8080)")
+    p.add_argument("--size", type=_pos_int, nargs=2, default=(512, 384), metavar=("W", "H"))
+    p.add_argument("--threads", type=_pos_int, default=None, help="threads of the Rust kernels and torch")
+    p.set_defaults(func=_view)
+
+
 #: ``raysplat train`` models, each an ``_add_train_<model>(subparsers)`` like :data:`COMMANDS`
 TRAIN_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_train_gs, _add_train_nerf]
 
@@ -485,6 +525,7 @@ COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_train,
     _add_render,
     _add_stitch,
+    _add_view,
 ]
 
 
