@@ -80,7 +80,7 @@ class StitchConfig(TrainingConfig):
     k: int = option(8, "K nearest source centres per target Gaussian for the boundary test (ours)")
     beta: float = option(0.05, "boundary if the mean K-NN distance < beta * L (§4.5)")
     tau: float = option(0.95, "boundary points need opacity > tau (§4.5)")
-    k_drive: int = option(4, "driving boundary points per propagated Gaussian (ours)")
+    k_drive: int = option(16, "driving boundary points per propagated Gaussian (ours)")
     propagate: str = option(
         "offset",
         "'offset': a propagated Gaussian's colour target is its own colour plus its drivers' change "
@@ -104,7 +104,7 @@ class StitchConfig(TrainingConfig):
     width: int = option(96, "width of the optimisation renders")
     height: int = option(72, "height of the optimisation renders")
     optimize: str = option("sh", "'sh' (all SH coefficients) or 'sh0' (band 0 only)")
-    lr: float = option(0.01, "Adam learning rate of sh0 (shN: lr / 20)")
+    lr: float = option(0.02, "Adam learning rate of sh0 (shN: lr / 20)")
     out_width: int = option(256, "width of the before/after renders and the turntable")
     out_height: int = option(192, "height of the before/after renders and the turntable")
     frames: int = option(24, "turntable frames (0: none)")
