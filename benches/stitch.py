@@ -84,7 +84,7 @@ def composite_metrics(res, target, band: int) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--n", type=int, nargs="+", default=[20_000, 100_000], help="target Gaussians")
+    ap.add_argument("--n", type=int, nargs="*", default=[20_000, 100_000], help="target sizes (none: skip)")
     ap.add_argument("--steps", type=int, default=None, help="stitch steps (default: StitchConfig's)")
     ap.add_argument("--band", type=int, default=3, help="boundary band half-width in pixels")
     ap.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])

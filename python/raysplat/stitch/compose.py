@@ -385,15 +385,28 @@ def find_boundary(
     k: int = 8,
     tau: float = 0.95,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Boundary mask ``[N_t]`` (bool) and the ``[N_t, k']`` indices of each target Gaussian's
-    ``k' = min(k, N_s)`` nearest source centres: boundary where their mean distance is
-    ``< radius`` and the (activated) opacity ``> tau``."""
+    """Boundary mask ``[N_t]`` (bool) and, for the ``B`` boundary points in index order, the
+    ``[B, k']`` indices of their ``k' = min(k, N_s)`` nearest source centres: boundary where
+    those centres' mean distance is ``< radius`` and the (activated) opacity ``> tau``.
+
+    Only target points within ``radius`` of the source's bounding box are queried (a mean
+    distance below ``radius`` needs the nearest centre within it), so a small part pasted into
+    a large scene costs little."""
     if len(source_means) == 0:
         raise StitchError("the source selection is empty")
     kk = min(int(k), len(source_means))
-    dist, idx = knn(source_means.detach().float(), kk, queries=target_means.detach().float())
-    mask = (dist.mean(1) < radius) & (target_opacities.detach().cpu() > tau)
-    return mask, idx
+    src = source_means.detach().float().cpu()
+    tgt = target_means.detach().float().cpu()
+    lo, hi = src.min(0).values, src.max(0).values
+    gap = (torch.maximum(lo - tgt, tgt - hi)).clamp_min(0).norm(dim=1)
+    cand = ((gap < radius) & (target_opacities.detach().cpu() > tau)).nonzero()[:, 0]
+    mask = torch.zeros(len(tgt), dtype=torch.bool)
+    if len(cand) == 0:
+        return mask, torch.zeros(0, kk, dtype=torch.long)
+    dist, idx = knn(src, kk, queries=tgt[cand])
+    near = dist.mean(1) < radius
+    mask[cand[near]] = True
+    return mask, idx[near]
 
 
 __all__ = [

@@ -337,7 +337,7 @@ def stitch(
     # ---- per-Gaussian targets
     src_sh = src.colors.detach()
     tgt_sh0 = tgt.colors.detach()
-    feat = src_sh[bidx[bmask]].mean(1)  # [B, K, 3]
+    feat = src_sh[bidx].mean(1)  # [B, K, 3]
     b_ids = bmask.nonzero()[:, 0]
     b_means = tgt.means.detach()[b_ids]
     rho = cfg.prop_radius * length
