@@ -67,7 +67,7 @@ def test_server_serves_its_page(plys):
 def test_headless_browser_gets_a_frame(plys, tmp_path):
     exe = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
     if exe is None:
-        pytest.skip("no chromium on this machine (CI installs Debian's chromium in .ci/run)")
+        pytest.skip("no chromium on this machine (apt-get install chromium to run this test)")
     port = _free_port()
     ed = Editor(plys / "t.ply", plys / "s.ply")
     server = serve(ed, "127.0.0.1", port, 64, 48)
