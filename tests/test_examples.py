@@ -58,3 +58,11 @@ def test_text_to_3d_example(tmp_path):
     m = json.loads((out / "metrics.json").read_text())
     assert m["steps"] == 2 and m["psnr"] > 0 and (out / "mesh.glb").is_file()
     assert (out / "video" / "turntable.mp4").is_file()
+
+
+def test_stitch_example(tmp_path):
+    out = tmp_path / "stitch"
+    _run("stitch_demo.py", "--out", str(out), "--n", "1500", "--steps", "5", "--frames", "2")
+    m = json.loads((out / "run" / "metrics.json").read_text())
+    assert m["steps"] == 5 and m["n_boundary"] > 0 and (out / "run" / "stitched.ply").is_file()
+    assert (out / "run" / "video" / "turntable.mp4").is_file()

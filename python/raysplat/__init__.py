@@ -4,7 +4,7 @@ CPU tensors run on raysplat's Rust kernels; tensors on other devices run the pur
 in :mod:`raysplat.reference` (same results).
 """
 
-from raysplat import _core, datasets, gs, nerf
+from raysplat import _core, datasets, gs, nerf, stitch
 from raysplat._checks import backend
 from raysplat.buffer_cache import buffer_cache_info, empty_buffer_cache, set_buffer_cache_limit
 from raysplat.grid import OccupancyGrid
@@ -59,6 +59,7 @@ __all__ = [
     "sample_texture",
     "set_buffer_cache_limit",
     "set_num_threads",
+    "stitch",
     "stratified_samples",
     "volume_render",
 ]

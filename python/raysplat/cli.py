@@ -472,12 +472,133 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         add(models)
 
 
+# ------------------------------------------------------------------------------------- stitch
+
+
+def _numbers(text: str, n: int | tuple[int, ...], flag: str) -> list[float]:
+    vals = [v for v in text.replace(" ", ",").split(",") if v]
+    try:
+        out = [float(v) for v in vals]
+    except ValueError as e:
+        raise ValueError(f"{flag}: expected comma-separated numbers, got {text!r}") from e
+    counts = (n,) if isinstance(n, int) else n
+    if len(out) not in counts:
+        raise ValueError(f"{flag}: expected {' or '.join(map(str, counts))} numbers, got {len(out)}")
+    return out
+
+
+def _stitch(args: argparse.Namespace) -> int:
+    from raysplat.stitch import Similarity, StitchConfig, parse_selection, stitch
+
+    set_threads(args)
+    if args.transform is not None and (args.translate or args.rotate or args.scale is not None):
+        raise ValueError("--transform cannot be combined with --translate / --rotate / --scale")
+    if args.transform is not None:
+        tf = Similarity.from_matrix(_numbers(args.transform, (12, 16), "--transform"))
+    else:
+        tf = Similarity.from_parts(
+            tuple(_numbers(args.translate, 3, "--translate")) if args.translate else (0.0, 0.0, 0.0),
+            tuple(_numbers(args.rotate, 3, "--rotate")) if args.rotate else (0.0, 0.0, 0.0),
+            1.0 if args.scale is None else args.scale,
+        )
+    selection = parse_selection(args.select)
+    cfg = StitchConfig.from_dict(
+        {**parse_sets(args.set or []), **budget(args), "seed": args.seed, "device": args.device,
+         "progress": not args.quiet}
+    )  # fmt: skip
+    res = stitch(args.target, args.source, selection, tf, cfg, out=args.out, force=args.force)
+    m = res.metrics
+    print(
+        f"stitched {m['n_source']} source Gaussians into {m['n_target']} target Gaussians "
+        f"({m['n_boundary']} boundary, {m['steps']} steps, {m['total_seconds']:.1f} s): "
+        f"{args.out}/stitched.ply"
+    )
+    return 0
+
+
+def _add_stitch(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "stitch",
+        help="paste a part of one 3DGS PLY into another without a seam",
+        description="3D Gaussian stitching: selects a part of SOURCE, moves it by a rigid transform with "
+        "uniform scale, merges it into TARGET and optimises the target's colours so the source's "
+        "appearance propagates across the boundary. Writes DIR/stitched.ply (the only PLY), "
+        "DIR/labels.npy (0 target, 1 source), metrics.json, before/after renders and a turntable.",
+    )
+    p.add_argument("target", help="the receiving 3DGS .ply")
+    p.add_argument("source", help="the 3DGS .ply to take the part from")
+    p.add_argument(
+        "--select",
+        default=None,
+        help="part of SOURCE: box:xmin,ymin,zmin,xmax,ymax,zmax | sphere:cx,cy,cz,r | "
+        "obox:cx,cy,cz,hx,hy,hz,qw,qx,qy,qz | all (default: all)",
+    )
+    p.add_argument(
+        "--transform", default=None, help="12 or 16 comma-separated numbers: row-major 3x4 / 4x4 [sR|t]"
+    )
+    p.add_argument("--translate", default=None, help="tx,ty,tz")
+    p.add_argument("--rotate", default=None, help="rx,ry,rz Euler angles in degrees (R = Rz Ry Rx)")
+    p.add_argument("--scale", type=_pos_float, default=None, help="uniform scale (default: 1)")
+    p.add_argument("--out", default="runs/stitch", help="output directory (default: runs/stitch)")
+    p.add_argument("--force", action="store_true", help="write into a non-empty --out")
+    p.add_argument("--steps", type=_nonneg_int, default=None, help="optimisation steps (default: 200)")
+    p.add_argument("--seconds", type=_pos_float, default=None, help="optimisation time budget in seconds")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
+    p.add_argument("--threads", type=_pos_int, default=None, help="threads of the Rust kernels and torch")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="any StitchConfig field (repeatable)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_stitch)
+
+
+def _view(args: argparse.Namespace) -> int:
+    import time
+    from pathlib import Path
+
+    from raysplat.stitch.viewer import Editor, serve
+
+    set_threads(args)
+    if len(args.models) > 2:
+        raise ValueError(f"view takes one or two PLY files, got {len(args.models)}")
+    for m in args.models:
+        if not Path(m).is_file():
+            raise FileNotFoundError(f"{m}: no such PLY file")
+    editor = Editor(*args.models)
+    server = serve(editor, args.host, args.port, *args.size)
+    print(f"raysplat view: http://{args.host}:{args.port} (Ctrl-C to stop)", flush=True)
+    try:
+        while True:
+            time.sleep(1.0)
+    except KeyboardInterrupt:
+        server.stop()
+    return 0
+
+
+def _add_view(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "view",
+        help="browser viewer and stitching editor for 3DGS PLYs (viser)",
+        description="Serves a web viewer (viser, needs raysplat[viewer]) rendering MODEL with raysplat's "
+        "rasterizer; with MODEL2 (the source): box selection, a transform gizmo, Stitch and Save.",
+    )
+    p.add_argument(
+        "models", nargs="+", metavar="MODEL", help="the target 3DGS .ply and optionally the source"
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    p.add_argument("--port", type=_pos_int, default=8080, help="port (default: 8080)")
+    p.add_argument("--size", type=_pos_int, nargs=2, default=(512, 384), metavar=("W", "H"))
+    p.add_argument("--threads", type=_pos_int, default=None, help="threads of the Rust kernels and torch")
+    p.set_defaults(func=_view)
+
+
 #: subcommand registrars, in the order ``--help`` lists them
 COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_make_scene,
     _add_train,
     _add_render,
     _add_text_to_3d,
+    _add_stitch,
+    _add_view,
 ]
 
 
