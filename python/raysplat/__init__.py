@@ -6,6 +6,7 @@ in :mod:`raysplat.reference` (same results).
 
 from raysplat import _core, datasets, gs, nerf
 from raysplat._checks import backend
+from raysplat.distribution import render_distribution
 from raysplat.grid import OccupancyGrid
 from raysplat.knn import knn, knn_scale_init
 from raysplat.mesh import MeshRaster, rasterize_mesh, sample_texture
@@ -79,6 +80,7 @@ __all__ = [
     "pack_info",
     "rasterization",
     "rasterize_mesh",
+    "render_distribution",
     "ray_aabb_intersect",
     "render_weight_from_alpha",
     "render_weight_from_density",

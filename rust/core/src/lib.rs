@@ -6,6 +6,7 @@
 
 pub mod alloc;
 pub mod cache;
+pub mod distribution;
 pub mod error;
 pub mod grid;
 pub mod hashgrid;

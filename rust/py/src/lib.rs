@@ -7,6 +7,7 @@
 
 mod cache;
 mod convert;
+mod distribution;
 mod grid;
 mod hashgrid;
 mod knn;
@@ -47,6 +48,9 @@ mod _core {
         segment_offsets, weights_from_alpha, weights_from_alpha_backward, weights_from_density,
         weights_from_density_backward, weights_from_intervals, weights_from_intervals_backward,
     };
+
+    #[pymodule_export]
+    use crate::distribution::{render_distribution, render_distribution_backward};
 
     #[pymodule_export]
     use crate::grid::march;
