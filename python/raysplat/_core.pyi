@@ -255,7 +255,7 @@ def render_distribution(
     sigma_activation: str,
     last_delta: float,
     want_sigmas: bool,
-) -> tuple[Float, Float, Float, Float | None]: ...
+) -> tuple[Float, Float, Float, Float | None, Float | None]: ...
 def render_distribution_backward(
     coeffs: Float,
     taus: Float,

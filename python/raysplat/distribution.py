@@ -78,7 +78,7 @@ def distribution_taus(
     upper = torch.cat([mids, grid[-1:].new_ones(1)])
     lower = torch.cat([grid[:1].new_zeros(1), mids])
     u = torch.rand((n_rays, n_samples), generator=generator, device=device, dtype=dtype)
-    return lower + (upper - lower) * u
+    return torch.addcmul(lower, upper - lower, u)
 
 
 def _per_ray(name: str, v, n: int, device, dtype) -> torch.Tensor:
@@ -110,15 +110,17 @@ class _RenderDistribution(torch.autograd.Function):
             chk.to_numpy("far", far, dt),
             None if noise is None else chk.to_numpy("noise", noise, dt),
         ]
-        c, o, d, s = _core.render_distribution(*arrays, n_samples, activation, last_delta, want_sigmas)
+        c, o, d, s, t = _core.render_distribution(*arrays, n_samples, activation, last_delta, want_sigmas)
         n = coeffs.shape[0]
         ctx.arrays, ctx.args, ctx.shape = arrays, (n_samples, activation, last_delta), coeffs.shape
         sig = chk.from_numpy(s, (n, n_samples)) if s is not None else coeffs.new_empty(0)
-        return chk.from_numpy(c, (n, 3)), chk.from_numpy(o, (n,)), chk.from_numpy(d, (n,)), sig
+        t = chk.from_numpy(t, (n, n_samples)) if t is not None else coeffs.new_empty(0)
+        ctx.mark_non_differentiable(t)
+        return chk.from_numpy(c, (n, 3)), chk.from_numpy(o, (n,)), chk.from_numpy(d, (n,)), sig, t
 
     @staticmethod
     @once_differentiable
-    def backward(ctx, v_colors, v_opacities, v_depths, v_sigmas):
+    def backward(ctx, v_colors, v_opacities, v_depths, v_sigmas, _v_t):
         dt = torch.float64 if ctx.arrays[0].dtype == np.float64 else torch.float32
 
         def arr(name, v):
@@ -189,7 +191,7 @@ def render_distribution(
     if taus is None:
         taus = distribution_taus(n_samples, n, stratified, generator, device, dtype)
     else:
-        chk.tensor("taus", taus, ndim=(1, 2), finite=True)
+        chk.tensor("taus", taus, ndim=(1, 2), finite=not rust)  # Rust checks them itself
         if tuple(taus.shape) not in ((n_samples,), (n, n_samples)):
             raise ValueError(f"taus must have shape [{n_samples}] or [{n}, {n_samples}], got {tuple(taus.shape)}")
         taus = taus.to(dtype)
@@ -197,11 +199,11 @@ def render_distribution(
     if sigma_noise_std > 0:
         noise = sigma_noise_std * torch.randn((n, n_samples), generator=generator, device=device, dtype=dtype)
     if rust:
-        colors, opac, depths, sig = _RenderDistribution.apply(
+        colors, opac, depths, sig, t = _RenderDistribution.apply(
             coeffs, taus, near_t, far_t, noise, n_samples, sigma_activation, float(last_delta), return_samples
         )
         if coeffs.dtype not in (torch.float32, torch.float64):
-            colors, opac, depths, sig = (x.to(coeffs.dtype) for x in (colors, opac, depths, sig))
+            colors, opac, depths, sig, t = (x.to(coeffs.dtype) for x in (colors, opac, depths, sig, t))
     else:
         if not bool(torch.isfinite(coeffs).all()):
             raise ValueError("coeffs contains NaN or infinite values")
@@ -212,11 +214,11 @@ def render_distribution(
         colors, opac, depths, sig = ref.render_distribution(
             coeffs, taus, near_t, far_t, noise, sigma_activation, float(last_delta)
         )
+        t = near_t[:, None] + taus * (far_t - near_t)[:, None] if return_samples else None
     opac, depths = opac[:, None], depths[:, None]
     if render_bkgd is not None:
         chk.tensor("render_bkgd", render_bkgd, ndim=(1, 2), last=3, finite=True)
         colors = colors + (1.0 - opac) * render_bkgd
     if not return_samples:
         return RenderedDistribution(colors, opac, depths, None, None)
-    t = near_t[:, None] + taus * (far_t - near_t)[:, None]
     return RenderedDistribution(colors, opac, depths, sig, t)

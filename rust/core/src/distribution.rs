@@ -113,6 +113,8 @@ pub struct Rendered<T> {
     pub depths: Vec<T>,
     /// `[n_rays * n_samples]` raw Fourier densities, when requested.
     pub sigmas: Option<Vec<T>>,
+    /// `[n_rays * n_samples]` sample distances `near + tau (far - near)`, with `sigmas`.
+    pub t: Option<Vec<T>>,
 }
 
 /// Gradients of the outputs (`None` = zero).
@@ -216,20 +218,75 @@ fn fill_basis<T: Real>(taus: &[T], b: &mut [T]) {
     }
 }
 
-/// `raw[ch * S + j] = sum_i phi[ch][i] B_i(tau_j)` for one ray.
+/// `raw[ch * S + j] = sum_i phi[ch][i] B_i(tau_j)` for one ray: blocks of eight samples with
+/// the four channels' sums in registers (the sums run over `i` in order, as the text reads).
 #[inline(always)]
 fn eval_series<T: Real>(phi: &[T], b: &[T], raw: &mut [T], s: usize) {
-    for ch in 0..N_CHANNELS {
-        let p = &phi[ch * N_BASIS..(ch + 1) * N_BASIS];
-        let row = &mut raw[ch * s..(ch + 1) * s];
-        row.fill(p[0]);
-        for (i, &pi) in p.iter().enumerate().skip(1) {
-            let bi = &b[i * s..(i + 1) * s];
-            for j in 0..s {
-                row[j] += pi * bi[j];
+    const L: usize = 8;
+    let phi = &phi[..RAY_COEFFS];
+    let b = &b[..N_BASIS * s];
+    let raw = &mut raw[..N_CHANNELS * s];
+    let mut j0 = 0;
+    while j0 + L <= s {
+        let mut acc = [[T::zero(); L]; N_CHANNELS];
+        for ch in 0..N_CHANNELS {
+            acc[ch] = [phi[ch * N_BASIS]; L];
+        }
+        for i in 1..N_BASIS {
+            let bi: &[T] = &b[i * s + j0..i * s + j0 + L];
+            for ch in 0..N_CHANNELS {
+                let p = phi[ch * N_BASIS + i];
+                for l in 0..L {
+                    acc[ch][l] += p * bi[l];
+                }
             }
         }
+        for ch in 0..N_CHANNELS {
+            raw[ch * s + j0..ch * s + j0 + L].copy_from_slice(&acc[ch]);
+        }
+        j0 += L;
     }
+    for j in j0..s {
+        for ch in 0..N_CHANNELS {
+            let mut acc = phi[ch * N_BASIS];
+            for i in 1..N_BASIS {
+                acc += phi[ch * N_BASIS + i] * b[i * s + j];
+            }
+            raw[ch * s + j] = acc;
+        }
+    }
+}
+
+/// `sum_j a_j g[ch * s + j]` for the four channels, with eight interleaved partial sums per
+/// channel (a fixed order, so it vectorises and gives the same result in every build).
+#[inline(always)]
+fn dot4<T: Real>(a: &[T], g: &[T], s: usize) -> [T; N_CHANNELS] {
+    const L: usize = 8;
+    let a = &a[..s];
+    let g = &g[..N_CHANNELS * s];
+    let mut acc = [[T::zero(); L]; N_CHANNELS];
+    let mut j0 = 0;
+    while j0 + L <= s {
+        let x = &a[j0..j0 + L];
+        for ch in 0..N_CHANNELS {
+            let y = &g[ch * s + j0..ch * s + j0 + L];
+            for l in 0..L {
+                acc[ch][l] += x[l] * y[l];
+            }
+        }
+        j0 += L;
+    }
+    for j in j0..s {
+        for ch in 0..N_CHANNELS {
+            acc[ch][j - j0] += a[j] * g[ch * s + j];
+        }
+    }
+    let mut out = [T::zero(); N_CHANNELS];
+    for ch in 0..N_CHANNELS {
+        let c = &acc[ch];
+        out[ch] = ((c[0] + c[4]) + (c[1] + c[5])) + ((c[2] + c[6]) + (c[3] + c[7]));
+    }
+    out
 }
 
 #[inline(always)]
@@ -245,6 +302,7 @@ struct Scratch<T> {
     w: Vec<T>,
     trans: Vec<T>,
     dsig: Vec<T>,
+    e: Vec<T>,
 }
 
 impl<T: Real> Scratch<T> {
@@ -256,6 +314,7 @@ impl<T: Real> Scratch<T> {
             w: vec![T::zero(); s],
             trans: vec![T::zero(); s],
             dsig: vec![T::zero(); s],
+            e: vec![T::zero(); s],
         }
     }
 }
@@ -394,39 +453,68 @@ fn prepare_ray<T: Real>(
     flags
 }
 
-/// Composites one prepared ray: `(rgb, opacity, depth)`; fills `w`, `trans` and `dsig`
-/// (`act'` at each sample) and turns `raw`'s colour rows into `sigmoid` values.
+/// Composites one prepared ray: `(rgb, opacity, depth)`; fills `w`, `trans`, `e`
+/// (`exp(-sigma delta)`) and `dsig` (`act' * delta`) and turns `raw`'s colour rows into
+/// `sigmoid` values. Element-wise passes first (they vectorise), then the sequential scan.
 #[inline(always)]
 fn composite<T: Real>(d: &Distribution<'_, T>, r: usize, sc: &mut Scratch<T>) -> ([T; 3], T, T) {
     let s = d.n_samples;
-    let noise = d.noise.map(|z| &z[r * s..(r + 1) * s]);
     let (sig_row, rgb_rows) = sc.raw.split_at_mut(s);
-    for v in rgb_rows[..3 * s].iter_mut() {
+    let rgb_rows = &mut rgb_rows[..3 * s];
+    for v in rgb_rows.iter_mut() {
         *v = sigmoid(*v);
     }
-    let mut trans = T::one();
-    let (mut rgb, mut opacity, mut depth) = ([T::zero(); 3], T::zero(), T::zero());
-    for j in 0..s {
-        let x = sig_row[j] + noise.map_or(T::zero(), |z| z[j]);
-        let (sigma, dsig) = d.activation.eval(x);
-        let delta = if j + 1 < s {
-            sc.t[j + 1] - sc.t[j]
-        } else {
-            d.last_delta
-        };
-        let e = (-(sigma * delta)).exp();
-        let w = trans * (T::one() - e);
-        sc.w[j] = w;
-        sc.trans[j] = trans;
-        sc.dsig[j] = dsig * delta;
-        for (c, acc) in rgb.iter_mut().enumerate() {
-            *acc += w * rgb_rows[c * s + j];
-        }
-        opacity += w;
-        depth += w * sc.t[j];
-        trans = trans - w;
+    let (e, dsig, t) = (&mut sc.e[..s], &mut sc.dsig[..s], &sc.t[..s]);
+    // delta_j into dsig (last: last_delta), then the activation.
+    for j in 0..s - 1 {
+        dsig[j] = t[j + 1] - t[j];
     }
-    (rgb, opacity, depth)
+    dsig[s - 1] = d.last_delta;
+    let noise = d.noise.map(|z| &z[r * s..(r + 1) * s]);
+    let x = &mut sc.w[..s]; // the noisy raw density, for now
+    match noise {
+        Some(z) => {
+            for j in 0..s {
+                x[j] = sig_row[j] + z[j];
+            }
+        }
+        None => x.copy_from_slice(&sig_row[..s]),
+    }
+    match d.activation {
+        SigmaActivation::Relu => {
+            for j in 0..s {
+                let pos = x[j] > T::zero();
+                let sigma = if pos { x[j] } else { T::zero() };
+                e[j] = (-(sigma * dsig[j])).exp_fast();
+                dsig[j] = if pos { dsig[j] } else { T::zero() };
+            }
+        }
+        SigmaActivation::Softplus => {
+            for j in 0..s {
+                let (sigma, ds) = SigmaActivation::Softplus.eval(x[j]);
+                e[j] = (-(sigma * dsig[j])).exp_fast();
+                dsig[j] *= ds;
+            }
+        }
+    }
+    let (w, tr) = (&mut sc.w[..s], &mut sc.trans[..s]);
+    let mut trans = T::one();
+    let (mut c0, mut c1, mut c2) = (T::zero(), T::zero(), T::zero());
+    let (mut opacity, mut depth) = (T::zero(), T::zero());
+    let (r0, rest) = rgb_rows.split_at(s);
+    let (r1, r2) = rest.split_at(s);
+    for j in 0..s {
+        let wj = trans * (T::one() - e[j]);
+        w[j] = wj;
+        tr[j] = trans;
+        c0 += wj * r0[j];
+        c1 += wj * r1[j];
+        c2 += wj * r2[j];
+        opacity += wj;
+        depth += wj * t[j];
+        trans -= wj;
+    }
+    ([c0, c1, c2], opacity, depth)
 }
 
 /// Renders every ray (see the module documentation).
@@ -439,43 +527,49 @@ pub fn render_distribution<T: Real>(
     let table = shared_table(d, n)?;
     let (mut col, mut opa, mut dep) = (Output::new(n * 3), Output::new(n), Output::new(n));
     let mut sig = Output::new(if want_sigmas { n * s } else { 0 });
-    let (pc, po, pd, ps) = (col.pieces(), opa.pieces(), dep.pieces(), sig.pieces());
+    let mut tt = Output::new(if want_sigmas { n * s } else { 0 });
+    let (pc, po, pd, ps, pt) = (
+        col.pieces(),
+        opa.pieces(),
+        dep.pieces(),
+        sig.pieces(),
+        tt.pieces(),
+    );
     let flags = AtomicU8::new(0);
     let kernel: ForwardChunk<T> = choose!(forward_chunk::<T>, forward_chunk_avx2::<T>);
     crate::parallel::install(|| {
-        (0..n.div_ceil(CHUNK))
-            .into_par_iter()
-            .for_each_init(
-                || Scratch::new(s),
-                |sc, c| {
-                    let (r0, r1) = (c * CHUNK, ((c + 1) * CHUNK).min(n));
+        (0..n.div_ceil(CHUNK)).into_par_iter().for_each_init(
+            || Scratch::new(s),
+            |sc, c| {
+                let (r0, r1) = (c * CHUNK, ((c + 1) * CHUNK).min(n));
+                // SAFETY: chunks are disjoint.
+                let (oc, oo, od) =
+                    unsafe { (pc.claim(r0 * 3..r1 * 3), po.claim(r0..r1), pd.claim(r0..r1)) };
+                let (os, ot) = if want_sigmas {
                     // SAFETY: chunks are disjoint.
-                    let (oc, oo, od) = unsafe {
+                    unsafe {
                         (
-                            pc.claim(r0 * 3..r1 * 3),
-                            po.claim(r0..r1),
-                            pd.claim(r0..r1),
+                            Some(ps.claim(r0 * s..r1 * s)),
+                            Some(pt.claim(r0 * s..r1 * s)),
                         )
-                    };
-                    let os = if want_sigmas {
-                        // SAFETY: chunks are disjoint.
-                        Some(unsafe { ps.claim(r0 * s..r1 * s) })
-                    } else {
-                        None
-                    };
-                    let out = ForwardOut {
-                        colors: oc,
-                        opacities: oo,
-                        depths: od,
-                        sigmas: os,
-                    };
-                    // SAFETY: the AVX2 variant only runs on CPUs that have it.
-                    let f = unsafe { kernel(d, table.as_deref(), r0, r1, sc, out) };
-                    if f != 0 {
-                        flags.fetch_or(f, Ordering::Relaxed);
                     }
-                },
-            );
+                } else {
+                    (None, None)
+                };
+                let out = ForwardOut {
+                    colors: oc,
+                    opacities: oo,
+                    depths: od,
+                    sigmas: os,
+                    t: ot,
+                };
+                // SAFETY: the AVX2 variant only runs on CPUs that have it.
+                let f = unsafe { kernel(d, table.as_deref(), r0, r1, sc, out) };
+                if f != 0 {
+                    flags.fetch_or(f, Ordering::Relaxed);
+                }
+            },
+        );
     });
     flag_error(flags.load(Ordering::Relaxed))?;
     // SAFETY: the chunks cover every ray.
@@ -484,7 +578,12 @@ pub fn render_distribution<T: Real>(
             colors: col.finish(),
             opacities: opa.finish(),
             depths: dep.finish(),
-            sigmas: if want_sigmas { Some(sig.finish()) } else { None },
+            sigmas: if want_sigmas {
+                Some(sig.finish())
+            } else {
+                None
+            },
+            t: if want_sigmas { Some(tt.finish()) } else { None },
         })
     }
 }
@@ -495,6 +594,7 @@ struct ForwardOut<'a, T> {
     opacities: &'a mut [T],
     depths: &'a mut [T],
     sigmas: Option<&'a mut [T]>,
+    t: Option<&'a mut [T]>,
 }
 
 type ForwardChunk<T> = for<'a, 'b> unsafe fn(
@@ -526,6 +626,9 @@ fn forward_chunk<T: Real>(
         flags |= prepare_ray(d, table, r, sc);
         if let Some(os) = out.sigmas.as_deref_mut() {
             os[k * s..(k + 1) * s].copy_from_slice(&sc.raw[..s]);
+        }
+        if let Some(ot) = out.t.as_deref_mut() {
+            ot[k * s..(k + 1) * s].copy_from_slice(&sc.t[..s]);
         }
         let (rgb, o, dp) = composite(d, r, sc);
         out.colors[k * 3..k * 3 + 3].copy_from_slice(&rgb);
@@ -560,21 +663,19 @@ pub fn render_distribution_backward<T: Real>(
     let flags = AtomicU8::new(0);
     let kernel: BackwardChunk<T> = choose!(backward_chunk::<T>, backward_chunk_avx2::<T>);
     crate::parallel::install(|| {
-        (0..n.div_ceil(CHUNK))
-            .into_par_iter()
-            .for_each_init(
-                || Scratch::new(s),
-                |sc, c| {
-                    let (r0, r1) = (c * CHUNK, ((c + 1) * CHUNK).min(n));
-                    // SAFETY: chunks are disjoint.
-                    let o = unsafe { po.claim(r0 * RAY_COEFFS..r1 * RAY_COEFFS) };
-                    // SAFETY: the AVX2 variant only runs on CPUs that have it.
-                    let f = unsafe { kernel(d, g, table.as_deref(), r0, r1, sc, o) };
-                    if f != 0 {
-                        flags.fetch_or(f, Ordering::Relaxed);
-                    }
-                },
-            );
+        (0..n.div_ceil(CHUNK)).into_par_iter().for_each_init(
+            || Scratch::new(s),
+            |sc, c| {
+                let (r0, r1) = (c * CHUNK, ((c + 1) * CHUNK).min(n));
+                // SAFETY: chunks are disjoint.
+                let o = unsafe { po.claim(r0 * RAY_COEFFS..r1 * RAY_COEFFS) };
+                // SAFETY: the AVX2 variant only runs on CPUs that have it.
+                let f = unsafe { kernel(d, g, table.as_deref(), r0, r1, sc, o) };
+                if f != 0 {
+                    flags.fetch_or(f, Ordering::Relaxed);
+                }
+            },
+        );
     });
     flag_error(flags.load(Ordering::Relaxed))?;
     // SAFETY: the chunks cover every ray.
@@ -610,31 +711,47 @@ fn backward_chunk<T: Real>(
     for r in r0..r1 {
         flags |= prepare_ray(d, table, r, sc);
         composite(d, r, sc);
-        let gc = g.colors.map_or([T::zero(); 3], |v| [v[r * 3], v[r * 3 + 1], v[r * 3 + 2]]);
+        let gc = g
+            .colors
+            .map_or([T::zero(); 3], |v| [v[r * 3], v[r * 3 + 1], v[r * 3 + 2]]);
         let go = g.opacities.map_or(T::zero(), |v| v[r]);
         let gd = g.depths.map_or(T::zero(), |v| v[r]);
         // Per-sample value gradient a_j = gc . c_j + go + gd t_j; then
         // dL/ds_j = a_j T_{j+1} - sum_{i>j} w_i a_i, with s_j = sigma_j delta_j.
         let (sig_row, rgb_rows) = sc.raw.split_at_mut(s);
+        let rgb_rows = &mut rgb_rows[..3 * s];
+        let a = &mut sc.e[..s]; // e is not needed any more
+        let t = &sc.t[..s];
+        {
+            let (r0, rest) = rgb_rows.split_at(s);
+            let (r1, r2) = rest.split_at(s);
+            for j in 0..s {
+                a[j] = gc[0] * r0[j] + gc[1] * r1[j] + gc[2] * r2[j] + go + gd * t[j];
+            }
+        }
+        let (w, tr, dsig) = (&sc.w[..s], &sc.trans[..s], &sc.dsig[..s]);
         let mut suffix = T::zero();
         for j in (0..s).rev() {
-            let c = [rgb_rows[j], rgb_rows[s + j], rgb_rows[2 * s + j]];
-            let a = gc[0] * c[0] + gc[1] * c[1] + gc[2] * c[2] + go + gd * sc.t[j];
-            let w = sc.w[j];
-            let t_next = sc.trans[j] - w;
-            let ds = a * t_next - suffix;
-            suffix += w * a;
-            let mut gs = if sc.dsig[j] == T::zero() {
-                T::zero() // also avoids 0 * inf for an opaque last sample
+            let ds = a[j] * (tr[j] - w[j]) - suffix;
+            suffix += w[j] * a[j];
+            // (dsig == 0 also avoids 0 * inf for an opaque last sample)
+            sig_row[j] = if dsig[j] == T::zero() {
+                T::zero()
             } else {
-                ds * sc.dsig[j]
+                ds * dsig[j]
             };
-            if let Some(v) = g.sigmas {
-                gs += v[r * s + j];
+        }
+        if let Some(v) = g.sigmas {
+            let v = &v[r * s..(r + 1) * s];
+            for j in 0..s {
+                sig_row[j] += v[j];
             }
-            sig_row[j] = gs;
-            for ch in 0..3 {
-                rgb_rows[ch * s + j] = w * gc[ch] * c[ch] * (T::one() - c[ch]);
+        }
+        for ch in 0..3 {
+            let row = &mut rgb_rows[ch * s..(ch + 1) * s];
+            for j in 0..s {
+                let c = row[j];
+                row[j] = w[j] * gc[ch] * c * (T::one() - c);
             }
         }
         let basis: &[T] = match table {
@@ -642,15 +759,11 @@ fn backward_chunk<T: Real>(
             None => &sc.basis,
         };
         let o = &mut out[(r - r0) * RAY_COEFFS..(r - r0 + 1) * RAY_COEFFS];
-        for ch in 0..N_CHANNELS {
-            let grow = &sc.raw[ch * s..(ch + 1) * s];
-            for i in 0..N_BASIS {
-                let bi = &basis[i * s..(i + 1) * s];
-                let mut acc = T::zero();
-                for j in 0..s {
-                    acc += bi[j] * grow[j];
-                }
-                o[ch * N_BASIS + i] = acc;
+        let graw = &sc.raw[..N_CHANNELS * s];
+        for i in 0..N_BASIS {
+            let d4 = dot4(&basis[i * s..(i + 1) * s], graw, s);
+            for ch in 0..N_CHANNELS {
+                o[ch * N_BASIS + i] = d4[ch];
             }
         }
     }
@@ -682,6 +795,7 @@ mod tests {
             opacities: vec![0.0; n],
             depths: vec![0.0; n],
             sigmas: Some(vec![0.0; n * s]),
+            t: None,
         };
         for r in 0..n {
             let taus: Vec<f64> = if d.taus.len() == s {
@@ -741,7 +855,10 @@ mod tests {
             let x = -3.0 + 6.0 * i as f64 / 20_000.0;
             let (s, c) = sincos_turns(x);
             let a = std::f64::consts::TAU * x;
-            assert!((s - a.sin()).abs() < 1e-12 && (c - a.cos()).abs() < 1e-12, "{x}");
+            assert!(
+                (s - a.sin()).abs() < 1e-12 && (c - a.cos()).abs() < 1e-12,
+                "{x}"
+            );
             let (s32, c32) = sincos_turns(x as f32);
             assert!((s32 as f64 - a.sin()).abs() < 2e-6 && (c32 as f64 - a.cos()).abs() < 2e-6);
         }
@@ -790,13 +907,19 @@ mod tests {
             assert!(close(&got.colors, &want.colors));
             assert!(close(&got.opacities, &want.opacities));
             assert!(close(&got.depths, &want.depths));
-            assert!(close(got.sigmas.as_ref().unwrap(), want.sigmas.as_ref().unwrap()));
+            assert!(close(
+                got.sigmas.as_ref().unwrap(),
+                want.sigmas.as_ref().unwrap()
+            ));
         }
     }
 
     #[test]
     fn backward_matches_finite_differences() {
-        for (per_ray, act) in [(false, SigmaActivation::Softplus), (true, SigmaActivation::Relu)] {
+        for (per_ray, act) in [
+            (false, SigmaActivation::Softplus),
+            (true, SigmaActivation::Relu),
+        ] {
             let (n, s) = (3, 9);
             let (mut coeffs, taus, near, far) = inputs(n, s, per_ray);
             let gw = lcg(n * 3 + n + n + n * s, 11);
@@ -847,7 +970,11 @@ mod tests {
                 let lm = loss(&coeffs);
                 coeffs[i] = c0;
                 let fd = (lp - lm) / (2.0 * h);
-                assert!((fd - g[i]).abs() < 1e-5 * (1.0 + fd.abs()), "{i}: {fd} vs {}", g[i]);
+                assert!(
+                    (fd - g[i]).abs() < 1e-5 * (1.0 + fd.abs()),
+                    "{i}: {fd} vs {}",
+                    g[i]
+                );
             }
         }
     }
@@ -897,19 +1024,49 @@ mod tests {
             activation: SigmaActivation::Relu,
             last_delta: 1e10,
         };
-        let err = |d: Distribution<'_, f64>| render_distribution(&d, false).unwrap_err().to_string();
-        assert!(err(Distribution { coeffs: &coeffs[..95], ..base }).starts_with("coeffs"));
-        assert!(err(Distribution { taus: &taus[..3], ..base }).starts_with("taus"));
-        assert!(err(Distribution { near: &near[..1], ..base }).starts_with("near"));
-        assert!(err(Distribution { far: &near[..], near: &far, ..base }).starts_with("far"));
-        assert!(err(Distribution { n_samples: 0, ..base }).starts_with("n_samples"));
+        let err =
+            |d: Distribution<'_, f64>| render_distribution(&d, false).unwrap_err().to_string();
+        assert!(err(Distribution {
+            coeffs: &coeffs[..95],
+            ..base
+        })
+        .starts_with("coeffs"));
+        assert!(err(Distribution {
+            taus: &taus[..3],
+            ..base
+        })
+        .starts_with("taus"));
+        assert!(err(Distribution {
+            near: &near[..1],
+            ..base
+        })
+        .starts_with("near"));
+        assert!(err(Distribution {
+            far: &near[..],
+            near: &far,
+            ..base
+        })
+        .starts_with("far"));
+        assert!(err(Distribution {
+            n_samples: 0,
+            ..base
+        })
+        .starts_with("n_samples"));
         let rev: Vec<f64> = taus.iter().rev().copied().collect();
         assert!(err(Distribution { taus: &rev, ..base }).starts_with("taus"));
         let mut bad = coeffs.clone();
         bad[5] = f64::NAN;
-        let d = Distribution { coeffs: &bad, ..base };
+        let d = Distribution {
+            coeffs: &bad,
+            ..base
+        };
         assert!(err(d).starts_with("coeffs"));
-        let empty = Distribution { coeffs: &[], near: &[], far: &[], ..base };
+        let empty = Distribution {
+            coeffs: &[],
+            near: &[],
+            far: &[],
+            ..base
+        };
         let o = render_distribution(&empty, true).unwrap();
         assert!(o.colors.is_empty() && o.sigmas.unwrap().is_empty());
     }

@@ -19,7 +19,7 @@ fn activation(name: &str) -> PyResult<SigmaActivation> {
     }
 }
 
-/// `(colors [R*3], opacities [R], depths [R], sigmas [R*S] or None)` of coefficients
+/// `(colors [R*3], opacities [R], depths [R], sigmas [R*S] or None, t [R*S] or None)` of coefficients
 /// `coeffs` `[R*4*24]` evaluated at normalised depths `taus`.
 #[pyfunction]
 #[pyo3(signature = (coeffs, taus, near, far, noise, n_samples, sigma_activation, last_delta, want_sigmas))]
@@ -35,7 +35,13 @@ pub fn render_distribution<'py>(
     sigma_activation: &str,
     last_delta: f64,
     want_sigmas: bool,
-) -> PyResult<(Any<'py>, Any<'py>, Any<'py>, Option<Any<'py>>)> {
+) -> PyResult<(
+    Any<'py>,
+    Any<'py>,
+    Any<'py>,
+    Option<Any<'py>>,
+    Option<Any<'py>>,
+)> {
     let act = activation(sigma_activation)?;
     with_float!(float_dtype(&coeffs, "coeffs")?, T => {
         let (ca, ta) = (borrow::<T>(&coeffs, "coeffs")?, borrow::<T>(&taus, "taus")?);
@@ -57,6 +63,7 @@ pub fn render_distribution<'py>(
             out_any(py, o.opacities),
             out_any(py, o.depths),
             o.sigmas.map(|s| out_any(py, s)),
+            o.t.map(|t| out_any(py, t)),
         ))
     })
 }
