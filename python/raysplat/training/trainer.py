@@ -50,6 +50,7 @@ PATHS = ("turntable", "spiral", "test")
 METHODS: dict[str, str] = {
     "nerf": "raysplat.nerf.trainer:Trainer",
     "gs": "raysplat.gs.trainer:Trainer",
+    "nerdf": "raysplat.nerdf.trainer:Trainer",
 }
 
 
