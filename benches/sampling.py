@@ -79,7 +79,9 @@ def _public_call(name: str, inp, rs):
         def run():
             c.grad = None
             g.manual_seed(0)
-            o = rs.render_distribution(c, SAMPLES, 2.0, 6.0, stratified=True, generator=g, return_samples=True)
+            o = rs.render_distribution(
+                c, SAMPLES, 2.0, 6.0, stratified=True, generator=g, return_samples=True
+            )
             (o.colors.sum() + o.opacities.sum() + o.depths.sum() + o.sigmas.sum()).backward()
 
         return run

@@ -56,7 +56,9 @@ def test_matches_twin_and_brute_force(backend, stratified):
     near, far = torch.rand(37) + 0.5, torch.rand(37) + 3.0
     g1, g2 = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
     with rs.backend(backend):
-        out = rs.render_distribution(c, 24, near, far, stratified=stratified, generator=g1, return_samples=True)
+        out = rs.render_distribution(
+            c, 24, near, far, stratified=stratified, generator=g1, return_samples=True
+        )
     taus = distribution_taus(24, 37, stratified, g2)
     want = ref.render_distribution(c, taus, near, far, None, "relu", 1e10)
     assert out.colors.shape == (37, 3) and out.opacities.shape == (37, 1) and out.depths.shape == (37, 1)
@@ -95,11 +97,17 @@ def test_gradcheck_float64_through_rust(activation):
         return o.colors, o.opacities, o.depths, o.sigmas
 
     assert gradcheck(f, (c,))
+
     # shared taus, noise, the paper's last_delta
     def g(x):
         with rs.backend("rust"):
             o = rs.render_distribution(
-                x, 5, near, far, sigma_activation=activation, sigma_noise_std=0.5,
+                x,
+                5,
+                near,
+                far,
+                sigma_activation=activation,
+                sigma_noise_std=0.5,
                 generator=torch.Generator().manual_seed(3),
             )
         return o.colors, o.opacities

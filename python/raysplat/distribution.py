@@ -178,9 +178,17 @@ def render_distribution(
         raise ValueError(f"coeffs must have shape [R, 4, 24], got {tuple(coeffs.shape)}")
     n_samples = chk.positive_int("n_samples", n_samples)
     sigma_activation = chk.choice("sigma_activation", sigma_activation, SIGMA_ACTIVATIONS)
-    if isinstance(sigma_noise_std, bool) or not isinstance(sigma_noise_std, (int, float)) or not sigma_noise_std >= 0:
+    if (
+        isinstance(sigma_noise_std, bool)
+        or not isinstance(sigma_noise_std, (int, float))
+        or not sigma_noise_std >= 0
+    ):
         raise ValueError(f"sigma_noise_std must be a number >= 0, got {sigma_noise_std!r}")
-    if isinstance(last_delta, bool) or not isinstance(last_delta, (int, float)) or not 0 <= last_delta < float("inf"):
+    if (
+        isinstance(last_delta, bool)
+        or not isinstance(last_delta, (int, float))
+        or not 0 <= last_delta < float("inf")
+    ):
         raise ValueError(f"last_delta must be a finite number >= 0, got {last_delta!r}")
     n, device = coeffs.shape[0], coeffs.device
     rust = chk.use_rust(coeffs, taus, near, far, render_bkgd)
@@ -193,7 +201,9 @@ def render_distribution(
     else:
         chk.tensor("taus", taus, ndim=(1, 2), finite=not rust)  # Rust checks them itself
         if tuple(taus.shape) not in ((n_samples,), (n, n_samples)):
-            raise ValueError(f"taus must have shape [{n_samples}] or [{n}, {n_samples}], got {tuple(taus.shape)}")
+            raise ValueError(
+                f"taus must have shape [{n_samples}] or [{n}, {n_samples}], got {tuple(taus.shape)}"
+            )
         taus = taus.to(dtype)
     noise = None
     if sigma_noise_std > 0:
@@ -209,7 +219,9 @@ def render_distribution(
             raise ValueError("coeffs contains NaN or infinite values")
         if not bool((far_t >= near_t).all()) or not bool(torch.isfinite(far_t - near_t).all()):
             raise ValueError("far: near and far must be finite with far >= near on every ray")
-        if bool(((taus < 0) | (taus > 1)).any()) or (taus.shape[-1] > 1 and bool((taus.diff(dim=-1) < 0).any())):
+        if bool(((taus < 0) | (taus > 1)).any()) or (
+            taus.shape[-1] > 1 and bool((taus.diff(dim=-1) < 0).any())
+        ):
             raise ValueError("taus: every ray's normalised depths must be sorted and within [0, 1]")
         colors, opac, depths, sig = ref.render_distribution(
             coeffs, taus, near_t, far_t, noise, sigma_activation, float(last_delta)

@@ -37,9 +37,8 @@ from raysplat.nerf.trainer import SceneInfo
 from raysplat.rays import generate_rays, ndc_rays
 from raysplat.training.config import TrainingConfig, check_device, option
 from raysplat.training.data import load_scene
-from raysplat.training.trainer import TestView
+from raysplat.training.trainer import TestView, load_checkpoint
 from raysplat.training.trainer import Trainer as BaseTrainer
-from raysplat.training.trainer import load_checkpoint
 
 
 @dataclass
@@ -69,7 +68,9 @@ class NerdfConfig(TrainingConfig):
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name} must be a positive integer, got {v!r}")
         if self.sigma_activation not in SIGMA_ACTIVATIONS:
-            raise ValueError(f"sigma_activation must be one of {SIGMA_ACTIVATIONS}, got {self.sigma_activation!r}")
+            raise ValueError(
+                f"sigma_activation must be one of {SIGMA_ACTIVATIONS}, got {self.sigma_activation!r}"
+            )
         if not self.lr > 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
         if not self.lambda_sigma >= 0:
@@ -83,7 +84,9 @@ class NerdfConfig(TrainingConfig):
 def normalized_sigma_loss(sigma_student: torch.Tensor, sigma_teacher: torch.Tensor) -> torch.Tensor:
     """``MSE(n(s), n(t))`` with ``n`` the L2 normalisation along each ray (dim 1): unchanged when
     either density is scaled by a positive constant."""
-    return F.mse_loss(F.normalize(sigma_student, dim=1, eps=1e-8), F.normalize(sigma_teacher, dim=1, eps=1e-8))
+    return F.mse_loss(
+        F.normalize(sigma_student, dim=1, eps=1e-8), F.normalize(sigma_teacher, dim=1, eps=1e-8)
+    )
 
 
 def random_pose(info: SceneInfo, generator: torch.Generator) -> torch.Tensor:
@@ -126,7 +129,9 @@ class Trainer(BaseTrainer):
     method = "nerdf"
     config_class = NerdfConfig
 
-    def __init__(self, scene: Scene | str | os.PathLike | None, config: NerdfConfig | None = None, *, info=None):
+    def __init__(
+        self, scene: Scene | str | os.PathLike | None, config: NerdfConfig | None = None, *, info=None
+    ):
         super().__init__(config or NerdfConfig())
         cfg = self.config
         self.device = check_device(cfg.device)
@@ -135,7 +140,9 @@ class Trainer(BaseTrainer):
         self.scene = scene
         self._teacher = None
         if info is None:
-            info = SceneInfo(**{k: v for k, v in self.teacher.camera_info().items() if k in SceneInfo.__dataclass_fields__})
+            info = SceneInfo(
+                **{k: v for k, v in self.teacher.camera_info().items() if k in SceneInfo.__dataclass_fields__}
+            )
         self.info: SceneInfo = info
         if info.forward_facing:
             self.near, self.far = 0.0, 1.0
@@ -187,7 +194,9 @@ class Trainer(BaseTrainer):
         """The student's :class:`~raysplat.distribution.RenderedDistribution` of the rays."""
         cfg = self.config
         t0 = time.perf_counter()
-        x = ray_input(origins, directions, viewdirs, self.near, self.far, N_POINTS, train, self.gen if train else None)
+        x = ray_input(
+            origins, directions, viewdirs, self.near, self.far, N_POINTS, train, self.gen if train else None
+        )
         coeffs = self.net(x)
         t1 = time.perf_counter()
         out = render_distribution(
@@ -216,10 +225,16 @@ class Trainer(BaseTrainer):
         K = K.reshape(-1, 3, 3).expand(c2w.shape[0], 3, 3)
         imgs = []
         for c, k in zip(c2w, K, strict=True):
-            o, d, v = self.make_rays(c[:3, :4].reshape(1, 3, 4), k.reshape(1, 3, 3), width=width, height=height)
+            o, d, v = self.make_rays(
+                c[:3, :4].reshape(1, 3, 4), k.reshape(1, 3, 3), width=width, height=height
+            )
             rgb = torch.cat(
                 [
-                    self.render_rays(o[s : s + self.config.chunk], d[s : s + self.config.chunk], v[s : s + self.config.chunk]).colors
+                    self.render_rays(
+                        o[s : s + self.config.chunk],
+                        d[s : s + self.config.chunk],
+                        v[s : s + self.config.chunk],
+                    ).colors
                     for s in range(0, o.shape[0], self.config.chunk)
                 ]
             )
@@ -242,7 +257,9 @@ class Trainer(BaseTrainer):
         inf = self.info
         c2w = random_pose(inf, self.pose_gen)[None]
         K = inf.K.reshape(-1, 3, 3)[:1]
-        pix = torch.randint(0, inf.width * inf.height, (cfg.batch_rays,), generator=self.gen, device=self.device)
+        pix = torch.randint(
+            0, inf.width * inf.height, (cfg.batch_rays,), generator=self.gen, device=self.device
+        )
         rays = self._teacher_rays(c2w, K, pix)
         teacher = self.teacher
         with torch.no_grad():
@@ -259,7 +276,10 @@ class Trainer(BaseTrainer):
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
-        return {"loss": float(loss.detach()), "psnr_teacher": -10 * math.log10(max(float(mse.detach()), 1e-10))}
+        return {
+            "loss": float(loss.detach()),
+            "psnr_teacher": -10 * math.log10(max(float(mse.detach()), 1e-10)),
+        }
 
     # ------------------------------------------------------------------ evaluation
     def _gt(self, i: int) -> torch.Tensor:
@@ -337,5 +357,7 @@ class Trainer(BaseTrainer):
 
     @classmethod
     def _restore(cls, checkpoint: dict, scene, config: NerdfConfig) -> Trainer:
-        info = SceneInfo(**{k: v for k, v in checkpoint["cameras"].items() if k in SceneInfo.__dataclass_fields__})
+        info = SceneInfo(
+            **{k: v for k, v in checkpoint["cameras"].items() if k in SceneInfo.__dataclass_fields__}
+        )
         return cls(scene, config, info=info)
