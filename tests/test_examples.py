@@ -49,3 +49,25 @@ def test_ops_demo(tmp_path):
     _run("demo.py", "--steps", "5", "--size", "16", "--views", "4", "--out", str(out))
     m = json.loads((out / "metrics.json").read_text())
     assert m["steps"] == 5 and m["psnr"] > 0 and (out / "test_view.png").is_file()
+
+
+def test_nerdf_example(data, tmp_path):
+    out = tmp_path / "nd"
+    _run(
+        "nerdf.py",
+        str(data),
+        "--teacher-steps",
+        "3",
+        "--steps",
+        "3",
+        "--width",
+        "16",
+        "--frames",
+        "0",
+        "--out",
+        str(out),
+    )
+    m = json.loads((out / "nerdf" / "metrics.json").read_text())
+    assert (
+        m["steps"] == 3 and m["psnr_vs_teacher"] is not None and (out / "teacher" / "checkpoint.pt").is_file()
+    )
