@@ -441,8 +441,8 @@ fn prepare_ray<T: Real>(
     };
     eval_series(phi, basis, &mut sc.raw, s);
     let (near, span) = (d.near[r], d.far[r] - d.near[r]);
-    for j in 0..s {
-        sc.t[j] = near + taus[j] * span;
+    for (tj, &x) in sc.t[..s].iter_mut().zip(taus) {
+        *tj = near + x * span;
     }
     if let Some(z) = d.noise {
         let z = &z[r * s..(r + 1) * s];
@@ -876,8 +876,8 @@ mod tests {
             }
         }
         let b0 = basis(0.0f64);
-        for i in 0..24 {
-            assert_eq!(b0[i], if i % 2 == 0 { 1.0 } else { 0.0 });
+        for (i, v) in b0.iter().enumerate() {
+            assert_eq!(*v, if i % 2 == 0 { 1.0 } else { 0.0 });
         }
     }
 
