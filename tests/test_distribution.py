@@ -201,6 +201,8 @@ def test_bad_inputs_name_the_argument(backend):
             rs.render_distribution(c, 8, 0.0, 1.0, sigma_noise_std=-1.0)
         with pytest.raises(ValueError, match="render_bkgd"):
             rs.render_distribution(c, 8, 0.0, 1.0, render_bkgd=torch.zeros(4))
+        with pytest.raises(ValueError, match="same device"):
+            rs.render_distribution(c, 8, torch.zeros(4, device="meta"), 1.0)
 
 
 def test_stratified_is_seeded_and_in_strata():

@@ -4,7 +4,7 @@ CPU tensors run on raysplat's Rust kernels; tensors on other devices run the pur
 in :mod:`raysplat.reference` (same results).
 """
 
-from raysplat import _core, datasets, gs, nerf
+from raysplat import _core, datasets, gs, nerdf, nerf
 from raysplat._checks import backend
 from raysplat.distribution import render_distribution
 from raysplat.grid import OccupancyGrid
@@ -76,6 +76,7 @@ __all__ = [
     "knn_scale_init",
     "inverse_cdf",
     "ndc_rays",
+    "nerdf",
     "nerf",
     "pack_info",
     "rasterization",

@@ -191,6 +191,8 @@ def render_distribution(
     ):
         raise ValueError(f"last_delta must be a finite number >= 0, got {last_delta!r}")
     n, device = coeffs.shape[0], coeffs.device
+    tensors = {"near": near, "far": far, "taus": taus, "render_bkgd": render_bkgd}
+    chk.same_device(coeffs=coeffs, **{k: v for k, v in tensors.items() if isinstance(v, torch.Tensor)})
     rust = chk.use_rust(coeffs, taus, near, far, render_bkgd)
     dtype = coeffs.dtype if coeffs.dtype == torch.float64 else torch.float32
     near_t = _per_ray("near", near, n, device, dtype)
