@@ -33,6 +33,8 @@ def _case_inputs(name: str, torch):
             "sigmas": torch.rand(RAYS, SAMPLES, generator=g) * 2,
             "rgbs": torch.rand(RAYS, SAMPLES, 3, generator=g),
         }
+    if name.startswith("render_distribution"):
+        return {"coeffs": torch.randn(RAYS, 4, 24, generator=g) * 0.5}
     if name == "occgrid_march":
         import raysplat as rs
 
@@ -64,6 +66,22 @@ def _public_call(name: str, inp, rs):
             sg.grad = rgb.grad = None
             color, opacity, depth, _ = rs.volume_render(inp["t_starts"], inp["t_ends"], sg, rgb)
             (color.sum() + opacity.sum() + depth.sum()).backward()
+
+        return run
+    if name == "render_distribution_fwd":  # inference: shared linspace samples
+        c = inp["coeffs"]
+        return lambda: rs.render_distribution(c, SAMPLES, 2.0, 6.0)
+    if name == "render_distribution_fwd_bwd":  # training: stratified per ray, sigmas returned
+        c = inp["coeffs"].clone().requires_grad_(True)
+        g = __import__("torch").Generator()
+
+        def run():
+            c.grad = None
+            g.manual_seed(0)
+            o = rs.render_distribution(
+                c, SAMPLES, 2.0, 6.0, stratified=True, generator=g, return_samples=True
+            )
+            (o.colors.sum() + o.opacities.sum() + o.depths.sum() + o.sigmas.sum()).backward()
 
         return run
     if name == "occgrid_march":
@@ -133,6 +151,8 @@ CASES = [
     "render_weight_from_density",
     "volume_render_fwd_bwd",
     "occgrid_march",
+    "render_distribution_fwd",
+    "render_distribution_fwd_bwd",
 ]
 
 

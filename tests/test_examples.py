@@ -66,3 +66,25 @@ def test_stitch_example(tmp_path):
     m = json.loads((out / "run" / "metrics.json").read_text())
     assert m["steps"] == 5 and m["n_boundary"] > 0 and (out / "run" / "stitched.ply").is_file()
     assert (out / "run" / "video" / "turntable.mp4").is_file()
+
+
+def test_nerdf_example(data, tmp_path):
+    out = tmp_path / "nd"
+    _run(
+        "nerdf.py",
+        str(data),
+        "--teacher-steps",
+        "3",
+        "--steps",
+        "3",
+        "--width",
+        "16",
+        "--frames",
+        "0",
+        "--out",
+        str(out),
+    )
+    m = json.loads((out / "nerdf" / "metrics.json").read_text())
+    assert (
+        m["steps"] == 3 and m["psnr_vs_teacher"] is not None and (out / "teacher" / "checkpoint.pt").is_file()
+    )

@@ -4,9 +4,10 @@ CPU tensors run on raysplat's Rust kernels; tensors on other devices run the pur
 in :mod:`raysplat.reference` (same results).
 """
 
-from raysplat import _core, datasets, gs, nerf, stitch
+from raysplat import _core, datasets, gs, nerdf, nerf, stitch
 from raysplat._checks import backend
 from raysplat.buffer_cache import buffer_cache_info, empty_buffer_cache, set_buffer_cache_limit
+from raysplat.distribution import render_distribution
 from raysplat.grid import OccupancyGrid
 from raysplat.hashgrid import hashgrid_encode
 from raysplat.knn import knn, knn_scale_init
@@ -49,10 +50,12 @@ __all__ = [
     "knn_scale_init",
     "inverse_cdf",
     "ndc_rays",
+    "nerdf",
     "nerf",
     "pack_info",
     "rasterization",
     "rasterize_mesh",
+    "render_distribution",
     "ray_aabb_intersect",
     "render_weight_from_alpha",
     "render_weight_from_density",

@@ -245,3 +245,30 @@ def hashgrid_forward(
 def hashgrid_backward(
     x: Float, v_out: Float, resolutions: list[int], table_size: int, n_feat: int
 ) -> Float: ...
+
+# distribution (NeRDF)
+def render_distribution(
+    coeffs: Float,
+    taus: Float,
+    near: Float,
+    far: Float,
+    noise: Float | None,
+    n_samples: int,
+    sigma_activation: str,
+    last_delta: float,
+    want_sigmas: bool,
+) -> tuple[Float, Float, Float, Float | None, Float | None]: ...
+def render_distribution_backward(
+    coeffs: Float,
+    taus: Float,
+    near: Float,
+    far: Float,
+    noise: Float | None,
+    n_samples: int,
+    sigma_activation: str,
+    last_delta: float,
+    v_colors: Float | None,
+    v_opacities: Float | None,
+    v_depths: Float | None,
+    v_sigmas: Float | None,
+) -> Float: ...

@@ -299,6 +299,39 @@ def _add_train_nerf(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_train_nerf)
 
 
+# -------------------------------------------------------------------------------- train nerdf
+
+
+def _nerdf_config(args: argparse.Namespace):
+    from raysplat.nerdf import NerdfConfig
+
+    kw = {"teacher": args.teacher, "device": args.device, "seed": args.seed, **budget(args)}
+    return NerdfConfig.from_dict({**kw, **parse_sets(args.set)})
+
+
+def _train_nerdf(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    if not args.resume and not Path(args.teacher or "").is_file():
+        raise ValueError(f"--teacher {args.teacher}: no such NeRF checkpoint")
+    set_threads(args)
+    return run_training(args, "nerdf", _nerdf_config)
+
+
+def _add_train_nerdf(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "nerdf",
+        help="distil a radiance-distribution field (NeRDF) from a trained NeRF",
+        description="Distils a NeRDF (one network pass per ray, Fourier distributions of density and "
+        "colour along it) from a NeRF checkpoint with online random views, evaluates it on the test views "
+        "and writes checkpoint.pt, metrics.json, test/ and video/ to --out.",
+    )
+    add_data_flags(p)
+    add_run_flags(p, "nerdf", 3000)
+    p.add_argument("--teacher", default=None, help="the teacher NeRF checkpoint (raysplat train nerf)")
+    p.set_defaults(func=_train_nerdf)
+
+
 # ------------------------------------------------------------------------------------- render
 
 
@@ -461,7 +494,11 @@ def _add_text_to_3d(sub: argparse._SubParsersAction) -> None:
 
 
 #: ``raysplat train`` models, each an ``_add_train_<model>(subparsers)`` like :data:`COMMANDS`
-TRAIN_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_train_gs, _add_train_nerf]
+TRAIN_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
+    _add_train_gs,
+    _add_train_nerf,
+    _add_train_nerdf,
+]
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:

@@ -51,6 +51,7 @@ METHODS: dict[str, str] = {
     "nerf": "raysplat.nerf.trainer:Trainer",
     "gs": "raysplat.gs.trainer:Trainer",
     "text3d": "raysplat.text3d.trainer:Trainer",
+    "nerdf": "raysplat.nerdf.trainer:Trainer",
 }
 
 

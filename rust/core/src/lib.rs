@@ -6,6 +6,7 @@
 
 pub mod buffer_cache;
 pub mod check;
+pub mod distribution;
 pub mod error;
 pub mod grid;
 pub mod hashgrid;

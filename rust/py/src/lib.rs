@@ -7,6 +7,7 @@
 
 mod buffer_cache;
 mod convert;
+mod distribution;
 mod grid;
 mod hashgrid;
 mod isa;
@@ -55,6 +56,9 @@ mod _core {
         weights_from_alpha_backward, weights_from_density, weights_from_density_backward,
         weights_from_intervals, weights_from_intervals_backward,
     };
+
+    #[pymodule_export]
+    use crate::distribution::{render_distribution, render_distribution_backward};
 
     #[pymodule_export]
     use crate::grid::march;
