@@ -12,6 +12,7 @@ from raysplat.hashgrid import hashgrid_encode
 from raysplat.knn import knn, knn_scale_init
 from raysplat.mesh import MeshRaster, rasterize_mesh, sample_texture
 from raysplat.parallel import get_num_threads, set_num_threads
+from raysplat.projection import project_to_views
 from raysplat.rays import generate_rays, ndc_rays, ray_aabb_intersect
 from raysplat.sampling import importance_sampling, interlevel_loss, inverse_cdf, stratified_samples
 from raysplat.scan import exclusive_prod, exclusive_sum, inclusive_prod, inclusive_sum, pack_info
@@ -51,6 +52,7 @@ __all__ = [
     "ndc_rays",
     "nerf",
     "pack_info",
+    "project_to_views",
     "rasterization",
     "rasterize_mesh",
     "ray_aabb_intersect",
