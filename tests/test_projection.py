@@ -153,3 +153,21 @@ def test_bad_input():
         rs.project_to_views(pts, ids, c2w, K * 0, img)
     with pytest.raises(TypeError, match="points"):
         rs.project_to_views(pts.long(), ids, c2w, K, img)
+
+
+def test_nearest_views():
+    c2w = torch.eye(4).repeat(5, 1, 1)
+    c2w[:, 0, 3] = torch.tensor([0.0, 1.0, 3.0, 6.0, 10.0])
+    ids = projection.nearest_views(c2w[:2], c2w, 3)
+    assert ids.tolist() == [[0, 1, 2], [1, 0, 2]]
+    ids = projection.nearest_views(c2w[:2], c2w, 2, exclude_self=True)
+    assert ids.tolist() == [[1, 2], [0, 2]]
+    g = torch.Generator().manual_seed(0)
+    ids = projection.nearest_views(c2w, c2w[:, :3], 3, exclude_self=True, random=True, generator=g)
+    assert ids.shape == (5, 3) and ids.dtype == torch.int64
+    for qi, row in enumerate(ids.tolist()):
+        assert qi not in row and len(set(row)) == 3
+        d = (c2w[row, 0, 3] - c2w[qi, 0, 3]).abs()
+        assert bool((d[1:] >= d[:-1]).all())  # distance order
+    with pytest.raises(ValueError, match="n_views"):
+        projection.nearest_views(c2w, c2w, 5, exclude_self=True)

@@ -124,3 +124,54 @@ def project_to_views(
     dt = points.dtype if points.dtype in (torch.float32, torch.float64) else torch.float32
     s, ok = ref.project_to_views(points.to(dt), view_ids, c2w.to(dt), K.to(dt), images.to(dt))
     return s.to(points.dtype), ok
+
+
+def nearest_views(
+    c2w_query: torch.Tensor,
+    c2w_train: torch.Tensor,
+    n_views: int,
+    exclude_self: bool = False,
+    random: bool = False,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Reference-view ids per query camera by camera-centre distance (ProNeRF's selection).
+
+    Args:
+        c2w_query: [Q, 3|4, 4] query poses (one per ray is fine: ``c2w_train[ray_cam]``).
+        c2w_train: [M, 3|4, 4] reference (training) poses.
+        n_views: V views to pick per query.
+        exclude_self: drop reference cameras whose centre coincides with the query's (the
+            target view itself during training).
+        random: pick V *random* cameras among the allowed ones (ProNeRF training) instead of
+            the V nearest (ProNeRF testing); either way the result is in distance order.
+        generator: random generator for ``random``.
+
+    Returns:
+        int64 [Q, V] camera ids into ``c2w_train``, nearest first.
+    """
+    chk.tensor("c2w_query", c2w_query, ndim=3, last=4, finite=True)
+    chk.tensor("c2w_train", c2w_train, ndim=3, last=4, finite=True)
+    chk.same_device(c2w_query=c2w_query, c2w_train=c2w_train)
+    for name, t in (("c2w_query", c2w_query), ("c2w_train", c2w_train)):
+        if t.shape[1] not in (3, 4):
+            raise ValueError(f"{name} must have shape [N, 3, 4] or [N, 4, 4], got {tuple(t.shape)}")
+    n_views = chk.positive_int("n_views", n_views)
+    q = c2w_query[:, :3, 3].double()
+    t = c2w_train[:, :3, 3].double()
+    dist = torch.cdist(q, t)  # [Q, M]
+    allowed = torch.ones_like(dist, dtype=torch.bool)
+    if exclude_self:
+        scale = 1.0 + float(t.abs().max()) if t.numel() else 1.0
+        allowed = dist > 1e-6 * scale
+    n_allowed = int(allowed.sum(1).min()) if dist.numel() else 0
+    if n_views > n_allowed:
+        raise ValueError(f"n_views ({n_views}) exceeds the {n_allowed} reference cameras available per query")
+    inf = torch.full_like(dist, float("inf"))
+    if random:
+        keys = torch.rand(dist.shape, generator=generator, dtype=torch.float64)
+        keys = torch.where(allowed, keys.to(dist.device), inf)
+        picked = keys.topk(n_views, dim=1, largest=False).indices
+        d = dist.gather(1, picked)
+        return picked.gather(1, d.argsort(dim=1, stable=True))
+    key = torch.where(allowed, dist, inf)
+    return key.topk(n_views, dim=1, largest=False, sorted=True).indices
