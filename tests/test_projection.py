@@ -105,9 +105,7 @@ def test_gradcheck_float64():
     pts, ids, c2w, K, img = _scene(torch.float64, r=3, n=3, v=2, m=3, h=4, w=5, ch=2)
     pts.requires_grad_(True)
     img.requires_grad_(True)
-    assert gradcheck(
-        lambda p, i: rs.project_to_views(p, ids, c2w, K, i)[0], (pts, img), eps=1e-6, atol=1e-6
-    )
+    assert gradcheck(lambda p, i: rs.project_to_views(p, ids, c2w, K, i)[0], (pts, img), eps=1e-6, atol=1e-6)
 
 
 @pytest.mark.parametrize("depth", [0.5, 1.7, 40.0])
