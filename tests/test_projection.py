@@ -133,6 +133,14 @@ def test_ndc_depth_conversion_doc():
     assert "z = near / (1 - t)" in " ".join(projection.__doc__.split())
 
 
+def test_non_finite_points_are_invalid():
+    pts, ids, c2w, K, img = _scene()
+    pts[1, 0, 0] = float("nan")
+    pts[1, 1, 2] = float("-inf")
+    s, ok = rs.project_to_views(pts, ids, c2w, K, img)
+    assert not ok[1, :2].any() and (s[1, :2] == 0).all()
+
+
 def test_bad_input():
     pts, ids, c2w, K, img = _scene()
     with pytest.raises(ValueError, match="points"):

@@ -28,8 +28,9 @@ def project_to_views(
     u = -k[..., 0, 0] * c[..., 0] / safe + k[..., 0, 2]
     vv = k[..., 1, 1] * c[..., 1] / safe + k[..., 1, 2]
     valid = front & (u >= 0) & (u <= w) & (vv >= 0) & (vv <= h)
-    su = (u - 0.5).clamp(0, w - 1)
-    sv = (vv - 0.5).clamp(0, h - 1)
+    zero = torch.zeros_like(u)
+    su = torch.where(valid, u - 0.5, zero).clamp(0, w - 1)  # invalid (even NaN) points -> 0
+    sv = torch.where(valid, vv - 0.5, zero).clamp(0, h - 1)
     x0 = su.detach().floor().clamp(0, w - 1)
     y0 = sv.detach().floor().clamp(0, h - 1)
     fu, fv = su - x0, sv - y0

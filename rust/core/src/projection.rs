@@ -201,6 +201,9 @@ pub fn project_to_views<T: Real>(p: &Projection<'_, T>) -> Result<(Vec<T>, Vec<b
     Ok((samples, valid))
 }
 
+/// `(v_points, v_images)`, each `None` when not requested.
+pub type ProjectionGrads<T> = (Option<Vec<T>>, Option<Vec<T>>);
+
 /// Gradients `(v_points [R, N, 3], v_images [M, H, W, C])` of [`project_to_views`] given
 /// `v_samples` `[R, N, V, C]`; each is computed only when asked for.
 pub fn project_to_views_backward<T: Real>(
@@ -208,7 +211,7 @@ pub fn project_to_views_backward<T: Real>(
     v_samples: &[T],
     need_points: bool,
     need_images: bool,
-) -> Result<(Option<Vec<T>>, Option<Vec<T>>)> {
+) -> Result<ProjectionGrads<T>> {
     p.validate()?;
     let (n, v, ch) = (p.n_points, p.n_views, p.channels);
     expect_len("v_samples", v_samples.len(), p.n_rays * n * v * ch)?;
