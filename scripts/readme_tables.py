@@ -5,6 +5,7 @@ Each bench writes its results with ``--json`` (the command line, date and machin
     .venv/bin/python benches/sampling.py --json benches/results/sampling.json
     .venv/bin/python benches/splat.py --json benches/results/splat.json
     .venv/bin/python benches/knn.py --json benches/results/knn.json
+    .venv/bin/python benches/projection.py --json benches/results/projection.json
     .venv/bin/python scripts/readme_tables.py          # rewrites the tables in README.md
 
 The README holds each table between ``<!-- bench:NAME -->`` and ``<!-- /bench:NAME -->``,
@@ -28,7 +29,7 @@ sys.path.insert(0, str(ROOT / "benches"))
 from harness import format_knn_row, format_row, format_target, header_line  # noqa: E402
 
 #: table name -> case-column width of the bench's printout
-WIDTHS = {"sampling": 30, "splat": 24}
+WIDTHS = {"sampling": 30, "splat": 24, "projection": 30}
 
 
 def _timing_table(name: str, doc: dict) -> list[str]:

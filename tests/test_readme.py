@@ -21,6 +21,6 @@ def test_readme_bench_tables_come_from_the_bench_json():
     res = subprocess.run([sys.executable, str(script), "--check"], capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
     text = README.read_text()
-    for name in ("sampling", "splat", "knn"):
+    for name in ("sampling", "splat", "knn", "projection"):
         block = re.search(rf"<!-- bench:{name} -->\n(.*?)<!-- /bench:{name} -->", text, flags=re.S)
         assert block and f"benches/{name}.py --json benches/results/{name}.json" in block.group(1), name

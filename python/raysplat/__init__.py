@@ -13,6 +13,7 @@ from raysplat.hashgrid import hashgrid_encode
 from raysplat.knn import knn, knn_scale_init
 from raysplat.mesh import MeshRaster, rasterize_mesh, sample_texture
 from raysplat.parallel import get_num_threads, set_num_threads
+from raysplat.projection import nearest_views, project_to_views
 from raysplat.rays import generate_rays, ndc_rays, ray_aabb_intersect
 from raysplat.sampling import importance_sampling, interlevel_loss, inverse_cdf, stratified_samples
 from raysplat.scan import exclusive_prod, exclusive_sum, inclusive_prod, inclusive_sum, pack_info
@@ -50,9 +51,11 @@ __all__ = [
     "knn_scale_init",
     "inverse_cdf",
     "ndc_rays",
+    "nearest_views",
     "nerdf",
     "nerf",
     "pack_info",
+    "project_to_views",
     "rasterization",
     "rasterize_mesh",
     "render_distribution",

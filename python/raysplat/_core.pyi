@@ -138,6 +138,25 @@ def render_backward(
     offsets: I64 | None,
     n_rays: int,
 ) -> tuple[Float, Float, Float, Float]: ...
+def project_to_views(
+    points: Float,
+    view_ids: I64,
+    c2w: Float,
+    intrinsics: Float,
+    images: Float,
+    dims: tuple[int, int, int, int, int, int, int],
+) -> tuple[Float, NDArray[np.bool_]]: ...
+def project_to_views_backward(
+    points: Float,
+    view_ids: I64,
+    c2w: Float,
+    intrinsics: Float,
+    images: Float,
+    dims: tuple[int, int, int, int, int, int, int],
+    v_samples: Float,
+    need_points: bool,
+    need_images: bool,
+) -> tuple[Float | None, Float | None]: ...
 def knn(points: F32, k: int, queries: F32 | None = None, exclude_self: bool = False) -> tuple[F32, I64]: ...
 def rasterize_mesh(
     vertices: F32,

@@ -16,6 +16,7 @@ pub mod mesh;
 pub mod output;
 pub mod parallel;
 pub mod prefix;
+pub mod projection;
 pub mod rays;
 pub mod real;
 pub mod sampling;

@@ -14,6 +14,7 @@ mod isa;
 mod knn;
 mod mesh;
 mod parallel;
+mod projection;
 mod rays;
 mod sampling;
 mod scan;
@@ -68,6 +69,9 @@ mod _core {
 
     #[pymodule_export]
     use crate::knn::knn;
+
+    #[pymodule_export]
+    use crate::projection::{project_to_views, project_to_views_backward};
 
     #[pymodule_export]
     use crate::mesh::rasterize_mesh;
