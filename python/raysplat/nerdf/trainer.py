@@ -37,7 +37,7 @@ from raysplat.nerf.trainer import SceneInfo
 from raysplat.rays import generate_rays, ndc_rays
 from raysplat.training.config import TrainingConfig, check_device, option
 from raysplat.training.data import load_scene
-from raysplat.training.trainer import TestView, load_checkpoint
+from raysplat.training.trainer import TestView, load_checkpoint, scene_test_views
 from raysplat.training.trainer import Trainer as BaseTrainer
 
 
@@ -282,21 +282,13 @@ class Trainer(BaseTrainer):
         }
 
     # ------------------------------------------------------------------ evaluation
-    def _gt(self, i: int) -> torch.Tensor:
-        img = self.scene.images[i].float()
-        if img.shape[-1] == 4:
-            bk = self.background()
-            bk = torch.ones(3) if bk is None else bk.cpu()
-            img = img[..., :3] * img[..., 3:] + bk * (1.0 - img[..., 3:])
-        return img
-
     def test_views(self) -> list[TestView]:
+        """The test views (the first ``eval_views``) on the evaluation background."""
         if self.scene is None:
             return []
-        idx = self.scene.indices("test").tolist()
-        if self.config.eval_views is not None:
-            idx = idx[: self.config.eval_views]
-        return [TestView(i, self.info.c2w[i], self.info.K[i], self._gt(i)) for i in idx]
+        return scene_test_views(
+            self.scene, self.info.c2w, self.info.K, self.config.eval_views, self.background()
+        )
 
     @torch.no_grad()
     def psnr_vs_teacher(self) -> float | None:

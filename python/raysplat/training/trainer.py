@@ -66,6 +66,22 @@ class TestView:
     image: torch.Tensor
 
 
+def scene_test_views(scene, c2w, K, eval_views: int | None, background) -> list[TestView]:
+    """The scene's test split (the first ``eval_views``; all when ``None``) as :class:`TestView`,
+    RGBA ground truth composited on ``background`` (``[3]``; ``None`` means white)."""
+    idx = scene.indices("test").tolist()
+    if eval_views is not None:
+        idx = idx[:eval_views]
+    bk = torch.ones(3) if background is None else background.detach().cpu().float()
+    views = []
+    for i in idx:
+        img = scene.images[i].float()
+        if img.shape[-1] == 4:
+            img = img[..., :3] * img[..., 3:] + bk * (1.0 - img[..., 3:])
+        views.append(TestView(i, c2w[i], K[i], img))
+    return views
+
+
 class Trainer(ABC):
     """Base of every method's trainer (see the module docstring for the contract)."""
 
