@@ -49,6 +49,7 @@ bench: build
 	$(VPY) benches/sampling.py --json benches/results/sampling.json
 	$(VPY) benches/splat.py --json benches/results/splat.json
 	$(VPY) benches/knn.py --json benches/results/knn.json
+	$(VPY) benches/projection.py --json benches/results/projection.json
 	$(VPY) scripts/readme_tables.py
 
 # Training quality vs wall time (several minutes each).
