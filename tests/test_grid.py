@@ -219,8 +219,14 @@ def test_vectorised_dda_twin_equals_rust_and_brute_force(levels, cone_angle, chu
     bri, bts, bte = ref.march_steps(*args)
     with rs.backend("rust"):
         rri, rts, rte = grid.sampling(
-            o, d, near=near, far=far, render_step_size=0.013, cone_angle=cone_angle,
-            stratified=True, generator=torch.Generator().manual_seed(5),
+            o,
+            d,
+            near=near,
+            far=far,
+            render_step_size=0.013,
+            cone_angle=cone_angle,
+            stratified=True,
+            generator=torch.Generator().manual_seed(5),
         )
     assert ri.numel() > 1000
     for a, b in ((ri, bri), (ts, bts), (te, bte), (ri, rri), (ts, rts), (te, rte)):
@@ -230,8 +236,12 @@ def test_vectorised_dda_twin_equals_rust_and_brute_force(levels, cone_angle, chu
 def test_vectorised_dda_twin_handles_no_hits():
     grid = _grid(1, res=8, p=0.0)
     o, d = _rays(20)
-    ri, ts, te = ref.march(o, d, torch.zeros(20), torch.full((20,), 9.0), grid.binaries, grid.aabb, 0.01, 0.0, None)
+    ri, ts, te = ref.march(
+        o, d, torch.zeros(20), torch.full((20,), 9.0), grid.binaries, grid.aabb, 0.01, 0.0, None
+    )
     assert ri.numel() == 0 and ts.numel() == 0 and te.numel() == 0 and ri.dtype == torch.long
     # rays that miss the grid entirely
-    ri, _, _ = ref.march(o, -d, torch.zeros(20), torch.full((20,), 9.0), grid.binaries, grid.aabb, 0.01, 0.05, None)
+    ri, _, _ = ref.march(
+        o, -d, torch.zeros(20), torch.full((20,), 9.0), grid.binaries, grid.aabb, 0.01, 0.05, None
+    )
     assert ri.numel() == 0
