@@ -221,7 +221,6 @@ def _cone_steps(t_start, t_hi, valid, step: float, cone_angle: float):
 
 def _march_chunk(o, d, t_start, t_hi, valid, binaries, aabb, boxes, step: float, cone):
     dev = o.device
-    n = o.shape[0]
     res = binaries.shape[1:]
     # Crossing times of every face plane of every level, per axis.
     zero = d == 0
