@@ -6,7 +6,8 @@ by 1.01 is pasted over the target. Measured in 4 renders around the cap (256 x 1
 for naive pasting (the merge, no optimisation) and the stitch:
 
 * seam: mean RGB Sobel magnitude in the boundary band (pixels within ``--band`` px of the
-  source/target label edge, found by rendering the labels);
+  source/target label edge, found by rendering the labels, where everything within ``--band`` px
+  is opaque: the cap's silhouette against the background is not a seam);
 * seam (low-pass): the same after a 13 x 13 box filter (the checker's edges averaged out, the
   colour step across the seam kept);
 * interior gradient error: mean |Sobel(result) - Sobel(target alone)| over the target's pixels
@@ -63,6 +64,10 @@ def composite_metrics(res, target, band: int) -> dict:
         lab_img, alpha, _ = rasterization(*p[:4], lab, c2w_to_viewmat(cams), K.expand(4, 3, 3), w, h)
         edge = _mag(lab_img) > 0.02
         edge = F.max_pool2d(edge.float()[:, None], 2 * band + 1, 1, band)[:, 0] > 0
+        # only where both sides are opaque: the cap's silhouette against the background is not
+        # a source/target seam, and its contrast would swamp the measure
+        solid = -F.max_pool2d(-alpha[:, None, 1:-1, 1:-1, 0], 2 * band + 1, 1, band)[:, 0] > 0.99
+        edge = edge & solid
         interior = (~edge) & (lab_img[:, 1:-1, 1:-1, 0] < 0.01) & (alpha[:, 1:-1, 1:-1, 0] > 0.99)
         ref = _mag(_render(_parts(target), cams, K, w, h, bg)[0])
         g_ref = sobel(_render(_parts(target), cams, K, w, h, bg)[0])
