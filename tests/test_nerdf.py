@@ -207,3 +207,36 @@ def test_cli_train_render_and_errors(scene_dir, teacher, tmp_path, capsys):
         NerdfConfig(sigma_activation="exp")
     with pytest.raises(ValueError, match="width"):
         NerdfConfig(width=0)
+
+
+HASH_STUDENT = dict(STUDENT, encoding="hashgrid", depth=2, hash_levels=4, hash_log2_table=12, hash_max_res=64)
+
+
+def test_hashgrid_student_improves_resumes_and_renders(scene_dir, teacher, tmp_path):
+    scene = rs.nerf.load_scene(scene_dir)
+    s = Trainer(scene, NerdfConfig(teacher=str(teacher), steps=60, **HASH_STUDENT))
+    before = s.psnr_vs_teacher()
+    s.train(progress=False)
+    after = s.psnr_vs_teacher()
+    assert after > before + 3.0, (before, after)
+    s.save_checkpoint(tmp_path / "ck.pt")
+    r = rs.training.load_checkpoint(tmp_path / "ck.pt")
+    v = r.info.c2w[:1]
+    assert torch.equal(r.render(v, r.info.K[0], 8, 6), s.render(v, s.info.K[0], 8, 6))
+    # resume continues bit-identically
+    cfg = NerdfConfig(teacher=str(teacher), steps=4, **HASH_STUDENT)
+    straight = Trainer(str(scene_dir), cfg)
+    losses = [straight.train_step()["loss"] for _ in range(4)]
+    half = Trainer(str(scene_dir), cfg)
+    for _ in range(2):
+        half.train_step()
+    half.save_checkpoint(tmp_path / "half.pt")
+    resumed = Trainer.load_checkpoint(tmp_path / "half.pt", str(scene_dir))
+    assert [resumed.train_step()["loss"] for _ in range(2)] == losses[2:]
+
+
+def test_encoding_is_validated():
+    with pytest.raises(ValueError, match="encoding must be 'pe' or 'hashgrid'"):
+        NerdfConfig(encoding="fourier").validate()
+    with pytest.raises(ValueError, match="depth must be a positive integer"):
+        NerdfConfig(depth=0).validate()

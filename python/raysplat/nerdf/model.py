@@ -82,6 +82,25 @@ def input_dim(n_points: int = N_POINTS) -> int:
     return n_points * 3 * (2 * PE_FREQS + 1) + 3 * (2 * PE_FREQS + 1) + SH_DEGREE**2
 
 
+def ray_points(
+    origins: torch.Tensor,
+    directions: torch.Tensor,
+    near: torch.Tensor | float,
+    far: torch.Tensor | float,
+    n_points: int = N_POINTS,
+    stratified: bool = False,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """``[R, P, 3]``: the points ``o + t d`` with ``t`` uniform in [near, far] (jittered per ray
+    when ``stratified``) — the ray's input samples."""
+    n = origins.shape[0]
+    taus = distribution_taus(n_points, n, stratified, generator, origins.device, origins.dtype)
+    near = torch.as_tensor(near, dtype=origins.dtype, device=origins.device).reshape(-1, 1)
+    far = torch.as_tensor(far, dtype=origins.dtype, device=origins.device).reshape(-1, 1)
+    t = near + taus * (far - near)  # [R, P] (or [1, P] broadcast)
+    return origins[:, None] + t[..., None] * directions[:, None]
+
+
 def ray_input(
     origins: torch.Tensor,
     directions: torch.Tensor,
@@ -95,11 +114,7 @@ def ray_input(
     """``[R, input_dim]``: the encoded points ``o + t d`` (t uniform in [near, far], jittered
     when ``stratified``), the encoded origin and the SH of the unit ``viewdirs``."""
     n = origins.shape[0]
-    taus = distribution_taus(n_points, n, stratified, generator, origins.device, origins.dtype)
-    near = torch.as_tensor(near, dtype=origins.dtype, device=origins.device).reshape(-1, 1)
-    far = torch.as_tensor(far, dtype=origins.dtype, device=origins.device).reshape(-1, 1)
-    t = near + taus * (far - near)  # [R, P] (or [1, P] broadcast)
-    pts = origins[:, None] + t[..., None] * directions[:, None]  # [R, P, 3]
+    pts = ray_points(origins, directions, near, far, n_points, stratified, generator)
     vd = torch.nn.functional.normalize(viewdirs, dim=-1)
     return torch.cat(
         [positional_encoding(pts).reshape(n, -1), positional_encoding(origins), real_sh(vd)], dim=-1
@@ -141,4 +156,70 @@ class NerdfNetwork(torch.nn.Module):
                 h = torch.relu(lin(torch.cat([h, x], dim=-1)))
             else:
                 h = torch.relu(lin(h)) + h
+        return self.head(h).reshape(-1, N_CHANNELS, N_BASIS)
+
+
+class NerdfHashNetwork(torch.nn.Module):
+    """The hash-grid variant: the ray's :func:`ray_points` looked up in one multi-resolution
+    hash grid (``raysplat.hashgrid``, the scene box of the teacher's field), their features
+    concatenated in ray order with the SH (degree 4) of the view direction, then a plain ReLU MLP
+    of ``depth`` layers and the 96-wide head. The points' order along the ray is what tells the
+    head where along the ray each feature lies, so no depth encoding is added.
+
+    Args:
+        aabb, contraction: the teacher's scene box (:class:`raysplat.nerf.field.SceneBox`).
+        n_points: points per ray; width, depth: the MLP.
+        n_levels, n_feat, log2_table, base_res, max_res: the hash grid.
+    """
+
+    def __init__(
+        self,
+        aabb,
+        contraction: str | None = None,
+        n_points: int = N_POINTS,
+        width: int = 128,
+        depth: int = 3,
+        n_levels: int = 12,
+        n_feat: int = 2,
+        log2_table: int = 17,
+        base_res: int = 16,
+        max_res: int = 512,
+        generator: torch.Generator | None = None,
+    ):
+        super().__init__()
+        from raysplat.nerf.encoding import HashGrid
+        from raysplat.nerf.field import SceneBox
+
+        self.box = SceneBox(aabb, contraction)
+        self.grid = HashGrid(n_levels, n_feat, log2_table, base_res, max_res, generator=generator)
+        self.n_points = n_points
+        d = n_points * self.grid.out_dim + 16
+        layers = []
+        for _ in range(depth):
+            layers.append(torch.nn.Linear(d, width))
+            d = width
+        self.layers = torch.nn.ModuleList(layers)
+        self.head = torch.nn.Linear(d, N_CHANNELS * N_BASIS)
+        with torch.no_grad():
+            for lin in self.layers:
+                bound = math.sqrt(6.0 / lin.in_features)
+                lin.weight.uniform_(-bound, bound, generator=generator)
+                lin.bias.zero_()
+            bound = math.sqrt(6.0 / self.head.in_features)
+            self.head.weight.uniform_(-bound, bound, generator=generator)
+            self.head.weight.mul_(0.01)
+            self.head.bias.zero_()
+            self.head.bias[0] = 0.1
+
+    def forward(self, points: torch.Tensor, viewdirs: torch.Tensor) -> torch.Tensor:
+        """``points`` ``[R, P, 3]`` (:func:`ray_points`), ``viewdirs`` ``[R, 3]`` -> ``[R, 4, 24]``."""
+        from raysplat.nerf.encoding import sh_encode
+
+        r, p = points.shape[:2]
+        u, _ = self.box(points.reshape(-1, 3))
+        feats = self.grid(u.clamp(0.0, 1.0)).reshape(r, -1)
+        vd = torch.nn.functional.normalize(viewdirs, dim=-1)
+        h = torch.cat([feats, sh_encode(vd, 4)], dim=-1)
+        for lin in self.layers:
+            h = torch.relu(lin(h))
         return self.head(h).reshape(-1, N_CHANNELS, N_BASIS)

@@ -32,8 +32,8 @@ from raysplat.cameras import look_at
 from raysplat.datasets import Scene
 from raysplat.distribution import SIGMA_ACTIVATIONS, render_distribution
 from raysplat.metrics import psnr
-from raysplat.nerdf.model import N_POINTS, NerdfNetwork, input_dim, ray_input
-from raysplat.nerf.trainer import SceneInfo
+from raysplat.nerdf.model import N_POINTS, NerdfHashNetwork, NerdfNetwork, input_dim, ray_input, ray_points
+from raysplat.nerf.trainer import NDC_AABB, SceneInfo
 from raysplat.rays import generate_rays, ndc_rays
 from raysplat.training.config import TrainingConfig, check_device, option
 from raysplat.training.data import load_scene
@@ -50,7 +50,15 @@ class NerdfConfig(TrainingConfig):
 
     teacher: str | None = option(None, "path of the teacher NeRF checkpoint (raysplat train nerf)")
     width: int = option(128, "MLP width (see benches/nerdf.py for the width sweep)")
-    depth: int = option(8, "MLP layers (every 4th takes the input again)")
+    encoding: str = option(
+        "pe", "network input: 'pe' (the paper's positional encoding) or 'hashgrid' (see model.py)"
+    )
+    depth: int | None = option(
+        None, "MLP layers (None: 8 for 'pe', every 4th taking the input again; 3 for 'hashgrid')"
+    )
+    hash_levels: int = option(12, "hash-grid levels ('hashgrid' input)")
+    hash_log2_table: int = option(17, "log2 of the hash-table rows per level ('hashgrid' input)")
+    hash_max_res: int = option(512, "finest hash-grid resolution ('hashgrid' input)")
     n_samples: int = option(64, "distribution samples per ray in training")
     n_samples_test: int = option(64, "distribution samples per ray when rendering")
     batch_rays: int = option(1024, "rays per step (all from one random view)")
@@ -63,7 +71,13 @@ class NerdfConfig(TrainingConfig):
 
     def validate(self) -> None:
         super().validate()
-        for name in ("width", "depth", "n_samples", "n_samples_test", "batch_rays", "chunk"):
+        if self.encoding not in ("pe", "hashgrid"):
+            raise ValueError(f"encoding must be 'pe' or 'hashgrid', got {self.encoding!r}")
+        names = ["width", "n_samples", "n_samples_test", "batch_rays", "chunk"]
+        names += ["hash_levels", "hash_log2_table", "hash_max_res"]
+        if self.depth is not None:
+            names.append("depth")
+        for name in names:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name} must be a positive integer, got {v!r}")
@@ -87,6 +101,17 @@ def normalized_sigma_loss(sigma_student: torch.Tensor, sigma_teacher: torch.Tens
     return F.mse_loss(
         F.normalize(sigma_student, dim=1, eps=1e-8), F.normalize(sigma_teacher, dim=1, eps=1e-8)
     )
+
+
+def student_box(info: SceneInfo) -> tuple[list[float], str | None]:
+    """``(aabb, contraction)`` of the hash-grid student: the box the teacher's field uses (the
+    NDC box for forward-facing scenes, the content box for object scenes, the content box with
+    L-inf contraction for unbounded captures)."""
+    if info.forward_facing:
+        return list(NDC_AABB), None
+    if info.format == "blender":
+        return info.aabb.tolist(), None
+    return info.aabb.tolist(), "linf"
 
 
 def random_pose(info: SceneInfo, generator: torch.Generator) -> torch.Tensor:
@@ -152,7 +177,22 @@ class Trainer(BaseTrainer):
         self.gen = torch.Generator(self.device).manual_seed(cfg.seed)
         self.pose_gen = torch.Generator().manual_seed(cfg.seed + 1)
         init_gen = torch.Generator().manual_seed(cfg.seed)
-        self.net = NerdfNetwork(input_dim(N_POINTS), cfg.width, cfg.depth, generator=init_gen).to(self.device)
+        if cfg.encoding == "pe":
+            self.net = NerdfNetwork(input_dim(N_POINTS), cfg.width, cfg.depth or 8, generator=init_gen)
+        else:
+            aabb, contraction = student_box(info)
+            self.net = NerdfHashNetwork(
+                aabb,
+                contraction,
+                N_POINTS,
+                cfg.width,
+                cfg.depth or 3,
+                n_levels=cfg.hash_levels,
+                log2_table=cfg.hash_log2_table,
+                max_res=cfg.hash_max_res,
+                generator=init_gen,
+            )
+        self.net.to(self.device)
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=cfg.lr)
         self.timing = {"network_s": 0.0, "integration_s": 0.0, "rays": 0}
 
@@ -194,10 +234,13 @@ class Trainer(BaseTrainer):
         """The student's :class:`~raysplat.distribution.RenderedDistribution` of the rays."""
         cfg = self.config
         t0 = time.perf_counter()
-        x = ray_input(
-            origins, directions, viewdirs, self.near, self.far, N_POINTS, train, self.gen if train else None
-        )
-        coeffs = self.net(x)
+        gen = self.gen if train else None
+        if cfg.encoding == "pe":
+            x = ray_input(origins, directions, viewdirs, self.near, self.far, N_POINTS, train, gen)
+            coeffs = self.net(x)
+        else:
+            pts = ray_points(origins, directions, self.near, self.far, N_POINTS, train, gen)
+            coeffs = self.net(pts, viewdirs)
         t1 = time.perf_counter()
         out = render_distribution(
             coeffs,
