@@ -3,7 +3,8 @@
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use raysplat_core::splat::{
-    bin_tiles, project, rasterize, rasterize_backward, Cameras, Gaussians, ProjectParams, Splats2d,
+    bin_tiles, project, rasterize, rasterize_backward, CameraModel, Cameras, Gaussians,
+    ProjectParams, Splats2d,
 };
 
 const N: usize = 100_000;
@@ -47,6 +48,7 @@ fn bench_splat(c: &mut Criterion) {
         far: 1e10,
         eps2d: 0.3,
         antialiased: false,
+        camera_model: CameraModel::Pinhole,
     };
     let p = project(&g, &cams, &params).unwrap();
     let splats = Splats2d {
