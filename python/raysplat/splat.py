@@ -5,7 +5,8 @@ world-to-camera ``viewmats``, ``eps2d`` low-pass blur, antialiased opacity compe
 colours ``+ 0.5`` clamped at 0, 16x16 tiles, ``alpha = min(0.99, o * G)``, skip below 1/255,
 stop at transmittance 1e-4; pinhole, ortho and fisheye cameras; ``packed`` meta; gradients
 w.r.t. ``viewmats``). CPU tensors run the Rust kernels (forward and backward); CUDA
-tensors run gsplat when it is installed, other devices the pure-torch twin
+tensors run gsplat when it is installed and its extension loads (:mod:`raysplat._peers`), else
+(and on other devices) the pure-torch twin
 (:mod:`raysplat.reference.splat`).
 """
 
@@ -15,7 +16,7 @@ import torch
 from torch.autograd.function import once_differentiable
 
 from raysplat import _checks as chk
-from raysplat import _core
+from raysplat import _core, _peers
 from raysplat.reference import splat as ref
 
 RENDER_MODES = ("RGB", "D", "ED", "RGB+D", "RGB+ED")
@@ -361,14 +362,6 @@ def covars_to_quats_scales(covars: torch.Tensor) -> tuple[torch.Tensor, torch.Te
     return quats, scales
 
 
-def _gsplat():
-    try:
-        import gsplat  # noqa: PLC0415
-    except ImportError:
-        return None
-    return gsplat
-
-
 class _Packed:
     """gsplat's packed layout: the visible (camera, Gaussian) pairs in row-major order."""
 
@@ -520,7 +513,7 @@ def rasterization(
     n, c_ = _validate(
         means, quats, scales, opacities, colors, viewmats, Ks, width, height, sh_degree, backgrounds, rust
     )
-    if means.device.type == "cuda" and chk._BACKEND[0] == "auto" and (gs := _gsplat()) is not None:
+    if (gs := _peers.select("gsplat", means, quats, scales, opacities, colors, viewmats, Ks)) is not None:
         return gs.rasterization(
             means,
             quats,
