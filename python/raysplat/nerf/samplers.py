@@ -224,7 +224,9 @@ class HierarchicalSampler(torch.nn.Module):
         n = len(rays)
         near = torch.full((n,), rays.near, device=rays.origins.device)
         far = torch.full((n,), rays.far, device=rays.origins.device)
-        tc = stratified_samples(near, far, self.n_coarse, self.spacing, stratified=train, generator=generator)
+        tc = stratified_samples(
+            near, far, self.n_coarse, self.spacing, stratified=train, generator=generator
+        )
         with torch.set_grad_enabled(train and torch.is_grad_enabled()):
             rgb_c, _, _, wc = _render_dense(self.coarse, rays, tc, bkgd)
         tf = importance_sampling(tc, wc.detach(), self.n_fine, stratified=train, generator=generator)
