@@ -47,9 +47,9 @@ def _load(name: str) -> tuple[ModuleType | None, str]:
     try:
         mod = importlib.import_module(name)
     except ImportError as e:
-        return None, f"{name} is not installed ({e})"
+        return None, f"not installed ({e})"
     except Exception as e:  # noqa: BLE001 - a broken install must not break raysplat
-        return None, _fallback(name, f"importing {name} failed: {type(e).__name__}: {e}")
+        return None, _fallback(name, f"importing it failed: {type(e).__name__}: {e}")
     try:
         ext = importlib.import_module(_EXTENSION[name])
         ok = getattr(ext, "_C", None) is not None
@@ -62,9 +62,11 @@ def _load(name: str) -> tuple[ModuleType | None, str]:
 
 
 def _fallback(name: str, why: str) -> str:
-    msg = f"raysplat: {name} is installed but {why}; CUDA tensors use raysplat's torch twins instead"
-    warnings.warn(msg.splitlines()[0], PeerFallbackWarning, stacklevel=4)
-    return msg
+    """Warns (once: the result is cached) and returns the reason for :func:`status`."""
+    why = f"installed, but {why}".splitlines()[0]
+    msg = f"raysplat: {name} is {why}; CUDA tensors use raysplat's torch twins instead"
+    warnings.warn(msg, PeerFallbackWarning, stacklevel=4)
+    return why
 
 
 def peer(name: str) -> ModuleType | None:
@@ -111,5 +113,5 @@ def select(name: str, *tensors: torch.Tensor | None, float32: bool = False) -> M
         return None
     mod = peer(name)
     if mod is None and mode == name:
-        raise ValueError(f"backend({name!r}): {_STATE[name][1]}")
+        raise ValueError(f"backend({name!r}): {name} is {_STATE[name][1]}")
     return mod
