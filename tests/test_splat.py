@@ -703,3 +703,10 @@ def test_camera_models_place_points_by_their_formula():
             off = mf["means2d"][0, i].numpy() - np.array([cx, cy])
             np.testing.assert_allclose(np.hypot(*off), fx * angle, rtol=1e-5)
             np.testing.assert_allclose(math.atan2(off[1], off[0]), math.atan2(y, x), atol=1e-6)
+
+
+def test_binding_rejects_unknown_camera_model():
+    s = make_scene(n=4, c=1)
+    args = [s[k].numpy() for k in ("means", "quats", "scales", "opacities", "viewmats", "Ks")]
+    with pytest.raises(ValueError, match="camera_model"):
+        _core.splat_project(*args, 40, 28, 0.01, 100.0, 0.3, False, "ftheta")
