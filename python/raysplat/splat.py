@@ -395,10 +395,6 @@ class _Packed:
         )
 
 
-def _pack(means2d, conics, depths, radii, comps, opac) -> _Packed:
-    return _Packed(means2d, conics, depths, radii, comps, opac)
-
-
 def rasterization(
     means: torch.Tensor,
     quats: torch.Tensor | None,
@@ -559,7 +555,7 @@ def rasterization(
     else:
         means2d, conics, depths, radii, comps = ref.project(*proj_args)
     opac = opacities[None, :] * comps if aa else opacities[None, :].expand(c_, n)
-    pk = _pack(means2d, conics, depths, radii, comps, opac) if packed else None
+    pk = _Packed(means2d, conics, depths, radii, comps, opac) if packed else None
     if pk is not None:
         means2d, conics, depths, opac = pk.dense
 
