@@ -444,6 +444,9 @@ def test_rasterization_packed_viewmat_gradients_camera_models(path, camera_model
         )
         return img, alpha, meta["camera_ids"], meta["gaussian_ids"], meta["radii"]
 
+    # gsplat (auto, when it loads) may cull a border pair differently: compare its images and
+    # gradients; raysplat's own paths must also agree on the packed ids and radii
+    n_out = 2 if path == "auto" and _loads("gsplat") else None
     check(
         fn,
         g,
@@ -451,6 +454,7 @@ def test_rasterization_packed_viewmat_gradients_camera_models(path, camera_model
         path=path,
         rtol=1e-3,
         atol=1e-4,
+        n_out=n_out,
     )
 
 
