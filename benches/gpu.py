@@ -38,11 +38,13 @@ def _alarm(signum, frame):
 
 
 def _peer(name: str):
+    """The peer when it imports and its CUDA extension loads (raysplat's own dispatch rule)."""
+    from raysplat import _peers
+
     try:
-        mod = __import__(name)
-    except Exception:  # noqa: BLE001 - a missing or broken extension just skips the peer
+        return _peers.peer(name)
+    except Exception:  # noqa: BLE001 - a broken peer just skips its columns
         return None
-    return mod
 
 
 class Bench:
@@ -187,8 +189,30 @@ def bench_volrend(b: Bench, r: int, s: int, nerfacc) -> None:
         "nerfacc": scan_peer if nerfacc else "nerfacc not importable",
     })  # fmt: skip
 
+    # packed volume rendering (nerfacc's layout; raysplat dispatches it to nerfacc when it loads)
+    ri = torch.arange(r, device=dev).repeat_interleave(s)
+    t0p, t1p = t0.reshape(-1), t1.reshape(-1)
+    sig_p = sig.detach().reshape(-1).clone().requires_grad_(True)
+    rgb_p = rgb.detach().reshape(-1, 3).clone().requires_grad_(True)
 
-def bench_sampling(b: Bench, r: int, s: int) -> None:
+    def packed_ours():
+        color, opacity, _, _ = rs.volume_render(t0p, t1p, sig_p, rgb_p, ri, r)
+        (color.sum() + opacity.sum()).backward()
+
+    def packed_peer():
+        w, _, _ = nerfacc.render_weight_from_density(t0p, t1p, sig_p, packed_info=packed_info)
+        color = nerfacc.accumulate_along_rays(w, rgb_p, ri, r)
+        opacity = nerfacc.accumulate_along_rays(w, None, ri, r)
+        (color.sum() + opacity.sum()).backward()
+
+    b.case(f"volume_render packed {r}x{s} fwd+bwd", {
+        "raysplat": packed_ours,
+        "twin": _with_backend("torch", packed_ours),
+        "nerfacc": packed_peer if nerfacc else "nerfacc not importable",
+    })  # fmt: skip
+
+
+def bench_sampling(b: Bench, r: int, s: int, nerfacc) -> None:
     import raysplat as rs
 
     torch, dev = b.torch, b.dev
@@ -199,7 +223,22 @@ def bench_sampling(b: Bench, r: int, s: int) -> None:
     def ours():
         return rs.importance_sampling(edges, w, s, generator=g)
 
-    b.case(f"importance_sampling {r}x{s}", {"raysplat": ours, "twin": _with_backend("torch", ours)})
+    b.case(
+        f"importance_sampling {r}x{s} (generator)", {"raysplat": ours, "twin": _with_backend("torch", ours)}
+    )
+
+    def no_gen():  # no generator: raysplat dispatches to nerfacc when it loads
+        return rs.importance_sampling(edges, w, s, stratified=True)
+
+    def peer():
+        cdfs = torch.cat([torch.zeros_like(w[:, :1]), torch.cumsum(w, -1)], -1)
+        return nerfacc.importance_sampling(nerfacc.RayIntervals(vals=edges), cdfs, s, True)
+
+    b.case(f"importance_sampling {r}x{s}", {
+        "raysplat": no_gen,
+        "twin": _with_backend("torch", no_gen),
+        "nerfacc": peer if nerfacc else "nerfacc not importable",
+    })  # fmt: skip
 
     def strat():
         return rs.stratified_samples(
@@ -258,11 +297,17 @@ def _gaussians(torch, n: int, size: tuple[int, int], dev, grad: bool):
     return p, {"viewmats": viewmats, "Ks": Ks, "width": w, "height": h, "sh_degree": 3}
 
 
-def bench_raster(b: Bench, n: int, size: tuple[int, int], backward: bool, gsplat) -> None:
+def bench_raster(
+    b: Bench, n: int, size: tuple[int, int], backward: bool, gsplat, compat: bool = False
+) -> None:
+    """``compat``: gsplat 1.5's camera-pose-refinement call: ``packed=True`` and gradients w.r.t.
+    ``viewmats`` too."""
     import raysplat as rs
 
     torch = b.torch
     p, cam = _gaussians(torch, n, size, b.dev, backward)
+    if compat:
+        cam = {**cam, "viewmats": cam["viewmats"].clone().requires_grad_(True), "packed": True}
 
     def run(fn):
         def call():
@@ -276,6 +321,8 @@ def bench_raster(b: Bench, n: int, size: tuple[int, int], backward: bool, gsplat
         return call
 
     label = f"rasterization {n // 1000}k {size[0]}x{size[1]} {'fwd+bwd' if backward else 'fwd'}"
+    if compat:
+        label += " packed+pose"
     b.case(label, {
         "raysplat": run(rs.rasterization),
         "twin": _with_backend("torch", run(rs.rasterization)),
@@ -373,13 +420,21 @@ def main() -> None:
     b.env = f"device {args.device}"
     if b.dev.type == "cuda":
         b.env += f" ({torch.cuda.get_device_name(b.dev)}), torch {torch.__version__}"
-    b.env += f"; nerfacc {'yes' if nerfacc else 'no'}, gsplat {'yes' if gsplat else 'no'}"
+    from raysplat import _peers
+
+    if args.device == "cpu":
+        b.env += "; nerfacc and gsplat not used (CUDA-only)"
+    else:
+        b.env += "; " + ", ".join(f"{k}: {v}" for k, v in _peers.status().items())
     r, s = (256, 16) if args.tiny else (65_536, 64)
     print(f"{'case':34s} {'impl':9s} {'best ms':>10s} {'median ms':>10s} {'ratio':>8s}", flush=True)
     bench_volrend(b, r, s, nerfacc)
-    bench_sampling(b, r, s)
+    bench_sampling(b, r, s, nerfacc)
     bench_grid(b, r, 32 if args.tiny else 128, nerfacc)
     bench_raster(b, 2_000 if args.tiny else 100_000, (64, 64) if args.tiny else (256, 256), True, gsplat)
+    bench_raster(
+        b, 2_000 if args.tiny else 100_000, (64, 64) if args.tiny else (256, 256), True, gsplat, compat=True
+    )
     bench_raster(
         b, 5_000 if args.tiny else 1_000_000, (128, 72) if args.tiny else (1920, 1080), False, gsplat
     )

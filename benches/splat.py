@@ -62,6 +62,23 @@ def _call(name: str, inp: dict, rs, torch):
             (img.sum() + alpha.sum()).backward()
 
         return run
+    if name == "rasterization_fwd_bwd_packed_pose":  # gsplat's pose-refinement call
+        keys = ("means", "quats", "scales", "opacities", "colors", "viewmats")
+
+        def run():
+            params = {k: inp[k].clone().requires_grad_(True) for k in keys}
+            img, alpha, meta = rasterization(**{**inp, **params}, packed=True)
+            meta["means2d"].retain_grad()
+            (img.sum() + alpha.sum()).backward()
+
+        return run
+    if name == "rasterization_fwd_fisheye":
+
+        def run():
+            with torch.no_grad():
+                return rasterization(**inp, camera_model="fisheye")
+
+        return run
     raise KeyError(name)
 
 
@@ -91,6 +108,8 @@ def measure(name: str, impl: str, threads: int, repeats: int) -> dict:
 
 
 CASES = ["rasterization_fwd", "rasterization_fwd_bwd"]
+#: gsplat 1.5 compatibility cases (``--cases``; not in the default run nor the README table)
+COMPAT_CASES = ["rasterization_fwd_bwd_packed_pose", "rasterization_fwd_fisheye"]
 
 
 def main() -> None:
@@ -99,15 +118,17 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--torch-repeats", type=int, default=3)
     ap.add_argument("--json", help="also write the results here (scripts/readme_tables.py reads them)")
+    ap.add_argument("--cases", nargs="+", choices=CASES + COMPAT_CASES, default=CASES)
+    ap.add_argument("--impls", nargs="+", choices=("rust", "torch"), default=("rust", "torch"))
     args = ap.parse_args()
     rows = []
     title = f"{N} Gaussians, {SIZE}x{SIZE}, SH degree 3, {args.threads} threads"
     print(title + "\n")
     header(24)
-    for case in CASES:
+    for case in args.cases:
         results = {
             impl: measure(case, impl, args.threads, args.repeats if impl == "rust" else args.torch_repeats)
-            for impl in ("rust", "torch")
+            for impl in args.impls
         }
         report(case, results, rows, 24)
     write_json(args.json, title, rows)

@@ -88,3 +88,12 @@ def test_nerdf_example(data, tmp_path):
     assert (
         m["steps"] == 3 and m["psnr_vs_teacher"] is not None and (out / "teacher" / "checkpoint.pt").is_file()
     )
+
+
+def test_gsplat_compat_example(tmp_path):
+    out = tmp_path / "compat"
+    _run("gsplat_compat.py", "--steps", "40", "--size", "48", "--gaussians", "400", "--out", str(out))
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["pose_error_final"] < 0.5 * m["pose_error_start"]
+    assert m["psnr_final"] > m["psnr_start"]
+    assert all((out / f"{model}.png").is_file() for model in ("pinhole", "ortho", "fisheye"))

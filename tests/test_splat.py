@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -363,7 +364,7 @@ def test_bad_inputs(changes, exc, name, backend):
         ({"near_plane": -1.0}, "near_plane"),
         ({"eps2d": -0.1}, "eps2d"),
         ({"tile_size": 8}, "tile_size"),
-        ({"camera_model": "fisheye"}, "camera_model"),
+        ({"camera_model": "ftheta"}, "camera_model"),
         ({"backgrounds": torch.zeros(1, 2)}, "backgrounds"),
     ],
 )
@@ -520,8 +521,10 @@ def test_covars_gradients_match_twin_and_gradcheck():
         {"rolling_shutter": "ROLLING_TOP_TO_BOTTOM"},
         {"radial_coeffs": torch.zeros(2, 6)},
         {"viewmats_rs": torch.eye(4).repeat(2, 1, 1)},
-        {"camera_model": "fisheye"},
-        {"camera_model": "ortho"},
+        {"camera_model": "ftheta"},
+        {"tangential_coeffs": torch.zeros(2, 2)},
+        {"thin_prism_coeffs": torch.zeros(2, 4)},
+        {"ftheta_coeffs": object()},
         {"channel_chunk": 0},
     ],
     ids=lambda kw: next(iter(kw)),
@@ -542,3 +545,168 @@ def test_gsplat_defaults_and_global_shutter_are_accepted():
     assert torch.equal(got, want)
     with pytest.raises(ValueError, match="quats and scales"):
         rs.rasterization(**{**s, "quats": None})
+
+
+# ------------------------------------------- packed meta, viewmat gradients, camera models
+
+
+def _scene_for(camera_model, **kw):
+    """``make_scene`` with intrinsics that keep most Gaussians on the image for the model."""
+    s = make_scene(**kw)
+    if camera_model == "ortho":
+        s["Ks"] = s["Ks"].clone()
+        s["Ks"][:, 0, 0] = s["width"] / 2.4
+        s["Ks"][:, 1, 1] = s["width"] / 2.4
+    return s
+
+
+@pytest.mark.parametrize("backend", ["rust", "torch"])
+@pytest.mark.parametrize("aa", ["classic", "antialiased"])
+def test_packed_meta_matches_dense(backend, aa):
+    s = make_scene(n=40, c=2)
+    dense_img, dense_a, dense, _ = render(s, backend, rasterize_mode=aa, render_mode="RGB+ED")
+    img, alphas, meta, _ = render(s, backend, rasterize_mode=aa, render_mode="RGB+ED", packed=True)
+    assert_close(img, dense_img, rtol=0, atol=0)
+    assert_close(alphas, dense_a, rtol=0, atol=0)
+    vis = (dense["radii"] > 0).any(-1)
+    cams, gids = torch.nonzero(vis, as_tuple=True)
+    assert meta["camera_ids"].dtype == torch.long and torch.equal(meta["camera_ids"], cams)
+    assert torch.equal(meta["gaussian_ids"], gids)
+    nnz = int(vis.sum())
+    assert 0 < nnz < 2 * 40, "some pairs culled, some visible"
+    for key, shape in (("radii", (nnz, 2)), ("means2d", (nnz, 2)), ("conics", (nnz, 3)), ("depths", (nnz,))):
+        assert tuple(meta[key].shape) == shape
+        assert torch.equal(meta[key], dense[key][cams, gids]), key
+    assert torch.equal(meta["opacities"], dense["opacities"][cams, gids])
+    assert torch.equal(meta["tiles_per_gauss"], dense["tiles_per_gauss"][cams, gids])
+    if aa == "antialiased":
+        assert torch.equal(meta["compensations"], dense["compensations"][cams, gids])
+    # flatten_ids index the packed pairs: the same intersections as the dense ids
+    fid = meta["flatten_ids"]
+    assert torch.equal(meta["camera_ids"][fid] * 40 + meta["gaussian_ids"][fid], dense["flatten_ids"])
+    assert torch.equal(meta["isect_offsets"], dense["isect_offsets"])
+
+
+def test_packed_gradients_rust_vs_twin():
+    s = make_scene(n=30, c=2, sh_degree=1)
+    rust, torch_ = both_grads(s, packed=True, absgrad=True, rasterize_mode="antialiased")
+    dense, _ = both_grads(s, absgrad=True, rasterize_mode="antialiased")
+    for k in PARAMS:
+        assert_close(rust[3][k], torch_[3][k], rtol=1e-4, atol=1e-5)
+        assert_close(rust[3][k], dense[3][k], rtol=1e-5, atol=1e-6)
+    m_r, m_t, m_d = rust[2], torch_[2], dense[2]
+    nnz = m_r["camera_ids"].numel()
+    assert tuple(m_r["means2d"].grad.shape) == (nnz, 2)
+    assert_close(m_r["means2d"].grad, m_t["means2d"].grad, rtol=1e-4, atol=1e-5)
+    cams, gids = m_r["camera_ids"], m_r["gaussian_ids"]
+    assert_close(m_r["means2d"].grad, m_d["means2d"].grad[cams, gids], rtol=1e-5, atol=1e-6)
+    for m in (m_r, m_t):
+        assert tuple(m["means2d"].absgrad.shape) == (nnz, 2)
+        assert_close(m["means2d"].absgrad, m_d["means2d"].absgrad[cams, gids], rtol=1e-4, atol=1e-5)
+
+
+def test_packed_gradcheck_float64():
+    s = make_scene(n=6, c=2, width=12, height=10, dtype=torch.float64)
+    kw = {k: v for k, v in s.items() if k != "means"}
+
+    def f(means):
+        img, alpha, _ = rasterization(means=means, packed=True, **kw)
+        return img, alpha
+
+    assert gradcheck(f, (s["means"].clone().requires_grad_(True),), eps=1e-6, atol=1e-5)
+
+
+def _viewmat_grads(s, backend, **kw):
+    s = dict(s)
+    params = {k: s.pop(k).clone().requires_grad_(True) for k in ("means", "viewmats")}
+    with rs.backend(backend):
+        img, alphas, _ = rasterization(**s, **params, **kw)
+    g = torch.Generator().manual_seed(7)
+    w = torch.randn(img.shape, generator=g, dtype=img.dtype)
+    ((img * w).sum() + alphas.sum()).backward()
+    return img, params["viewmats"].grad, params["means"].grad
+
+
+@pytest.mark.parametrize("camera_model", ["pinhole", "ortho", "fisheye"])
+@pytest.mark.parametrize("sh_degree", [None, 2])
+def test_viewmat_gradients_rust_vs_twin(camera_model, sh_degree):
+    s = _scene_for(camera_model, n=30, c=2, sh_degree=sh_degree)
+    img_r, v_r, m_r = _viewmat_grads(s, "rust", camera_model=camera_model, rasterize_mode="antialiased")
+    img_t, v_t, m_t = _viewmat_grads(s, "torch", camera_model=camera_model, rasterize_mode="antialiased")
+    assert_close(img_r, img_t, rtol=1e-4, atol=1e-5)
+    assert v_r is not None and v_r.abs().sum() > 0
+    assert_close(v_r, v_t, rtol=1e-3, atol=1e-3)
+    assert_close(m_r, m_t, rtol=1e-3, atol=1e-4)
+
+
+@pytest.mark.parametrize("camera_model", ["pinhole", "ortho", "fisheye"])
+def test_viewmat_and_camera_model_gradcheck_float64(camera_model):
+    """gradcheck through the Rust kernels w.r.t. viewmats, means, quats, scales and SH colours."""
+    s = _scene_for(camera_model, n=6, c=2, width=12, height=10, dtype=torch.float64, sh_degree=1)
+    s["Ks"] = s["Ks"] * torch.tensor([0.25, 0.25, 0.3], dtype=torch.float64)[:, None]
+    s["Ks"][:, 2, 2] = 1.0
+    names = ("viewmats", "means", "quats", "scales", "colors")
+    rest = {k: v for k, v in s.items() if k not in names}
+
+    def f(*xs):
+        with rs.backend("rust"):
+            img, alpha, meta = rasterization(
+                **dict(zip(names, xs, strict=True)), **rest, camera_model=camera_model,
+                rasterize_mode="antialiased",
+            )  # fmt: skip
+        assert int((meta["radii"] > 0).any(-1).sum()) >= 6
+        return img, alpha
+
+    xs = tuple(s[k].clone().requires_grad_(True) for k in names)
+    assert gradcheck(f, xs, eps=1e-6, atol=1e-5)
+
+
+@pytest.mark.parametrize("camera_model", ["ortho", "fisheye"])
+@pytest.mark.parametrize("mode", ["RGB+ED", "D"])
+def test_camera_models_rust_vs_twin(camera_model, mode):
+    s = _scene_for(camera_model, n=40, c=2, sh_degree=1)
+    rust, torch_ = both_grads(s, render_mode=mode, camera_model=camera_model)
+    assert_close(rust[0], torch_[0], rtol=1e-4, atol=1e-5)
+    assert_close(rust[1], torch_[1], rtol=1e-4, atol=1e-5)
+    assert int((rust[2]["radii"] > 0).any(-1).sum()) > 20
+    for k in PARAMS:
+        assert_close(rust[3][k], torch_[3][k], rtol=1e-3, atol=1e-4)
+
+
+def test_camera_models_place_points_by_their_formula():
+    """Independent check of where a Gaussian's centre lands: ``(fx x + cx, fy y + cy)`` for
+    ortho; at ``f * angle-from-axis`` from the principal point, towards the point, for fisheye."""
+    pts = torch.tensor([[0.3, -0.2, 2.0], [-0.5, 0.4, 1.0], [0.05, 0.02, 3.0]], dtype=torch.float64)
+    n = pts.shape[0]
+    fx, cx, cy = 20.0, 30.0, 25.0
+    Ks = torch.tensor([[[fx, 0, cx], [0, fx, cy], [0, 0, 1]]], dtype=torch.float64)
+    scene = {
+        "means": pts,
+        "quats": torch.tensor([[1.0, 0, 0, 0]], dtype=torch.float64).repeat(n, 1),
+        "scales": torch.full((n, 3), 0.05, dtype=torch.float64),
+        "opacities": torch.full((n,), 0.9, dtype=torch.float64),
+        "colors": torch.rand(n, 3, dtype=torch.float64),
+        "viewmats": torch.eye(4, dtype=torch.float64)[None],
+        "Ks": Ks,
+        "width": 60,
+        "height": 50,
+    }
+    for backend in ("rust", "torch"):
+        with rs.backend(backend):
+            _, _, mo = rasterization(**scene, camera_model="ortho")
+            _, _, mf = rasterization(**scene, camera_model="fisheye")
+        np.testing.assert_allclose(
+            mo["means2d"][0].numpy(), (fx * pts[:, :2] + torch.tensor([cx, cy])).numpy()
+        )
+        for i, (x, y, z) in enumerate(pts.tolist()):
+            angle = math.atan(math.hypot(x, y) / z)
+            off = mf["means2d"][0, i].numpy() - np.array([cx, cy])
+            np.testing.assert_allclose(np.hypot(*off), fx * angle, rtol=1e-5)
+            np.testing.assert_allclose(math.atan2(off[1], off[0]), math.atan2(y, x), atol=1e-6)
+
+
+def test_binding_rejects_unknown_camera_model():
+    s = make_scene(n=4, c=1)
+    args = [s[k].numpy() for k in ("means", "quats", "scales", "opacities", "viewmats", "Ks")]
+    with pytest.raises(ValueError, match="camera_model"):
+        _core.splat_project(*args, 40, 28, 0.01, 100.0, 0.3, False, "ftheta")

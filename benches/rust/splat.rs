@@ -3,7 +3,8 @@
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use raysplat_core::splat::{
-    bin_tiles, project, rasterize, rasterize_backward, Cameras, Gaussians, ProjectParams, Splats2d,
+    bin_tiles, project, project_backward, rasterize, rasterize_backward, CameraModel, Cameras,
+    Gaussians, ProjectParams, Splats2d,
 };
 
 const N: usize = 100_000;
@@ -47,6 +48,7 @@ fn bench_splat(c: &mut Criterion) {
         far: 1e10,
         eps2d: 0.3,
         antialiased: false,
+        camera_model: CameraModel::Pinhole,
     };
     let p = project(&g, &cams, &params).unwrap();
     let splats = Splats2d {
@@ -64,6 +66,36 @@ fn bench_splat(c: &mut Criterion) {
     grp.bench_function("project", |b| {
         b.iter(|| project(&g, &cams, &params).unwrap())
     });
+    let fisheye = ProjectParams {
+        camera_model: CameraModel::Fisheye,
+        ..params
+    };
+    grp.bench_function("project_fisheye", |b| {
+        b.iter(|| project(&g, &cams, &fisheye).unwrap())
+    });
+    let v_means2d = vec![1f32; 2 * N];
+    let v_conics = vec![0.5f32; 3 * N];
+    for (name, viewmats) in [
+        ("project_backward", false),
+        ("project_backward_viewmats", true),
+    ] {
+        grp.bench_function(name, |b| {
+            b.iter(|| {
+                project_backward(
+                    &g,
+                    &cams,
+                    &params,
+                    &p.radii,
+                    Some(&v_means2d),
+                    Some(&v_conics),
+                    None,
+                    None,
+                    viewmats,
+                )
+                .unwrap()
+            })
+        });
+    }
     grp.bench_function("bin_tiles", |b| {
         b.iter(|| bin_tiles(&p.means2d, &p.radii, &p.depths, 1, SIZE, SIZE).unwrap())
     });

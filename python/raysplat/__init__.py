@@ -1,11 +1,14 @@
 """raysplat: Rust-accelerated neural rendering and 3D sampling for PyTorch.
 
-CPU tensors run on raysplat's Rust kernels; tensors on other devices run the pure-torch twins
-in :mod:`raysplat.reference` (same results).
+CPU tensors run on raysplat's Rust kernels; CUDA tensors on nerfacc / gsplat kernels when those
+load (:func:`peer_status`), else, like tensors on other devices, on the pure-torch twins in
+:mod:`raysplat.reference` (same results).
 """
 
 from raysplat import _core, datasets, gs, nerdf, nerf, stitch
 from raysplat._checks import backend
+from raysplat._peers import PeerFallbackWarning
+from raysplat._peers import status as peer_status
 from raysplat.buffer_cache import buffer_cache_info, empty_buffer_cache, set_buffer_cache_limit
 from raysplat.distribution import render_distribution
 from raysplat.grid import OccupancyGrid
@@ -31,6 +34,7 @@ __version__: str = _core.__version__
 __all__ = [
     "MeshRaster",
     "OccupancyGrid",
+    "PeerFallbackWarning",
     "__version__",
     "accumulate_along_rays",
     "backend",
@@ -55,6 +59,7 @@ __all__ = [
     "nerdf",
     "nerf",
     "pack_info",
+    "peer_status",
     "project_to_views",
     "rasterization",
     "rasterize_mesh",

@@ -82,14 +82,18 @@ def choice(name: str, v: object, options: Sequence[str]) -> str:
 
 
 _BACKEND = ["auto"]
+BACKENDS = ("auto", "torch", "rust", "nerfacc", "gsplat")
 
 
 @contextlib.contextmanager
 def backend(name: str):
-    """Context manager forcing the implementation: ``"auto"`` (Rust for CPU tensors, torch
-    otherwise), ``"torch"`` (the pure-torch twins everywhere) or ``"rust"`` (CPU tensors only).
-    Used by tests and benchmarks to compare both paths through the same public calls."""
-    choice("backend", name, ("auto", "torch", "rust"))
+    """Context manager forcing the implementation: ``"auto"`` (Rust for CPU tensors; on CUDA the
+    nerfacc / gsplat kernels when they load, else the torch twins), ``"torch"`` (the pure-torch
+    twins everywhere), ``"rust"`` (CPU tensors only), ``"nerfacc"`` or ``"gsplat"`` (that peer's
+    CUDA kernels for the ops it serves, an error when it cannot run them; other ops as in
+    ``"auto"``; see :mod:`raysplat._peers`).
+    Used by tests and benchmarks to compare the paths through the same public calls."""
+    choice("backend", name, BACKENDS)
     previous = _BACKEND[0]
     _BACKEND[0] = name
     try:

@@ -169,7 +169,7 @@ def rasterize_mesh(
     near: float = 1e-4,
 ) -> tuple[I64, F32, F32]: ...
 
-# EWA projection: `(means2d, conics, depths, radii, compensations)`, each flat `[C, N, ...]`.
+# EWA projection: `(means2d, conics, depths, radii, compensations)`, each flat `[C, N, ...]`;
 def splat_project(
     means: Float,
     quats: Float,
@@ -183,9 +183,10 @@ def splat_project(
     far: float,
     eps2d: float,
     antialiased: bool,
+    camera_model: str = "pinhole",
 ) -> tuple[NDArray[np.generic], ...]: ...
 
-# Gradients `(means, quats, scales)` of `splat_project`.
+# Gradients `(means, quats, scales, viewmats or None)` of `splat_project` (the viewmats' `[C, 4,
 def splat_project_backward(
     means: Float,
     quats: Float,
@@ -201,7 +202,9 @@ def splat_project_backward(
     v_conics: Float,
     v_depths: Float,
     v_compensations: Float,
-) -> tuple[NDArray[np.generic], ...]: ...
+    camera_model: str = "pinhole",
+    viewmats_grad: bool = False,
+) -> tuple[NDArray[np.generic] | None, ...]: ...
 
 # Tile binning + compositing: `(colors, alphas, trans, last, isect_offsets, flatten_ids,
 def splat_rasterize(

@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 import torch
 
 from raysplat import _checks as chk
-from raysplat import _core
+from raysplat import _core, _peers
 from raysplat.reference import grid as ref
 from raysplat.volrend import render_weight_from_density
 
@@ -81,6 +81,10 @@ class OccupancyGrid(torch.nn.Module):
     ) -> None:
         """Refreshes occupancy from ``density_fn`` (positions [N, 3] -> values [N] or [N, 1]).
 
+        Pure torch on every device (nerfacc's update is torch code too, the same algorithm). After
+        warm-up, drawing from the occupied cells is the one host synchronisation (their number is
+        data dependent); the threshold stays on the device.
+
         During warm-up (``step < warmup_steps``) every cell is evaluated; afterwards a random
         quarter of the cells plus a quarter drawn from the occupied ones. Each evaluated cell
         takes ``max(ema_decay * old, density_fn(x))`` at a jittered point ``x`` inside it, and is
@@ -113,14 +117,42 @@ class OccupancyGrid(torch.nn.Module):
             occ = occ.reshape(-1).to(self.occs.dtype)
             cur = self.occs[base + idx]
             self.occs[base + idx] = torch.maximum(cur * ema_decay, occ)
-        valid = self.occs[self.occs >= 0]
-        thre = min(float(threshold), float(valid.mean()) if valid.numel() else float(threshold))
+        # threshold = min(threshold, mean of the valid cells), kept on the device (no sync)
+        valid = self.occs >= 0
+        n_valid = valid.sum()
+        mean = torch.where(valid, self.occs, torch.zeros_like(self.occs)).sum() / n_valid.clamp_min(1)
+        thre = torch.where(n_valid > 0, mean.clamp_max(float(threshold)), mean.new_tensor(float(threshold)))
         self.binaries.copy_((self.occs > thre).view_as(self.binaries))
 
     def update_every_n_steps(self, step: int, density_fn: DensityFn, n: int = 16, **kwargs) -> None:
         """Calls :meth:`update` when ``step % n == 0`` (training-loop convenience)."""
         if step % n == 0:
             self.update(step, density_fn, **kwargs)
+
+    def _nerfacc_march(self, nf, origins, directions, near_t, far_t, step, cone_angle, jitter):
+        """nerfacc's ``traverse_grids`` with raysplat's conventions: the march starts at
+        ``max(near, entry into the outermost level) + jitter * step`` (nerfacc would jitter
+        ``near`` before clamping it to the box)."""
+        n = origins.shape[0]
+        near_b = near_t.expand(n) if near_t.numel() == 1 else near_t
+        far_b = far_t.expand(n) if far_t.numel() == 1 else far_t
+        t0, _ = ref.slab(origins.float(), directions.float(), self.level_aabbs()[-1])
+        start = torch.maximum(t0, near_b)
+        if jitter is not None:
+            start = start + jitter * step
+        intervals, samples, _ = nf.traverse_grids(
+            origins.float().contiguous(),
+            directions.float().contiguous(),
+            self.binaries.contiguous(),
+            self.level_aabbs().contiguous(),
+            near_planes=start.contiguous(),
+            far_planes=far_b.contiguous(),
+            step_size=float(step),
+            cone_angle=float(cone_angle),
+        )
+        ts = intervals.vals[intervals.is_left]
+        te = intervals.vals[intervals.is_right]
+        return samples.ray_indices.long(), ts, te
 
     @torch.no_grad()
     def sampling(
@@ -172,7 +204,12 @@ class OccupancyGrid(torch.nn.Module):
         if bool(torch.isnan(far_t).any()):
             raise ValueError("far contains NaN")
         jitter = torch.rand((n,), device=origins.device, generator=generator) if stratified else None
-        if rust:
+        nf = _peers.select("nerfacc", origins, directions, float32=True)
+        if nf is not None:
+            ri, ts, te = self._nerfacc_march(
+                nf, origins, directions, near_t, far_t, render_step_size, cone_angle, jitter
+            )
+        elif rust:
             ri, ts, te = _core.march(
                 chk.to_numpy("origins", origins),
                 chk.to_numpy("directions", directions),

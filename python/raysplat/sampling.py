@@ -14,7 +14,7 @@ import torch
 from torch.autograd.function import once_differentiable
 
 from raysplat import _checks as chk
-from raysplat import _core
+from raysplat import _core, _peers
 from raysplat.reference import sampling as ref
 
 
@@ -142,6 +142,10 @@ def importance_sampling(
     rust = chk.use_rust(t_edges, weights)
     _histogram(t_edges, weights, values=not rust)
     n = t_edges.shape[0]
+    # nerfacc draws its own stratified jitter: it serves the calls without a generator
+    nf = _peers.select("nerfacc", t_edges, weights, float32=True) if generator is None else None
+    if nf is not None:
+        return _nerfacc_importance_sampling(nf, t_edges, weights.detach(), n_samples, stratified)
     jitter = torch.rand((n,), generator=generator, device=t_edges.device) if stratified else None
     if rust:
         e = _core.importance_sampling(
@@ -153,6 +157,19 @@ def importance_sampling(
         )
         return chk.from_numpy(e, (n, n_samples + 1))
     return ref.importance_sampling(t_edges.detach().float(), weights.detach().float(), n_samples, jitter)
+
+
+def _nerfacc_importance_sampling(nf, t_edges, weights, n_samples: int, stratified: bool) -> torch.Tensor:
+    """nerfacc's batched ``importance_sampling`` with raysplat's conventions: a ray whose weights
+    are all zero samples uniformly in ``t`` (its CDF is made that of the bin widths)."""
+    widths = t_edges[:, 1:] - t_edges[:, :-1]
+    uniform = ~(weights.sum(-1, keepdim=True) > 0)
+    fallback = torch.where(widths.sum(-1, keepdim=True) > 0, widths, torch.ones_like(widths))
+    w = torch.where(uniform, fallback, weights.clamp_min(0))
+    cdfs = torch.cat([torch.zeros_like(w[:, :1]), torch.cumsum(w, -1)], -1).contiguous()
+    intervals = nf.RayIntervals(vals=t_edges.detach().contiguous())
+    out, _ = nf.importance_sampling(intervals, cdfs, n_samples, stratified)
+    return out.vals
 
 
 def inverse_cdf(t_edges: torch.Tensor, weights: torch.Tensor, u: torch.Tensor) -> torch.Tensor:

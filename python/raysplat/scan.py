@@ -15,7 +15,7 @@ import torch
 from torch.autograd.function import once_differentiable
 
 from raysplat import _checks as chk
-from raysplat import _core
+from raysplat import _core, _peers
 from raysplat.reference import scan as ref
 
 
@@ -134,10 +134,27 @@ class Scan(torch.autograd.Function):
         return chk.from_numpy(v_inputs, shape), None, None, None, None
 
 
+def nerfacc_packed_info(lay: Layout, device: torch.device) -> torch.Tensor | None:
+    """nerfacc's int64 ``packed_info`` [n_rays, 2] of a packed layout (``None`` when dense)."""
+    if lay.offsets_t is not None:
+        off = lay.offsets_t
+    elif lay.offsets_np is not None:
+        off = torch.from_numpy(lay.offsets_np).to(device)
+    else:
+        return None
+    off = off.long()
+    return torch.stack([off[:-1], off[1:] - off[:-1]], -1).contiguous()
+
+
 def _scan(inputs, packed_info, ray_indices, n_rays, op: str, exclusive: bool) -> torch.Tensor:
     rust = chk.use_rust(inputs, packed_info, ray_indices)
     chk.tensor("inputs", inputs, ndim=(1, 2), finite=not rust)
     lay = resolve_layout("inputs", inputs, ray_indices, n_rays, packed_info, rust=rust)
+    if not lay.scatter and (lay.offsets_np is not None or lay.offsets_t is not None):
+        nf = _peers.select("nerfacc", inputs, float32=True)
+        if nf is not None:  # nerfacc's packed CUDA scans
+            name = f"{'exclusive' if exclusive else 'inclusive'}_{op}"
+            return getattr(nf, name)(inputs, packed_info=nerfacc_packed_info(lay, inputs.device))
     if rust:
         return Scan.apply(inputs, lay.offsets_np, lay.n_rays, op, exclusive)
     return ref.scan(inputs, lay.offsets_t, op, exclusive)

@@ -3,8 +3,10 @@
 Same argument names, shapes and semantics as gsplat 1.5 (wxyz quaternions, OpenCV
 world-to-camera ``viewmats``, ``eps2d`` low-pass blur, antialiased opacity compensation, SH
 colours ``+ 0.5`` clamped at 0, 16x16 tiles, ``alpha = min(0.99, o * G)``, skip below 1/255,
-stop at transmittance 1e-4). CPU tensors run the Rust kernels (forward and backward); CUDA
-tensors run gsplat when it is installed, other devices the pure-torch twin
+stop at transmittance 1e-4; pinhole, ortho and fisheye cameras; ``packed`` meta; gradients
+w.r.t. ``viewmats``). CPU tensors run the Rust kernels (forward and backward); CUDA
+tensors run gsplat when it is installed and its extension loads (:mod:`raysplat._peers`), else
+(and on other devices) the pure-torch twin
 (:mod:`raysplat.reference.splat`).
 """
 
@@ -14,7 +16,7 @@ import torch
 from torch.autograd.function import once_differentiable
 
 from raysplat import _checks as chk
-from raysplat import _core
+from raysplat import _core, _peers
 from raysplat.reference import splat as ref
 
 RENDER_MODES = ("RGB", "D", "ED", "RGB+D", "RGB+ED")
@@ -27,7 +29,9 @@ def _np(name, x, dt):
 
 class _Project(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, means, quats, scales, opacities, viewmats, Ks, width, height, near, far, eps2d, aa):
+    def forward(
+        ctx, means, quats, scales, opacities, viewmats, Ks, width, height, near, far, eps2d, aa, model
+    ):
         dt = chk.float_dtype_of(means)
         args = [
             _np(n, x, dt)
@@ -37,7 +41,7 @@ class _Project(torch.autograd.Function):
                 strict=True,
             )
         ]
-        m2, co, de, ra, cp = _core.splat_project(*args, width, height, near, far, eps2d, aa)
+        m2, co, de, ra, cp = _core.splat_project(*args, width, height, near, far, eps2d, aa, model)
         c_, n = viewmats.shape[0], means.shape[0]
         out = (
             chk.from_numpy(m2, (c_, n, 2), means.dtype),
@@ -48,15 +52,15 @@ class _Project(torch.autograd.Function):
         )
         ctx.save_for_backward(means, quats, scales, opacities, viewmats, Ks, out[3])
         ctx.mark_non_differentiable(out[3])
-        ctx.cfg = (width, height, eps2d, dt)
+        ctx.cfg = (width, height, eps2d, dt, model)
         return out
 
     @staticmethod
     @once_differentiable
     def backward(ctx, v_means2d, v_conics, v_depths, _v_radii, v_compensations):
         means, quats, scales, opacities, viewmats, Ks, radii = ctx.saved_tensors
-        width, height, eps2d, dt = ctx.cfg
-        gm, gq, gs = _core.splat_project_backward(
+        width, height, eps2d, dt, model = ctx.cfg
+        gm, gq, gs, gv = _core.splat_project_backward(
             _np("means", means, dt),
             _np("quats", quats, dt),
             _np("scales", scales, dt),
@@ -71,12 +75,16 @@ class _Project(torch.autograd.Function):
             _np("v_conics", v_conics, dt),
             _np("v_depths", v_depths, dt),
             _np("v_compensations", v_compensations, dt),
+            model,
+            ctx.needs_input_grad[4],
         )
         return (
             chk.from_numpy(gm, means.shape, means.dtype),
             chk.from_numpy(gq, quats.shape, quats.dtype),
             chk.from_numpy(gs, scales.shape, scales.dtype),
-            *([None] * 9),
+            None,
+            None if gv is None else chk.from_numpy(gv, viewmats.shape, viewmats.dtype),
+            *([None] * 8),
         )
 
 
@@ -97,20 +105,35 @@ class _SH(torch.autograd.Function):
     def backward(ctx, v_colors):
         coeffs, means, campos = ctx.saved_tensors
         degree, dt = ctx.cfg
-        gc, gm = _core.splat_sh_backward(
-            degree,
-            _np("colors", coeffs, dt),
-            coeffs.shape[1],
-            _np("means", means, dt),
-            _np("campos", campos, dt),
-            _np("v_colors", v_colors, dt),
-        )
-        return (
-            None,
-            chk.from_numpy(gc, coeffs.shape, coeffs.dtype),
-            chk.from_numpy(gm, means.shape, means.dtype),
-            None,
-        )
+        args = (_np("colors", coeffs, dt), coeffs.shape[1], _np("means", means, dt))
+        if not ctx.needs_input_grad[3]:
+            gc, gm = _core.splat_sh_backward(
+                degree, *args, _np("campos", campos, dt), _np("v_colors", v_colors, dt)
+            )
+            return (
+                None,
+                chk.from_numpy(gc, coeffs.shape, coeffs.dtype),
+                chk.from_numpy(gm, means.shape, means.dtype),
+                None,
+            )
+        # Camera positions need the per-camera sums of the direction gradients: one call per
+        # camera (dirs = means - campos, so v_campos[c] = -sum_n v_means[c, n]).
+        gc_t = torch.zeros_like(coeffs)
+        gm_t = torch.zeros_like(means)
+        gp_t = torch.zeros_like(campos)
+        for c in range(campos.shape[0]):
+            gc, gm = _core.splat_sh_backward(
+                degree,
+                *args,
+                _np("campos", campos[c : c + 1], dt),
+                _np("v_colors", v_colors[c : c + 1], dt),
+            )
+            gc_c = chk.from_numpy(gc, coeffs.shape, coeffs.dtype)
+            gm_c = chk.from_numpy(gm, means.shape, means.dtype)
+            gc_t += gc_c
+            gm_t += gm_c
+            gp_t[c] = -gm_c.sum(0)
+        return None, gc_t, gm_t, gp_t
 
 
 class _Rasterize(torch.autograd.Function):
@@ -339,12 +362,37 @@ def covars_to_quats_scales(covars: torch.Tensor) -> tuple[torch.Tensor, torch.Te
     return quats, scales
 
 
-def _gsplat():
-    try:
-        import gsplat  # noqa: PLC0415
-    except ImportError:
-        return None
-    return gsplat
+class _Packed:
+    """gsplat's packed layout: the visible (camera, Gaussian) pairs in row-major order."""
+
+    def __init__(self, means2d, conics, depths, radii, comps, opac):
+        c_, n = depths.shape
+        with torch.no_grad():
+            # The one host sync of the packed path: the number of visible pairs sizes the output.
+            idx = torch.nonzero((radii > 0).any(-1).reshape(-1)).squeeze(1)
+            lookup = torch.full((c_ * n,), -1, dtype=torch.long, device=idx.device)
+            lookup[idx] = torch.arange(idx.numel(), device=idx.device)
+        self.idx, self.lookup = idx, lookup
+        self.camera_ids, self.gaussian_ids = idx // n, idx % n
+        self.radii = radii.reshape(-1, 2)[idx]
+        self.means2d = means2d.reshape(-1, 2)[idx]
+        self.conics = conics.reshape(-1, 3)[idx]
+        self.depths = depths.reshape(-1)[idx]
+        self.opacities = opac.reshape(-1)[idx]
+        self.compensations = comps.reshape(-1)[idx]
+
+        def dense(x, fill):
+            shape = (c_ * n,) + tuple(x.shape[1:])
+            return fill.reshape(shape).index_copy(0, idx, x).reshape((c_, n) + tuple(x.shape[1:]))
+
+        # The rasterizer reads the packed tensors scattered back into [C, N] (culled pairs are
+        # zeros there, as the dense projection leaves them), so gradients reach the packed meta.
+        self.dense = (
+            dense(self.means2d, torch.zeros_like(means2d)),
+            dense(self.conics, torch.zeros_like(conics)),
+            dense(self.depths, torch.zeros_like(depths)),
+            dense(self.opacities, opac.detach().contiguous()),
+        )
 
 
 def rasterization(
@@ -383,7 +431,7 @@ def rasterization(
     rolling_shutter: object | None = None,
     viewmats_rs: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, dict]:
-    """Renders 3D Gaussians into ``C`` pinhole cameras (``gsplat.rasterization``'s signature).
+    """Renders 3D Gaussians into ``C`` cameras (``gsplat.rasterization``'s signature).
 
     Args:
         means: [N, 3] centres. quats: [N, 4] wxyz rotations (need not be normalised).
@@ -397,8 +445,15 @@ def rasterization(
         render_mode: "RGB", "D" (accumulated depth), "ED" (expected depth), "RGB+D", "RGB+ED".
         absgrad: store the per-pixel absolute 2D-mean gradients in ``meta["means2d"].absgrad``.
         rasterize_mode: "classic" or "antialiased" (opacity times ``compensations``).
-        radius_clip, packed, tile_size, sparse_grad, camera_model: gsplat options; only the
-            defaults (0, dense output, 16, False, "pinhole") are supported (``packed`` is ignored).
+        packed: return gsplat's packed ``meta`` (the visible pairs only: ``camera_ids``,
+            ``gaussian_ids`` [nnz], ``radii`` [nnz, 2], ``means2d``, ``depths``, ``conics``,
+            ``opacities``, ``compensations``, ``tiles_per_gauss`` [nnz, ...], ``flatten_ids``
+            indexing them). The kernels still project densely; the images are the same.
+        camera_model: "pinhole", "ortho" (``(fx x + cx, fy y + cy)``) or "fisheye" (equidistant,
+            gsplat's ``fisheye_proj``); ``viewmats`` get gradients (camera pose refinement) on
+            every path.
+        radius_clip, tile_size, sparse_grad: gsplat options; only the defaults (0, 16, False)
+            are supported.
         covars: [N, 3, 3] world covariances, or [N, 6] upper triangles (xx, xy, xz, yy, yz, zz),
             instead of ``quats`` / ``scales`` (which may then be ``None``); converted to a rotation
             and scales by an eigendecomposition (differentiable; gsplat 1.5's keyword).
@@ -434,7 +489,7 @@ def rasterization(
         raise ValueError("quats and scales are required unless covars is given")
     chk.choice("render_mode", render_mode, RENDER_MODES)
     chk.choice("rasterize_mode", rasterize_mode, RASTERIZE_MODES)
-    chk.choice("camera_model", camera_model, ("pinhole",))
+    chk.choice("camera_model", camera_model, ref.CAMERA_MODELS)
     if tile_size != 16:
         raise ValueError(f"tile_size: only 16 is supported, got {tile_size}")
     if radius_clip != 0.0:
@@ -454,7 +509,7 @@ def rasterization(
     n, c_ = _validate(
         means, quats, scales, opacities, colors, viewmats, Ks, width, height, sh_degree, backgrounds, rust
     )
-    if means.device.type == "cuda" and chk._BACKEND[0] == "auto" and (gs := _gsplat()) is not None:
+    if (gs := _peers.select("gsplat", means, quats, scales, opacities, colors, viewmats, Ks)) is not None:
         return gs.rasterization(
             means,
             quats,
@@ -469,10 +524,12 @@ def rasterization(
             far_plane=far_plane,
             eps2d=eps2d,
             sh_degree=sh_degree,
+            packed=packed,
             backgrounds=backgrounds,
             render_mode=render_mode,
             absgrad=absgrad,
             rasterize_mode=rasterize_mode,
+            camera_model=camera_model,
         )
     dtype = torch.float64 if means.dtype == torch.float64 else torch.float32
     quats, scales, opacities, colors = (x.to(dtype) for x in (quats, scales, opacities, colors))
@@ -491,15 +548,19 @@ def rasterization(
         far_plane,
         eps2d,
         aa,
+        camera_model,
     )
     if rust:
         means2d, conics, depths, radii, comps = _Project.apply(*proj_args)
     else:
         means2d, conics, depths, radii, comps = ref.project(*proj_args)
     opac = opacities[None, :] * comps if aa else opacities[None, :].expand(c_, n)
+    pk = _Packed(means2d, conics, depths, radii, comps, opac) if packed else None
+    if pk is not None:
+        means2d, conics, depths, opac = pk.dense
 
     if sh_degree is not None:
-        campos = torch.linalg.inv(viewmats.detach())[:, :3, 3].contiguous()
+        campos = torch.linalg.inv(viewmats)[:, :3, 3].contiguous()
         if rust:
             raw = _SH.apply(sh_degree, colors, means, campos)
         else:
@@ -542,6 +603,33 @@ def rasterization(
     if render_mode in ("ED", "RGB+ED"):
         img = torch.cat([img[..., :-1], img[..., -1:] / alphas.clamp_min(1e-10)], -1)
     tw, th = -(-width // 16), -(-height // 16)
+    if pk is not None:
+        if absgrad and pk.means2d.requires_grad:
+            pk.means2d.register_hook(
+                lambda g, d=means2d, p=pk: setattr(
+                    p.means2d, "absgrad", getattr(d, "absgrad", torch.zeros_like(d)).reshape(-1, 2)[p.idx]
+                )
+            )
+        meta = {
+            "camera_ids": pk.camera_ids,
+            "gaussian_ids": pk.gaussian_ids,
+            "radii": pk.radii,
+            "means2d": pk.means2d,
+            "depths": pk.depths,
+            "conics": pk.conics,
+            "opacities": pk.opacities,
+            "compensations": pk.compensations if aa else None,
+            "tile_width": tw,
+            "tile_height": th,
+            "tiles_per_gauss": tpg.reshape(-1)[pk.idx],
+            "isect_offsets": offsets[:-1].reshape(c_, th, tw),
+            "flatten_ids": pk.lookup[flatten_ids],
+            "width": width,
+            "height": height,
+            "tile_size": 16,
+            "n_cameras": c_,
+        }
+        return img, alphas, meta
     meta = {
         "camera_ids": None,
         "gaussian_ids": None,

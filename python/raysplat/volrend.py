@@ -13,10 +13,10 @@ import torch
 from torch.autograd.function import once_differentiable
 
 from raysplat import _checks as chk
-from raysplat import _core
+from raysplat import _core, _peers
 from raysplat._checks import float_dtype_of, from_numpy, to_numpy
 from raysplat.reference import volrend as ref
-from raysplat.scan import Layout, resolve_layout
+from raysplat.scan import Layout, nerfacc_packed_info, resolve_layout
 
 
 def _grad(name: str, g: torch.Tensor | None, dtype: torch.dtype) -> np.ndarray | None:
@@ -254,6 +254,13 @@ def _weights(sigma_dt: torch.Tensor, lay: Layout, rust: bool):
     return ref.weights_from_density(sigma_dt, lay.offsets_t)
 
 
+def _nerfacc(lay: Layout, *tensors):
+    """nerfacc for a packed layout on CUDA (``None``: Rust or the twin)."""
+    if lay.offsets_np is None and lay.offsets_t is None:
+        return None
+    return _peers.select("nerfacc", *tensors, float32=True)
+
+
 def render_weight_from_density(
     t_starts: torch.Tensor,
     t_ends: torch.Tensor,
@@ -274,6 +281,9 @@ def render_weight_from_density(
     """
     rust = chk.use_rust(t_starts, t_ends, sigmas, ray_indices)
     lay = _check_intervals(t_starts, t_ends, sigmas, ray_indices, n_rays, rust)
+    if (nf := _nerfacc(lay, t_starts, t_ends, sigmas)) is not None:
+        pi = nerfacc_packed_info(lay, sigmas.device)
+        return nf.render_weight_from_density(t_starts, t_ends, sigmas, packed_info=pi)
     if rust:  # one fused kernel forms sigma * dt itself
         w, t, a = WeightsFromIntervals.apply(
             t_starts.reshape(-1), t_ends.reshape(-1), sigmas.reshape(-1), lay.offsets_np, lay.n_rays
@@ -293,6 +303,8 @@ def render_weight_from_alpha(
     rust = chk.use_rust(alphas, ray_indices)
     chk.tensor("alphas", alphas, ndim=(1, 2), finite=not rust)
     lay = resolve_layout("alphas", alphas, ray_indices, n_rays, rust=rust)
+    if (nf := _nerfacc(lay, alphas)) is not None:
+        return nf.render_weight_from_alpha(alphas, packed_info=nerfacc_packed_info(lay, alphas.device))
     if rust:
         return WeightsFromAlpha.apply(alphas, lay.offsets_np, lay.n_rays)
     return ref.weights_from_alpha(alphas, lay.offsets_t)
@@ -375,7 +387,19 @@ def volume_render(
     if tuple(rgbs.shape[:-1]) != tuple(sigmas.shape):
         raise ValueError(f"rgbs must have shape {tuple(sigmas.shape)} + [C], got {tuple(rgbs.shape)}")
     chk.same_device(sigmas=sigmas, rgbs=rgbs, render_bkgd=render_bkgd)
-    if rust:  # one fused kernel (offsets None = dense, equal segments)
+    if (nf := _nerfacc(lay, t_starts, t_ends, sigmas, rgbs)) is not None:
+        # nerfacc's packed weights; its accumulate_along_rays is index_add, as the twin's
+        pi = nerfacc_packed_info(lay, sigmas.device)
+        weights, _, _ = nf.render_weight_from_density(t_starts, t_ends, sigmas, packed_info=pi)
+        ri = lay.ray_indices
+        if ri is None:
+            ri = torch.repeat_interleave(
+                torch.arange(lay.n_rays, device=sigmas.device), pi[:, 1], output_size=sigmas.shape[0]
+            )
+        colors = ref.accumulate(weights, rgbs, ri, lay.n_rays)
+        opacities = ref.accumulate(weights, None, ri, lay.n_rays)
+        depths = ref.accumulate(weights, (0.5 * (t_starts + t_ends))[..., None], ri, lay.n_rays)
+    elif rust:  # one fused kernel (offsets None = dense, equal segments)
         colors, opacities, depths, weights = VolumeRender.apply(
             t_starts.reshape(-1),
             t_ends.reshape(-1),

@@ -68,7 +68,7 @@ def march_steps(
     levels = binaries.shape[0]
     outer = level_aabbs(aabb, levels)[-1]
     o3, d3 = origins, directions
-    t0, t1 = _slab(o3, d3, outer)
+    t0, t1 = slab(o3, d3, outer)
     t_lo = torch.maximum(t0, near)
     t_hi = torch.minimum(t1, far)
     valid = t_hi > t_lo
@@ -116,7 +116,7 @@ def march_steps(
     return r[order], s[order], e[order]
 
 
-def _slab(o: torch.Tensor, d: torch.Tensor, box: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def slab(o: torch.Tensor, d: torch.Tensor, box: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     tn, tf, hit = ray_aabb_intersect(o, d, box[None])
     # unclamped entry is not needed: marching starts at max(entry, near) with near >= 0
     t0 = torch.where(hit[:, 0], tn[:, 0], torch.full_like(tn[:, 0], float("inf")))
@@ -160,7 +160,7 @@ def march(
     levels = binaries.shape[0]
     res = list(binaries.shape[1:])
     boxes = level_aabbs(aabb, levels)
-    t0, t1 = _slab(origins, directions, boxes[-1])
+    t0, t1 = slab(origins, directions, boxes[-1])
     t_lo = torch.maximum(t0, near)
     t_hi = torch.minimum(t1, far)
     valid = t_hi > t_lo

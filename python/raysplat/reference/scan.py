@@ -15,8 +15,9 @@ def _to_dense(x: torch.Tensor, offsets: torch.Tensor, fill: float):
     """Scatter a packed [N] tensor into [R, L] (padding with ``fill``); returns dense, (rows, cols)."""
     n_rays = offsets.numel() - 1
     counts = offsets[1:] - offsets[:-1]
-    rows = torch.repeat_interleave(torch.arange(n_rays, device=x.device), counts)
+    rows = torch.repeat_interleave(torch.arange(n_rays, device=x.device), counts, output_size=x.shape[0])
     cols = torch.arange(x.shape[0], device=x.device) - offsets[:-1][rows]
+    # the padded width is the longest ray: data dependent, the one synchronisation here
     length = int(counts.max()) if n_rays > 0 and x.shape[0] > 0 else 0
     dense = x.new_full((n_rays, length), fill)
     dense = dense.index_put((rows, cols), x)

@@ -56,7 +56,60 @@ def quat_to_rotmat(quats: torch.Tensor) -> torch.Tensor:
     return torch.stack(rows, -1).reshape(q.shape[:-1] + (3, 3))
 
 
-def project(means, quats, scales, opacities, viewmats, Ks, width, height, near, far, eps2d, antialiased):
+FISHEYE_EPS = 1e-7
+CAMERA_MODELS = ("pinhole", "ortho", "fisheye")
+
+
+def project_points(p, Ks, width, height, camera_model="pinhole"):
+    """Pixel positions ``[C, N, 2]`` and covariance Jacobians ``[C, N, 2, 3]`` of camera-space
+    points ``p [C, N, 3]`` (gsplat's ``persp_proj`` with its clamp, ``ortho_proj``, and
+    ``fisheye_proj`` with its ``1e-7`` guards)."""
+    fx, fy, cx, cy = (Ks[:, 0, 0, None], Ks[:, 1, 1, None], Ks[:, 0, 2, None], Ks[:, 1, 2, None])
+    x, y, z = p.unbind(-1)
+    zero = torch.zeros_like(z)
+    if camera_model == "pinhole":
+        tfx, tfy = 0.5 * width / fx, 0.5 * height / fy
+        u0, v0 = x / z, y / z
+        u = torch.minimum(torch.maximum(u0, -(cx / fx + 0.3 * tfx)), (width - cx) / fx + 0.3 * tfx)
+        v = torch.minimum(torch.maximum(v0, -(cy / fy + 0.3 * tfy)), (height - cy) / fy + 0.3 * tfy)
+        j = [fx / z, zero, -fx * u / z, zero, fy / z, -fy * v / z]
+        means2d = torch.stack([fx * u0 + cx, fy * v0 + cy], -1)
+    elif camera_model == "ortho":
+        fxb, fyb = fx.expand_as(z), fy.expand_as(z)
+        j = [fxb, zero, zero, zero, fyb, zero]
+        means2d = torch.stack([fx * x + cx, fy * y + cy], -1)
+    elif camera_model == "fisheye":
+        eps = FISHEYE_EPS
+        xy_len = torch.sqrt(x * x + y * y) + eps
+        k = torch.atan2(xy_len, z + eps) / xy_len
+        means2d = torch.stack([fx * x * k + cx, fy * y * k + cy], -1)
+        x2, y2, xy = x * x + eps, y * y, x * y
+        x2y2 = x2 + y2
+        inv = 1.0 / (x2y2 + z * z)
+        b = torch.atan2(xy_len, z) / xy_len / x2y2
+        a = z * inv / x2y2
+        j = [fx * (x2 * a + y2 * b), fx * xy * (a - b), -fx * x * inv]
+        j += [fy * xy * (a - b), fy * (y2 * a + x2 * b), -fy * y * inv]
+    else:
+        raise ValueError(f"camera_model must be one of {', '.join(CAMERA_MODELS)}, got {camera_model!r}")
+    return means2d, torch.stack(j, -1).reshape(z.shape + (2, 3))
+
+
+def project(
+    means,
+    quats,
+    scales,
+    opacities,
+    viewmats,
+    Ks,
+    width,
+    height,
+    near,
+    far,
+    eps2d,
+    antialiased,
+    camera_model="pinhole",
+):
     """EWA projection: ``(means2d [C,N,2], conics [C,N,3], depths [C,N], radii [C,N,2] int32,
     compensations [C,N])``; culled pairs have radius 0 and zeros elsewhere."""
     rq = quat_to_rotmat(quats)
@@ -65,14 +118,9 @@ def project(means, quats, scales, opacities, viewmats, Ks, width, height, near, 
     r, t = viewmats[:, :3, :3], viewmats[:, :3, 3]
     p = torch.einsum("cij,nj->cni", r, means) + t[:, None, :]  # [C,N,3]
     sigc = torch.einsum("cij,njk,clk->cnil", r, sigma, r)  # [C,N,3,3]
-    fx, fy, cx, cy = (Ks[:, 0, 0, None], Ks[:, 1, 1, None], Ks[:, 0, 2, None], Ks[:, 1, 2, None])
-    tfx, tfy = 0.5 * width / fx, 0.5 * height / fy
-    x, y, z = p.unbind(-1)
-    u0, v0 = x / z, y / z
-    u = torch.minimum(torch.maximum(u0, -(cx / fx + 0.3 * tfx)), (width - cx) / fx + 0.3 * tfx)
-    v = torch.minimum(torch.maximum(v0, -(cy / fy + 0.3 * tfy)), (height - cy) / fy + 0.3 * tfy)
+    z = p[..., 2]
     zero = torch.zeros_like(z)
-    j = torch.stack([fx / z, zero, -fx * u / z, zero, fy / z, -fy * v / z], -1).reshape(z.shape + (2, 3))
+    means2d, j = project_points(p, Ks, width, height, camera_model)
     cov = j @ sigc @ j.transpose(-1, -2)
     a, b, c = cov[..., 0, 0], cov[..., 0, 1], cov[..., 1, 1]
     det0 = a * c - b * b
@@ -82,7 +130,6 @@ def project(means, quats, scales, opacities, viewmats, Ks, width, height, near, 
     det_safe = torch.where(ok, det, torch.ones_like(det))
     comp = torch.where(ok & (det0 > 0), (det0.clamp_min(0) / det_safe).clamp_min(1e-30).sqrt(), zero)
     conics = torch.stack([cp / det_safe, -b / det_safe, ap / det_safe], -1)
-    means2d = torch.stack([fx * u0 + cx, fy * v0 + cy], -1)
     with torch.no_grad():
         opac = opacities[None, :] * (comp if antialiased else 1.0)
         ok = ok & (opac >= ALPHA_MIN)

@@ -3,21 +3,29 @@
 //! `radii`/`last` are int32, tile offsets and ids int64. `n_cameras` splits the flat inputs.
 
 use pyo3::prelude::*;
-use raysplat_core::splat::{self, Cameras, Gaussians, ProjectParams, Splats2d, Tiles};
+use raysplat_core::splat::{self, CameraModel, Cameras, Gaussians, ProjectParams, Splats2d, Tiles};
 
 use crate::convert::{
-    borrow, borrow_opt, detached, float_dtype, opt_slice, out, out_any, slice, with_float, Any, In,
+    borrow, borrow_opt, detached, float_dtype, opt_slice, out, out_any, slice, to_py, with_float,
+    Any, In,
 };
 
 type Five<'py> = (Any<'py>, Any<'py>, Any<'py>, Any<'py>, Any<'py>);
 
-fn params(near: f64, far: f64, eps2d: f64, antialiased: bool) -> ProjectParams {
-    ProjectParams {
+fn params(
+    near: f64,
+    far: f64,
+    eps2d: f64,
+    antialiased: bool,
+    camera_model: &str,
+) -> PyResult<ProjectParams> {
+    Ok(ProjectParams {
         near,
         far,
         eps2d,
         antialiased,
-    }
+        camera_model: CameraModel::parse(camera_model).map_err(to_py)?,
+    })
 }
 
 /// Names of [`GaussianArgs`]'s arrays, in order.
@@ -64,9 +72,10 @@ impl<'py, T: numpy::Element> GaussianArgs<'py, T> {
     }
 }
 
-/// EWA projection: `(means2d, conics, depths, radii, compensations)`, each flat `[C, N, ...]`.
+/// EWA projection: `(means2d, conics, depths, radii, compensations)`, each flat `[C, N, ...]`;
+/// `camera_model` is "pinhole", "ortho" or "fisheye".
 #[pyfunction]
-#[pyo3(signature = (means, quats, scales, opacities, viewmats, ks, width, height, near, far, eps2d, antialiased))]
+#[pyo3(signature = (means, quats, scales, opacities, viewmats, ks, width, height, near, far, eps2d, antialiased, camera_model="pinhole"))]
 #[allow(clippy::too_many_arguments)]
 pub fn splat_project<'py>(
     py: Python<'py>,
@@ -82,11 +91,12 @@ pub fn splat_project<'py>(
     far: f64,
     eps2d: f64,
     antialiased: bool,
+    camera_model: &str,
 ) -> PyResult<Five<'py>> {
     with_float!(float_dtype(&means, "means")?, T => {
         let a = GaussianArgs::<T>::borrow([&means, &quats, &scales, &opacities, &viewmats, &ks])?;
         let (g, cams) = a.views(width, height)?;
-        let p = params(near, far, eps2d, antialiased);
+        let p = params(near, far, eps2d, antialiased, camera_model)?;
         let r = detached(py, || splat::project(&g, &cams, &p))?;
         Ok((
             out_any(py, r.means2d),
@@ -98,9 +108,10 @@ pub fn splat_project<'py>(
     })
 }
 
-/// Gradients `(means, quats, scales)` of `splat_project`.
+/// Gradients `(means, quats, scales, viewmats or None)` of `splat_project` (the viewmats' `[C, 4,
+/// 4]` only with `viewmats_grad`).
 #[pyfunction]
-#[pyo3(signature = (means, quats, scales, opacities, viewmats, ks, width, height, eps2d, radii, v_means2d, v_conics, v_depths, v_compensations))]
+#[pyo3(signature = (means, quats, scales, opacities, viewmats, ks, width, height, eps2d, radii, v_means2d, v_conics, v_depths, v_compensations, camera_model="pinhole", viewmats_grad=false))]
 #[allow(clippy::too_many_arguments)]
 pub fn splat_project_backward<'py>(
     py: Python<'py>,
@@ -118,11 +129,13 @@ pub fn splat_project_backward<'py>(
     v_conics: Option<Any<'py>>,
     v_depths: Option<Any<'py>>,
     v_compensations: Option<Any<'py>>,
-) -> PyResult<(Any<'py>, Any<'py>, Any<'py>)> {
+    camera_model: &str,
+    viewmats_grad: bool,
+) -> PyResult<(Any<'py>, Any<'py>, Any<'py>, Option<Any<'py>>)> {
     with_float!(float_dtype(&means, "means")?, T => {
         let a = GaussianArgs::<T>::borrow([&means, &quats, &scales, &opacities, &viewmats, &ks])?;
         let (g, cams) = a.views(width, height)?;
-        let p = params(0.0, 0.0, eps2d, false);
+        let p = params(0.0, 0.0, eps2d, false, camera_model)?;
         let vm = borrow_opt::<T>(&v_means2d, "v_means2d")?;
         let vc = borrow_opt::<T>(&v_conics, "v_conics")?;
         let vd = borrow_opt::<T>(&v_depths, "v_depths")?;
@@ -130,8 +143,11 @@ pub fn splat_project_backward<'py>(
         let r = slice(&radii, "radii")?;
         let (vm, vc) = (opt_slice(&vm, "v_means2d")?, opt_slice(&vc, "v_conics")?);
         let (vd, vp) = (opt_slice(&vd, "v_depths")?, opt_slice(&vp, "v_compensations")?);
-        let gr = detached(py, || splat::project_backward(&g, &cams, &p, r, vm, vc, vd, vp))?;
-        Ok((out_any(py, gr.means), out_any(py, gr.quats), out_any(py, gr.scales)))
+        let gr = detached(py, || {
+            splat::project_backward(&g, &cams, &p, r, vm, vc, vd, vp, viewmats_grad)
+        })?;
+        let vv = viewmats_grad.then(|| out_any(py, gr.viewmats));
+        Ok((out_any(py, gr.means), out_any(py, gr.quats), out_any(py, gr.scales), vv))
     })
 }
 

@@ -11,7 +11,8 @@ mod raster;
 mod sh;
 
 pub use project::{
-    project, project_backward, Cameras, Gaussians, ProjectGrads, ProjectParams, Projected,
+    project, project_backward, CameraModel, Cameras, Gaussians, ProjectGrads, ProjectParams,
+    Projected,
 };
 pub use raster::{
     bin_tiles, rasterize, rasterize_backward, Raster, RasterGrads, Splats2d, Tiles, TILE,

@@ -1,4 +1,6 @@
-//! EWA projection of 3D Gaussians into pinhole cameras (gsplat's `fully_fused_projection`).
+//! EWA projection of 3D Gaussians into cameras (gsplat's `fully_fused_projection`): pinhole,
+//! orthographic and equidistant fisheye ([`CameraModel`]), with gradients w.r.t. the Gaussians
+//! and (optionally) the world-to-camera matrices.
 //!
 //! Per camera `c` and Gaussian `g`: `Σ = R(q) S Sᵀ R(q)ᵀ`, `p = V m + t`, `Σc = V Σ Vᵀ`,
 //! `Σ2 = J Σc Jᵀ + eps2d·I` with the perspective Jacobian `J` whose `x/z`, `y/z` are clamped to
@@ -42,6 +44,38 @@ pub struct Cameras<'a, T> {
     pub height: usize,
 }
 
+/// The camera model of [`project`] (gsplat's `camera_model`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CameraModel {
+    /// Perspective: `(fx x/z + cx, fy y/z + cy)`, the Jacobian's `x/z`, `y/z` clamped to
+    /// `1.3 · tan(fov / 2)`.
+    #[default]
+    Pinhole,
+    /// Orthographic: `(fx x + cx, fy y + cy)`, a constant Jacobian.
+    Ortho,
+    /// Equidistant fisheye: `θ = atan2(|xy|, z)`, `(fx x θ/|xy| + cx, fy y θ/|xy| + cy)`
+    /// (gsplat's `fisheye_proj`, its `1e-7` guards included).
+    Fisheye,
+}
+
+impl CameraModel {
+    /// Parses gsplat's names `"pinhole"`, `"ortho"`, `"fisheye"`.
+    pub fn parse(name: &str) -> Result<Self> {
+        match name {
+            "pinhole" => Ok(Self::Pinhole),
+            "ortho" => Ok(Self::Ortho),
+            "fisheye" => Ok(Self::Fisheye),
+            other => Err(Error::value(
+                "camera_model",
+                format!("must be one of pinhole, ortho, fisheye, got {other:?}"),
+            )),
+        }
+    }
+}
+
+/// The fisheye model's guard against `|xy| = 0` and `z = 0` (gsplat's `eps`).
+const FISHEYE_EPS: f64 = 1e-7;
+
 /// Projection settings.
 #[derive(Debug, Clone, Copy)]
 pub struct ProjectParams {
@@ -53,6 +87,8 @@ pub struct ProjectParams {
     pub eps2d: f64,
     /// Multiply opacities by the compensation when deciding culling and radii.
     pub antialiased: bool,
+    /// Pinhole, orthographic or fisheye.
+    pub camera_model: CameraModel,
 }
 
 /// Per-camera projections, `[C, N, ...]`.
@@ -79,9 +115,12 @@ pub struct ProjectGrads<T> {
     pub quats: Vec<T>,
     /// `[N, 3]`
     pub scales: Vec<T>,
+    /// `[C, 4, 4]` (the last row zero) when asked for, else empty.
+    pub viewmats: Vec<T>,
 }
 
 struct Cam<T> {
+    model: CameraModel,
     r: M3<T>,
     t: [T; 3],
     fx: T,
@@ -93,13 +132,14 @@ struct Cam<T> {
 }
 
 impl<T: Real> Cam<T> {
-    fn new(v: &[T], k: &[T], width: usize, height: usize) -> Self {
+    fn new(v: &[T], k: &[T], width: usize, height: usize, model: CameraModel) -> Self {
         let r = [[v[0], v[1], v[2]], [v[4], v[5], v[6]], [v[8], v[9], v[10]]];
         let (fx, fy, cx, cy) = (k[0], k[4], k[2], k[5]);
         let (w, h) = (T::lit(width as f64), T::lit(height as f64));
         let (tfx, tfy) = (T::lit(0.5) * w / fx, T::lit(0.5) * h / fy);
         let m = T::lit(0.3);
         Cam {
+            model,
             r,
             t: [v[3], v[7], v[11]],
             fx,
@@ -179,6 +219,146 @@ fn quat_rot<T: Real>(q: &[T]) -> ([T; 4], T, M3<T>) {
     (qn, norm, rq)
 }
 
+/// A camera-space point's pixel position and the 2x3 Jacobian of the covariance projection;
+/// for the pinhole model also the clamped `x/z`, `y/z` and whether each was clamped.
+#[allow(clippy::type_complexity)]
+fn project_point<T: Real>(cam: &Cam<T>, p: &[T; 3]) -> ([T; 2], [[T; 3]; 2], (T, bool), (T, bool)) {
+    let [x, y, z] = *p;
+    let zero = T::zero();
+    match cam.model {
+        CameraModel::Pinhole => {
+            let rz = T::one() / z;
+            let u0 = x * rz;
+            let uc = u0.max(-cam.lim_x.0).min(cam.lim_x.1);
+            let v0 = y * rz;
+            let vc = v0.max(-cam.lim_y.0).min(cam.lim_y.1);
+            let j = [
+                [cam.fx * rz, zero, -cam.fx * uc * rz],
+                [zero, cam.fy * rz, -cam.fy * vc * rz],
+            ];
+            let mean2d = [cam.fx * u0 + cam.cx, cam.fy * v0 + cam.cy];
+            (mean2d, j, (uc, uc != u0), (vc, vc != v0))
+        }
+        CameraModel::Ortho => {
+            let j = [[cam.fx, zero, zero], [zero, cam.fy, zero]];
+            let mean2d = [cam.fx * x + cam.cx, cam.fy * y + cam.cy];
+            (mean2d, j, (zero, false), (zero, false))
+        }
+        CameraModel::Fisheye => {
+            let f = Fisheye::new(x, y, z);
+            let mean2d = [cam.fx * x * f.k + cam.cx, cam.fy * y * f.k + cam.cy];
+            let j = [
+                [
+                    cam.fx * (f.x2 * f.a + f.y2 * f.b),
+                    cam.fx * f.xy * (f.a - f.b),
+                    -cam.fx * x * f.inv,
+                ],
+                [
+                    cam.fy * f.xy * (f.a - f.b),
+                    cam.fy * (f.y2 * f.a + f.x2 * f.b),
+                    -cam.fy * y * f.inv,
+                ],
+            ];
+            (mean2d, j, (zero, false), (zero, false))
+        }
+    }
+}
+
+/// The intermediates of gsplat's `fisheye_proj` at a camera-space point.
+struct Fisheye<T> {
+    r: T,
+    xy_len: T,
+    k: T,
+    x2: T,
+    y2: T,
+    xy: T,
+    x2y2: T,
+    inv: T,
+    a: T,
+    b: T,
+}
+
+impl<T: Real> Fisheye<T> {
+    fn new(x: T, y: T, z: T) -> Self {
+        let eps = T::lit(FISHEYE_EPS);
+        let r = (x * x + y * y).sqrt();
+        let xy_len = r + eps;
+        let theta = xy_len.atan2(z + eps);
+        let (x2, y2, xy) = (x * x + eps, y * y, x * y);
+        let x2y2 = x2 + y2;
+        let inv = T::one() / (x2y2 + z * z);
+        let theta2 = xy_len.atan2(z);
+        Fisheye {
+            r,
+            xy_len,
+            k: theta / xy_len,
+            x2,
+            y2,
+            xy,
+            x2y2,
+            inv,
+            a: z * inv / x2y2,
+            b: theta2 / xy_len / x2y2,
+        }
+    }
+
+    /// The gradient w.r.t. the point of `v_mean2d · mean2d + Σ v_j ⊙ J` (reverse mode through
+    /// [`project_point`]'s fisheye branch, step by step).
+    #[allow(clippy::too_many_arguments)]
+    fn backward(&self, x: T, y: T, z: T, fx: T, fy: T, vm: [T; 2], vj: &[[T; 3]; 2]) -> [T; 3] {
+        let eps = T::lit(FISHEYE_EPS);
+        let two = T::lit(2.0);
+        let (a, b) = (self.a, self.b);
+        let g_a = fx * (vj[0][0] * self.x2 + vj[0][1] * self.xy)
+            + fy * (vj[1][0] * self.xy + vj[1][1] * self.y2);
+        let g_b = fx * (vj[0][0] * self.y2 - vj[0][1] * self.xy)
+            + fy * (vj[1][1] * self.x2 - vj[1][0] * self.xy);
+        let mut g_x2 = fx * vj[0][0] * a + fy * vj[1][1] * b;
+        let mut g_y2 = fx * vj[0][0] * b + fy * vj[1][1] * a;
+        let g_xy = (a - b) * (fx * vj[0][1] + fy * vj[1][0]);
+        let mut g_inv = -fx * x * vj[0][2] - fy * y * vj[1][2];
+        let mut gx = -fx * self.inv * vj[0][2];
+        let mut gy = -fy * self.inv * vj[1][2];
+        let mut gz = T::zero();
+        // a = z * inv / x2y2
+        gz += g_a * self.inv / self.x2y2;
+        g_inv += g_a * z / self.x2y2;
+        let mut g_x2y2 = -g_a * a / self.x2y2;
+        // b = theta2 / xy_len / x2y2
+        let g_theta2 = g_b / (self.xy_len * self.x2y2);
+        let mut g_xylen = -g_b * b / self.xy_len;
+        g_x2y2 -= g_b * b / self.x2y2;
+        // inv = 1 / (x2y2 + z^2)
+        let g_s = -g_inv * self.inv * self.inv;
+        g_x2y2 += g_s;
+        gz += g_s * two * z;
+        // theta2 = atan2(xy_len, z)
+        let d2 = self.xy_len * self.xy_len + z * z;
+        g_xylen += g_theta2 * z / d2;
+        gz -= g_theta2 * self.xy_len / d2;
+        g_x2 += g_x2y2;
+        g_y2 += g_x2y2;
+        gx += two * x * g_x2 + y * g_xy;
+        gy += two * y * g_y2 + x * g_xy;
+        // mean2d = (fx x k + cx, fy y k + cy), k = theta / xy_len, theta = atan2(xy_len, z + eps)
+        let g_k = vm[0] * fx * x + vm[1] * fy * y;
+        gx += vm[0] * fx * self.k;
+        gy += vm[1] * fy * self.k;
+        let g_theta = g_k / self.xy_len;
+        g_xylen -= g_k * self.k / self.xy_len;
+        let ze = z + eps;
+        let d = self.xy_len * self.xy_len + ze * ze;
+        g_xylen += g_theta * ze / d;
+        gz -= g_theta * self.xy_len / d;
+        // xy_len = sqrt(x^2 + y^2) + eps
+        if self.r > T::zero() {
+            gx += g_xylen * x / self.r;
+            gy += g_xylen * y / self.r;
+        }
+        [gx, gy, gz]
+    }
+}
+
 fn forward_one<T: Real>(cam: &Cam<T>, m: &[T], q: &[T], s: &[T], eps2d: T) -> Fwd<T> {
     let (qn, qnorm, rq) = quat_rot(q);
     let mut mm = rq;
@@ -194,16 +374,7 @@ fn forward_one<T: Real>(cam: &Cam<T>, m: &[T], q: &[T], s: &[T], eps2d: T) -> Fw
         *pi += r[i][0] * m[0] + r[i][1] * m[1] + r[i][2] * m[2];
     }
     let sigc = matmul(&matmul(r, &sigma), &transpose(r));
-    let z = p[2];
-    let rz = T::one() / z;
-    let u0 = p[0] * rz;
-    let uc = u0.max(-cam.lim_x.0).min(cam.lim_x.1);
-    let v0 = p[1] * rz;
-    let vc = v0.max(-cam.lim_y.0).min(cam.lim_y.1);
-    let j = [
-        [cam.fx * rz, T::zero(), -cam.fx * uc * rz],
-        [T::zero(), cam.fy * rz, -cam.fy * vc * rz],
-    ];
+    let (mean2d, j, u, v) = project_point(cam, &p);
     let mut js = [[T::zero(); 3]; 2];
     for a in 0..2 {
         for b in 0..3 {
@@ -221,7 +392,6 @@ fn forward_one<T: Real>(cam: &Cam<T>, m: &[T], q: &[T], s: &[T], eps2d: T) -> Fw
         T::zero()
     };
     let conic = [cp / det, -cov[1] / det, ap / det];
-    let mean2d = [cam.fx * u0 + cam.cx, cam.fy * v0 + cam.cy];
     Fwd {
         qn,
         qnorm,
@@ -231,8 +401,8 @@ fn forward_one<T: Real>(cam: &Cam<T>, m: &[T], q: &[T], s: &[T], eps2d: T) -> Fw
         p,
         sigc,
         j,
-        u: (uc, uc != u0),
-        v: (vc, vc != v0),
+        u,
+        v,
         cov,
         det0,
         det,
@@ -296,6 +466,7 @@ pub fn project<T: Real>(
                 &cams.ks[9 * i..],
                 cams.width,
                 cams.height,
+                params.camera_model,
             )
         })
         .collect();
@@ -366,9 +537,10 @@ pub fn project<T: Real>(
     Ok(out)
 }
 
-/// Gradients of [`project`] w.r.t. means, quaternions and scales, given the gradients of
-/// `means2d`, `conics`, `depths` and `compensations` (`None` = zero). Culled pairs (radius 0)
-/// get no gradient.
+/// Gradients of [`project`] w.r.t. means, quaternions and scales, and w.r.t. the viewmats when
+/// `want_viewmats`, given the gradients of `means2d`, `conics`, `depths` and `compensations`
+/// (`None` = zero). Culled pairs (radius 0) get no gradient. The viewmat gradients are summed
+/// over fixed blocks of Gaussians and then over the blocks in order (deterministic).
 #[allow(clippy::too_many_arguments)]
 pub fn project_backward<T: Real>(
     g: &Gaussians<'_, T>,
@@ -379,7 +551,9 @@ pub fn project_backward<T: Real>(
     v_conics: Option<&[T]>,
     v_depths: Option<&[T]>,
     v_comps: Option<&[T]>,
+    want_viewmats: bool,
 ) -> Result<ProjectGrads<T>> {
+    const BLOCK: usize = 256;
     let (n, c) = check_inputs(g, cams)?;
     expect_len("radii", radii.len(), 2 * c * n)?;
     for (name, v, k) in [
@@ -399,6 +573,7 @@ pub fn project_backward<T: Real>(
                 &cams.ks[9 * i..],
                 cams.width,
                 cams.height,
+                params.camera_model,
             )
         })
         .collect();
@@ -407,47 +582,165 @@ pub fn project_backward<T: Real>(
         means: vec![T::zero(); 3 * n],
         quats: vec![T::zero(); 4 * n],
         scales: vec![T::zero(); 3 * n],
+        viewmats: Vec::new(),
     };
     let get = |v: Option<&[T]>, i: usize| v.map_or(T::zero(), |v| v[i]);
-    crate::parallel::install(|| {
+    let partials: Vec<Vec<T>> = crate::parallel::install(|| {
         out.means
-            .par_chunks_mut(3)
-            .zip(out.quats.par_chunks_mut(4))
-            .zip(out.scales.par_chunks_mut(3))
+            .par_chunks_mut(3 * BLOCK)
+            .zip(out.quats.par_chunks_mut(4 * BLOCK))
+            .zip(out.scales.par_chunks_mut(3 * BLOCK))
             .enumerate()
-            .with_min_len(512)
-            .for_each(|(gi, ((vm, vq), vs))| {
-                for (ci, cam) in cameras.iter().enumerate() {
-                    let i = ci * n + gi;
-                    if radii[2 * i] <= 0 && radii[2 * i + 1] <= 0 {
-                        continue;
-                    }
-                    let f = forward_one(
-                        cam,
-                        &g.means[3 * gi..3 * gi + 3],
-                        &g.quats[4 * gi..4 * gi + 4],
-                        &g.scales[3 * gi..3 * gi + 3],
-                        eps,
-                    );
-                    let vmean = [get(v_means2d, 2 * i), get(v_means2d, 2 * i + 1)];
-                    let vcon = [
-                        get(v_conics, 3 * i),
-                        get(v_conics, 3 * i + 1),
-                        get(v_conics, 3 * i + 2),
-                    ];
-                    let grads =
-                        backward_one(cam, &f, eps, vmean, vcon, get(v_depths, i), get(v_comps, i));
-                    for k in 0..3 {
-                        vm[k] += grads.0[k];
-                        vs[k] += grads.2[k];
-                    }
-                    for (v, &gq) in vq.iter_mut().zip(&grads.1) {
-                        *v += gq;
+            .map(|(blk, ((vm_b, vq_b), vs_b))| {
+                let mut vview = if want_viewmats {
+                    vec![T::zero(); 16 * c]
+                } else {
+                    Vec::new()
+                };
+                let items = vm_b
+                    .chunks_mut(3)
+                    .zip(vq_b.chunks_mut(4))
+                    .zip(vs_b.chunks_mut(3));
+                for (k, ((vm, vq), vs)) in items.enumerate() {
+                    let gi = blk * BLOCK + k;
+                    let mean = &g.means[3 * gi..3 * gi + 3];
+                    for (ci, cam) in cameras.iter().enumerate() {
+                        let i = ci * n + gi;
+                        if radii[2 * i] <= 0 && radii[2 * i + 1] <= 0 {
+                            continue;
+                        }
+                        let f = forward_one(
+                            cam,
+                            mean,
+                            &g.quats[4 * gi..4 * gi + 4],
+                            &g.scales[3 * gi..3 * gi + 3],
+                            eps,
+                        );
+                        let vmean = [get(v_means2d, 2 * i), get(v_means2d, 2 * i + 1)];
+                        let vcon = [
+                            get(v_conics, 3 * i),
+                            get(v_conics, 3 * i + 1),
+                            get(v_conics, 3 * i + 2),
+                        ];
+                        let pg = backward_one(
+                            cam,
+                            &f,
+                            eps,
+                            vmean,
+                            vcon,
+                            get(v_depths, i),
+                            get(v_comps, i),
+                        );
+                        for k in 0..3 {
+                            vm[k] += pg.v_mean[k];
+                            vs[k] += pg.v_scale[k];
+                        }
+                        for (v, &gq) in vq.iter_mut().zip(&pg.v_quat) {
+                            *v += gq;
+                        }
+                        if want_viewmats {
+                            accumulate_viewmat(
+                                &mut vview[16 * ci..16 * ci + 16],
+                                cam,
+                                &f,
+                                mean,
+                                &pg,
+                            );
+                        }
                     }
                 }
-            });
+                vview
+            })
+            .collect()
     });
+    if want_viewmats {
+        let mut total = vec![T::zero(); 16 * c];
+        for part in &partials {
+            for (t, &p) in total.iter_mut().zip(part) {
+                *t += p;
+            }
+        }
+        out.viewmats = total;
+    }
     Ok(out)
+}
+
+/// Adds one pair's viewmat gradient: `p = R m + t` gives `v_R += v_p mᵀ`, `v_t += v_p`;
+/// `Σc = R Σ Rᵀ` (both symmetric) gives `v_R += 2 v_Σc R Σ`.
+fn accumulate_viewmat<T: Real>(
+    out: &mut [T],
+    cam: &Cam<T>,
+    f: &Fwd<T>,
+    mean: &[T],
+    pg: &PairGrads<T>,
+) {
+    let sigma = matmul(&f.mm, &transpose(&f.mm));
+    let rs = matmul(&cam.r, &sigma);
+    let two = T::lit(2.0);
+    for (a, row) in pg.v_sigc.iter().enumerate() {
+        for b in 0..3 {
+            let mut acc = pg.v_p[a] * mean[b];
+            for (k, &g) in row.iter().enumerate() {
+                acc += two * g * rs[k][b];
+            }
+            out[4 * a + b] += acc;
+        }
+        out[4 * a + 3] += pg.v_p[a];
+    }
+}
+
+/// One pair's gradients, with the camera-space ones the viewmat gradient needs.
+struct PairGrads<T> {
+    v_mean: [T; 3],
+    v_quat: [T; 4],
+    v_scale: [T; 3],
+    v_p: [T; 3],
+    v_sigc: M3<T>,
+}
+
+/// The gradient w.r.t. the camera-space point of `v_mean2d · mean2d + Σ v_J ⊙ J + v_depth z`.
+fn point_backward<T: Real>(
+    cam: &Cam<T>,
+    f: &Fwd<T>,
+    v_mean2d: [T; 2],
+    vj: &[[T; 3]; 2],
+    v_depth: T,
+) -> [T; 3] {
+    let [x, y, z] = f.p;
+    let (fx, fy) = (cam.fx, cam.fy);
+    let (zero, two) = (T::zero(), T::lit(2.0));
+    match cam.model {
+        CameraModel::Pinhole => {
+            let rz = T::one() / z;
+            let rz2 = rz * rz;
+            let mut vp = [zero, zero, v_depth];
+            vp[0] += v_mean2d[0] * fx * rz;
+            vp[2] -= v_mean2d[0] * fx * x * rz2;
+            vp[1] += v_mean2d[1] * fy * rz;
+            vp[2] -= v_mean2d[1] * fy * y * rz2;
+            vp[2] -= vj[0][0] * fx * rz2 + vj[1][1] * fy * rz2;
+            // J02 = -fx * u / z with u = clamp(x / z)
+            if f.u.1 {
+                vp[2] += vj[0][2] * fx * f.u.0 * rz2;
+            } else {
+                vp[0] -= vj[0][2] * fx * rz2;
+                vp[2] += vj[0][2] * two * fx * x * rz2 * rz;
+            }
+            if f.v.1 {
+                vp[2] += vj[1][2] * fy * f.v.0 * rz2;
+            } else {
+                vp[1] -= vj[1][2] * fy * rz2;
+                vp[2] += vj[1][2] * two * fy * y * rz2 * rz;
+            }
+            vp
+        }
+        CameraModel::Ortho => [v_mean2d[0] * fx, v_mean2d[1] * fy, v_depth],
+        CameraModel::Fisheye => {
+            let mut vp = Fisheye::new(x, y, z).backward(x, y, z, fx, fy, v_mean2d, vj);
+            vp[2] += v_depth;
+            vp
+        }
+    }
 }
 
 #[allow(clippy::needless_range_loop)]
@@ -459,7 +752,7 @@ fn backward_one<T: Real>(
     v_conic: [T; 3],
     v_depth: T,
     v_comp: T,
-) -> ([T; 3], [T; 4], [T; 3]) {
+) -> PairGrads<T> {
     let (zero, two, half) = (T::zero(), T::lit(2.0), T::lit(0.5));
     // conic = P = (Σ2 + eps I)^-1:  v_Σ2 = -P G P with G the symmetric gradient of P.
     let pm = [[f.conic[0], f.conic[1]], [f.conic[1], f.conic[2]]];
@@ -517,30 +810,7 @@ fn backward_one<T: Real>(
             vj[a][b] = two * (v2[a][0] * jsc[0][b] + v2[a][1] * jsc[1][b]);
         }
     }
-    // p (camera space)
-    let [x, y, z] = f.p;
-    let rz = T::one() / z;
-    let rz2 = rz * rz;
-    let (fx, fy) = (cam.fx, cam.fy);
-    let mut vp = [zero, zero, v_depth];
-    vp[0] += v_mean2d[0] * fx * rz;
-    vp[2] -= v_mean2d[0] * fx * x * rz2;
-    vp[1] += v_mean2d[1] * fy * rz;
-    vp[2] -= v_mean2d[1] * fy * y * rz2;
-    vp[2] -= vj[0][0] * fx * rz2 + vj[1][1] * fy * rz2;
-    // J02 = -fx * u / z with u = clamp(x / z)
-    if f.u.1 {
-        vp[2] += vj[0][2] * fx * f.u.0 * rz2;
-    } else {
-        vp[0] -= vj[0][2] * fx * rz2;
-        vp[2] += vj[0][2] * two * fx * x * rz2 * rz;
-    }
-    if f.v.1 {
-        vp[2] += vj[1][2] * fy * f.v.0 * rz2;
-    } else {
-        vp[1] -= vj[1][2] * fy * rz2;
-        vp[2] += vj[1][2] * two * fy * y * rz2 * rz;
-    }
+    let vp = point_backward(cam, f, v_mean2d, &vj, v_depth);
     let r = &cam.r;
     let mut v_mean = [zero; 3];
     for k in 0..3 {
@@ -588,7 +858,13 @@ fn backward_one<T: Real>(
     for k in 0..4 {
         v_quat[k] = (vqn[k] - f.qn[k] * dotq) / f.qnorm;
     }
-    (v_mean, v_quat, v_scale)
+    PairGrads {
+        v_mean,
+        v_quat,
+        v_scale,
+        v_p: vp,
+        v_sigc,
+    }
 }
 
 #[cfg(test)]
@@ -636,6 +912,7 @@ mod tests {
         far: 100.0,
         eps2d: 0.3,
         antialiased: false,
+        camera_model: CameraModel::Pinhole,
     };
 
     fn run(x: &Inputs, vm: &[f64], ks: &[f64]) -> Projected<f64> {
@@ -694,6 +971,7 @@ mod tests {
             Some(&v_co),
             Some(&v_de),
             Some(&v_cp),
+            false,
         )
         .unwrap();
         let tol = 1e-6;
@@ -715,6 +993,144 @@ mod tests {
                 ..inputs(n)
             })
         });
+    }
+
+    /// Every input's gradient, the viewmats' included, for each camera model.
+    #[test]
+    fn backward_matches_finite_differences_every_model() {
+        let n = 5;
+        let c = 2;
+        let (vm, ks) = cameras();
+        // the orthographic cameras need a smaller focal length (pixels per world unit)
+        let ks_ortho: Vec<f64> = ks
+            .iter()
+            .enumerate()
+            .map(|(i, &k)| if i % 9 == 0 || i % 9 == 4 { 0.4 * k } else { k })
+            .collect();
+        for model in [
+            CameraModel::Pinhole,
+            CameraModel::Ortho,
+            CameraModel::Fisheye,
+        ] {
+            let params = ProjectParams {
+                camera_model: model,
+                antialiased: true,
+                ..PARAMS
+            };
+            let ks = if model == CameraModel::Ortho {
+                &ks_ortho
+            } else {
+                &ks
+            };
+            let x = inputs(n);
+            let proj = |x: &Inputs, vm: &[f64]| {
+                let g = Gaussians {
+                    means: &x.means,
+                    quats: &x.quats,
+                    scales: &x.scales,
+                    opacities: &x.opacities,
+                };
+                let cams = Cameras {
+                    viewmats: vm,
+                    ks,
+                    width: W,
+                    height: H,
+                };
+                project(&g, &cams, &params).unwrap()
+            };
+            let out = proj(&x, &vm);
+            let visible = out.radii.chunks(2).filter(|r| r[0] > 0).count();
+            assert!(visible >= 8, "{model:?}: {visible} of 10 pairs visible");
+            let v_m2 = fd::values(2 * c * n, 5, -1.0, 1.0);
+            let v_co = fd::values(3 * c * n, 6, -10.0, 10.0);
+            let v_de = fd::values(c * n, 7, -1.0, 1.0);
+            let v_cp = fd::values(c * n, 8, -1.0, 1.0);
+            let loss = |x: &Inputs, vm: &[f64]| {
+                let o = proj(x, vm);
+                fd::dot(&o.means2d, &v_m2)
+                    + fd::dot(&o.conics, &v_co)
+                    + fd::dot(&o.depths, &v_de)
+                    + fd::dot(&o.compensations, &v_cp)
+            };
+            let g = Gaussians {
+                means: &x.means,
+                quats: &x.quats,
+                scales: &x.scales,
+                opacities: &x.opacities,
+            };
+            let cams = Cameras {
+                viewmats: &vm,
+                ks,
+                width: W,
+                height: H,
+            };
+            let grads = project_backward(
+                &g,
+                &cams,
+                &params,
+                &out.radii,
+                Some(&v_m2),
+                Some(&v_co),
+                Some(&v_de),
+                Some(&v_cp),
+                true,
+            )
+            .unwrap();
+            let tol = 1e-6;
+            let name = |s: &str| format!("{model:?} {s}");
+            fd::check(&name("means"), &x.means, &grads.means, tol, |m| {
+                loss(
+                    &Inputs {
+                        means: m.to_vec(),
+                        ..inputs(n)
+                    },
+                    &vm,
+                )
+            });
+            fd::check(&name("quats"), &x.quats, &grads.quats, tol, |q| {
+                loss(
+                    &Inputs {
+                        quats: q.to_vec(),
+                        ..inputs(n)
+                    },
+                    &vm,
+                )
+            });
+            fd::check(&name("scales"), &x.scales, &grads.scales, tol, |s| {
+                loss(
+                    &Inputs {
+                        scales: s.to_vec(),
+                        ..inputs(n)
+                    },
+                    &vm,
+                )
+            });
+            fd::check(&name("viewmats"), &vm, &grads.viewmats, tol, |v| {
+                loss(&inputs(n), v)
+            });
+            let without = project_backward(
+                &g,
+                &cams,
+                &params,
+                &out.radii,
+                Some(&v_m2),
+                Some(&v_co),
+                Some(&v_de),
+                Some(&v_cp),
+                false,
+            )
+            .unwrap();
+            assert!(without.viewmats.is_empty());
+            assert_eq!(without.means, grads.means);
+        }
+    }
+
+    #[test]
+    fn camera_model_names() {
+        assert_eq!(CameraModel::parse("ortho").unwrap(), CameraModel::Ortho);
+        assert_eq!(CameraModel::parse("fisheye").unwrap(), CameraModel::Fisheye);
+        assert_eq!(CameraModel::parse("pinhole").unwrap(), CameraModel::Pinhole);
+        assert!(CameraModel::parse("ftheta").is_err());
     }
 
     #[test]
@@ -746,6 +1162,7 @@ mod tests {
             None,
             None,
             None,
+            false,
         );
         let b = project_backward(
             &g,
@@ -756,6 +1173,7 @@ mod tests {
             Some(&zeros(3)),
             Some(&zeros(1)),
             Some(&zeros(1)),
+            false,
         );
         assert_eq!(a.unwrap(), b.unwrap());
     }
@@ -780,8 +1198,18 @@ mod tests {
             height: H,
         };
         let v = vec![1.0; 2 * 2 * 2];
-        let grads =
-            project_backward(&g, &cams, &PARAMS, &out.radii, Some(&v), None, None, None).unwrap();
+        let grads = project_backward(
+            &g,
+            &cams,
+            &PARAMS,
+            &out.radii,
+            Some(&v),
+            None,
+            None,
+            None,
+            false,
+        )
+        .unwrap();
         assert!(grads.means[0..3].iter().all(|&v| v == 0.0));
         assert!(grads.means[3..6].iter().any(|&v| v != 0.0));
     }
