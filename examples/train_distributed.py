@@ -29,7 +29,9 @@ def main() -> None:
     ap.add_argument("--method", choices=("gs", "nerf"), default="gs")
     ap.add_argument("--out", default="runs/dist_example")
     ap.add_argument("--steps", type=int, default=1000)
-    ap.add_argument("--batch", type=int, default=None, help="cameras (gs, default 4) or rays (nerf, default 1024)")
+    ap.add_argument(
+        "--batch", type=int, default=None, help="cameras (gs, default 4) or rays (nerf, default 1024)"
+    )
     ap.add_argument("--frames", type=int, default=0, help="turntable frames (0: no video)")
     ap.add_argument("--device", default="cpu", help="cpu or cuda (one GPU per process)")
     args = ap.parse_args()

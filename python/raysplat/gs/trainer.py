@@ -312,7 +312,9 @@ class Trainer(BaseTrainer):
         if inc is None:
             inc = tuple(torch.zeros(n, device=self.device) for _ in range(3))
         mse = float(((img.detach() - gt) ** 2).mean())
-        extra = torch.cat([torch.tensor([float(loss.detach()) * share, mse * share], device=self.device), *inc[:2]])
+        extra = torch.cat(
+            [torch.tensor([float(loss.detach()) * share, mse * share], device=self.device), *inc[:2]]
+        )
         red = distributed.all_reduce_grads(list(self.model.params.values()), extra)
         radii = distributed.all_reduce_max(inc[2])
         for opt in self.optimizers.values():

@@ -238,9 +238,7 @@ class HierarchicalSampler(torch.nn.Module):
         )
         with torch.set_grad_enabled(train and torch.is_grad_enabled()):
             rgb_c, _, _, wc = _render_dense(self.coarse, rays, tc, bkgd)
-        tf = importance_sampling(
-            tc, wc.detach(), self.n_fine, stratified=stratified, generator=generator
-        )
+        tf = importance_sampling(tc, wc.detach(), self.n_fine, stratified=stratified, generator=generator)
         color, opacity, depth, _ = _render_dense(fld, rays, tf, bkgd)
         return RenderOut(
             color,

@@ -119,7 +119,9 @@ def check_batch(name: str, n: int) -> None:
         raise ValueError(f"{name} must be >= the world size ({w}) under torch.distributed, got {n}")
 
 
-def all_reduce_grads(params: Sequence[torch.Tensor], extra: torch.Tensor | None = None) -> torch.Tensor | None:
+def all_reduce_grads(
+    params: Sequence[torch.Tensor], extra: torch.Tensor | None = None
+) -> torch.Tensor | None:
     """Sums the gradients of ``params`` over all ranks in place, in one collective (a flat
     buffer; ``None`` gradients count as zeros, and stay ``None`` only where they are ``None`` on
     every rank). ``extra`` (a 1-D float tensor, e.g. loss terms and statistics) is summed in the
@@ -133,7 +135,9 @@ def all_reduce_grads(params: Sequence[torch.Tensor], extra: torch.Tensor | None 
     parts = []
     for p in params:
         g = p.grad
-        parts.append(torch.zeros(p.numel(), device=dev, dtype=dtype) if g is None else g.detach().reshape(-1).to(dtype))
+        parts.append(
+            torch.zeros(p.numel(), device=dev, dtype=dtype) if g is None else g.detach().reshape(-1).to(dtype)
+        )
     n_extra = 0 if extra is None else extra.numel()
     if extra is not None:
         parts.append(extra.detach().reshape(-1).to(dev, dtype))
