@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from dist_cases import K_STEPS, RESUME_STEPS, gs_config, nerf_config  # noqa: E402
 from raysplat.gs import Trainer as GSTrainer  # noqa: E402
 from raysplat.nerf import Trainer as NerfTrainer  # noqa: E402
-from raysplat.training import distributed, load_scene  # noqa: E402
+from raysplat.training import distributed, load_scene, outputs  # noqa: E402
 
 
 def params_of(trainer) -> dict[str, torch.Tensor]:
@@ -46,6 +46,14 @@ def main() -> None:
         torch.save(params_of(resumed), out / f"{name}_resumed_rank{r}.pt")
         m = resumed.write_outputs(out / f"{name}_outputs_rank{r}", frames=0)
         report[f"{name}_metrics_steps"] = m["steps"]
+    # rank 0's error (a non-empty output folder) is raised on every rank, none is left waiting
+    try:
+        distributed.run_on_main(outputs.prepare_dir, out / "nerf_ck")
+        raised = "nothing"
+    except FileExistsError:
+        raised = "FileExistsError"
+    report["raised"] = [None] * distributed.world_size()
+    dist.all_gather_object(report["raised"], raised)
     if r == 0:
         (out / "report.json").write_text(json.dumps(report, default=float))
     distributed.shutdown(created)

@@ -126,6 +126,11 @@ def test_only_rank0_writes(run, name):
     assert not (out / f"{name}_outputs_rank1").exists()
 
 
+def test_rank0_errors_are_raised_on_every_rank(run):
+    _, report = run
+    assert report["raised"] == ["FileExistsError", "FileExistsError"]
+
+
 def test_cli_through_torchrun(scene_dir, tmp_path):
     res = _torchrun(
         "-m", "raysplat", "train", "gs", str(scene_dir), "--steps", "3", "--frames", "0",
