@@ -182,6 +182,20 @@ def test_batch_smaller_than_world_is_refused(monkeypatch, scene_dir):
         NerfTrainer(scene_dir, nerf_config().replace(batch_rays=3))
 
 
+def test_methods_without_data_parallel_refuse_a_process_group(monkeypatch):
+    from raysplat.training import Trainer, TrainingConfig
+
+    class Serial(Trainer):
+        method = "serial"
+        _train_step = render = test_views = state_dict = load_state_dict = _restore = None
+
+    Serial.__abstractmethods__ = frozenset()
+    Serial(TrainingConfig())  # fine without a group
+    monkeypatch.setattr(distributed, "is_distributed", lambda: True)
+    with pytest.raises(ValueError, match="gs and nerf only"):
+        Serial(TrainingConfig())
+
+
 def test_batch_cameras_is_validated():
     with pytest.raises(ValueError, match="batch_cameras"):
         gs_config().replace(batch_cameras=0)

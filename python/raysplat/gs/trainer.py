@@ -144,6 +144,7 @@ class Trainer(BaseTrainer):
 
     method = "gs"
     config_class = GSConfig
+    data_parallel = True
 
     def __init__(
         self,

@@ -147,6 +147,7 @@ class Trainer(BaseTrainer):
 
     method = "nerf"
     config_class = NerfConfig
+    data_parallel = True
 
     def __init__(
         self, scene: Scene | str | os.PathLike | None, config: NerfConfig | None = None, *, info=None

@@ -95,10 +95,18 @@ class Trainer(ABC):
     method: ClassVar[str] = ""
     #: its :class:`~raysplat.training.config.TrainingConfig` subclass
     config_class: ClassVar[type[TrainingConfig]] = TrainingConfig
+    #: whether the method trains data-parallel under a ``torch.distributed`` process group
+    #: (others refuse to start under one rather than repeat the same work on every rank)
+    data_parallel: ClassVar[bool] = False
 
     def __init__(self, config: TrainingConfig):
         if not isinstance(config, self.config_class):
             raise TypeError(f"config must be a {self.config_class.__name__}, got {type(config).__name__}")
+        if distributed.is_distributed() and not self.data_parallel:
+            raise ValueError(
+                f"{self.method}: data-parallel training (torchrun, torch.distributed) is supported for "
+                "gs and nerf only; run it as one process"
+            )
         self.config = config
         self.step = 0
         self.train_seconds = 0.0
