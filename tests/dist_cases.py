@@ -11,11 +11,12 @@ K_STEPS, RESUME_STEPS = 4, 2
 
 
 def nerf_config() -> NerfConfig:
-    """A tiny occupancy-grid NeRF; no jitter, so two ranks equal one process on the same rays."""
+    """A tiny occupancy-grid NeRF; no jitter, so two ranks equal one process on the same rays
+    (an odd batch: unequal shares, weighted by their size)."""
     return NerfConfig(
         steps=K_STEPS,
         seed=3,
-        batch_rays=96,
+        batch_rays=97,  # odd: the ranks get 49 and 48 rays
         stratified=False,
         n_levels=4,
         log2_table=10,
