@@ -44,6 +44,25 @@ def test_training_examples(script, extra, data, tmp_path):
     assert m["psnr"] > 5 and (out / "checkpoint.pt").is_file() and (out / "video" / "turntable.mp4").is_file()
 
 
+def test_distributed_example_under_torchrun(data, tmp_path):
+    """examples/train_distributed.py on 2 gloo processes (torchrun): rank 0 alone reports and writes."""
+    out = tmp_path / "dist"
+    env = {**os.environ, "RAYSPLAT_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    args = [str(data), "--method", "gs", "--steps", "3", "--batch", "2", "--out", str(out)]
+    res = subprocess.run(
+        [*cmd, str(EXAMPLES / "train_distributed.py"), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert res.stdout.count("2 process(es)") == 1
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["steps"] == 3 and m["config"]["batch_cameras"] == 2 and m["psnr"] > 5
+
+
 def test_ops_demo(tmp_path):
     out = tmp_path / "demo"
     _run("demo.py", "--steps", "5", "--size", "16", "--views", "4", "--out", str(out))

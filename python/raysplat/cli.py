@@ -162,16 +162,24 @@ def parse_sets(items: list[str]) -> dict:
 
 def set_threads(args: argparse.Namespace, torch_default: int | None = None) -> None:
     """Applies ``--threads`` to the Rust pool and torch (``torch_default``: torch's count when
-    ``--threads`` is not given)."""
+    ``--threads`` is not given). Under torchrun with several processes per machine and no
+    ``--threads``, each process's Rust pool gets its share of the cores (torchrun already sets
+    ``OMP_NUM_THREADS=1`` for torch)."""
+    import os
+
     import torch
 
     from raysplat.parallel import set_num_threads
 
+    local_world = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
     if args.threads:
         set_num_threads(args.threads)
         torch.set_num_threads(args.threads)
-    elif torch_default:
-        torch.set_num_threads(torch_default)
+    else:
+        if local_world > 1 and "RAYSPLAT_NUM_THREADS" not in os.environ:
+            set_num_threads(max((os.cpu_count() or 1) // local_world, 1))
+        if torch_default:
+            torch.set_num_threads(torch_default)
 
 
 def budget(args: argparse.Namespace) -> dict:
@@ -181,8 +189,22 @@ def budget(args: argparse.Namespace) -> dict:
 
 def run_training(args: argparse.Namespace, method: str, make_config) -> int:
     """The ``train <method>`` flow: load the data, build the config (``make_config(args)``) or
-    resume, train, write the outputs, print one summary line."""
-    from raysplat.training import load_scene, outputs, read_checkpoint, trainer_class
+    resume, train, write the outputs, print one summary line.
+
+    Launched by ``torchrun --nproc_per_node N -m raysplat train ...`` it trains data-parallel
+    (:mod:`raysplat.training.distributed`: NCCL for ``--device cuda``, one GPU per process;
+    gloo on CPU); rank 0 alone prepares ``--out``, shows progress and writes the outputs."""
+    from raysplat.training import distributed
+
+    created = distributed.init_from_env(args.device)
+    try:
+        return _run_training(args, method, make_config)
+    finally:
+        distributed.shutdown(created)
+
+
+def _run_training(args: argparse.Namespace, method: str, make_config) -> int:
+    from raysplat.training import distributed, load_scene, outputs, read_checkpoint, trainer_class
 
     cls = trainer_class(method)
     if args.resume:
@@ -193,18 +215,23 @@ def run_training(args: argparse.Namespace, method: str, make_config) -> int:
     if args.resume:
         over = {**budget(args), "device": args.device, **parse_sets(args.set)}
         trainer = cls.load_checkpoint(args.resume, scene, **over)
-        out = outputs.prepare_dir(args.out, force=True)
+        out = distributed.run_on_main(outputs.prepare_dir, args.out, force=True)
     else:
         config = make_config(args)
-        out = outputs.prepare_dir(args.out, force=args.force)
+        out = distributed.run_on_main(outputs.prepare_dir, args.out, force=args.force)
         trainer = cls(scene, config)
     trainer.train(progress=not args.quiet)
     m = trainer.write_outputs(out, frames=args.frames)
+    if not distributed.is_main():
+        return 0
+    world = distributed.world_size()
     psnr = "n/a" if m["psnr"] is None else f"{m['psnr']:.2f} dB"
     ssim = "n/a" if m["ssim"] is None else f"{m['ssim']:.4f}"
     print(
         f"{method}: {m['steps']} steps in {m['train_seconds']:.1f} s, test PSNR {psnr}, SSIM {ssim}, "
-        f"{m['render_ms_per_frame'] or 0:.0f} ms/frame -> {out}"
+        f"{m['render_ms_per_frame'] or 0:.0f} ms/frame"
+        + (f", {world} processes" if world > 1 else "")
+        + f" -> {out}"
     )
     return 0
 
@@ -219,6 +246,7 @@ def _gs_config(args: argparse.Namespace):
         "device": args.device,
         "seed": args.seed,
         "sh_degree": args.sh_degree,
+        "batch_cameras": args.batch_cameras,
         "init": args.init,
         "eval_every": args.eval_every,
         **budget(args),
@@ -257,6 +285,12 @@ def _add_train_gs(sub: argparse._SubParsersAction) -> None:
         "3dgs: the paper's (densify 500..15000, opacity reset every 3000) (default: fast)",
     )
     p.add_argument("--sh-degree", type=int, choices=(0, 1, 2, 3), default=3, help="maximum SH degree")
+    p.add_argument(
+        "--batch-cameras",
+        type=_pos_int,
+        default=1,
+        help="training views per step, all processes together under torchrun (default: 1)",
+    )
     p.add_argument("--init", default="auto", help="auto, points, random or a PLY (point cloud or Gaussians)")
     p.add_argument(
         "--max-gaussians", type=_nonneg_int, default=0, help="stop densifying above this many (0: no cap)"

@@ -117,32 +117,58 @@ class DensityControl:
         if meta["means2d"].requires_grad:
             meta["means2d"].retain_grad()
 
-    def _accumulate(self, meta: dict) -> None:
+    def increments(
+        self, meta: dict, n_cameras: int | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+        """This step's statistics ``(grad2d, count, radii)`` (each ``[N]``) from the rasterization
+        ``meta`` after ``backward`` (``None`` when ``means2d`` has no gradient). ``n_cameras``: the
+        cameras the loss averages over (default ``meta``'s; under ``torch.distributed`` the
+        global batch, of which this rank rendered a share)."""
         m2 = meta["means2d"]
         if m2.grad is None:
-            return
+            return None
         g = m2.grad.detach().clone()  # [C, N, 2] pixels
-        c, w, h = meta["n_cameras"], meta["width"], meta["height"]
+        c = meta["n_cameras"] if n_cameras is None else n_cameras
+        w, h = meta["width"], meta["height"]
         g[..., 0] *= 0.5 * w * c
         g[..., 1] *= 0.5 * h * c
         radii = meta["radii"]
         vis = (radii > 0).all(-1) if radii.dim() == 3 else radii > 0  # [C, N]
         norms = torch.where(vis, g.norm(dim=-1), torch.zeros((), device=g.device))
-        self.grad2d += norms.sum(0)
-        self.count += vis.sum(0).to(self.count.dtype)
         r = radii.max(-1).values if radii.dim() == 3 else radii
         r = (r.to(self.radii.dtype) / max(w, h)).max(0).values
-        self.radii = torch.maximum(self.radii, r)
+        return norms.sum(0), vis.sum(0).to(self.count.dtype), r
+
+    def add(self, increments: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> None:
+        """Adds :meth:`increments` (summed over ranks, radii maximised) to the statistics."""
+        grad2d, count, radii = increments
+        self.grad2d += grad2d
+        self.count += count
+        self.radii = torch.maximum(self.radii, radii)
+
+    def _accumulate(self, meta: dict) -> None:
+        inc = self.increments(meta)
+        if inc is not None:
+            self.add(inc)
 
     @torch.no_grad()
-    def post_backward(self, step: int, meta: dict) -> dict:
-        """Accumulates statistics of ``step`` (1-based) and refines on schedule; returns counts of
-        ``cloned``, ``split``, ``pruned`` Gaussians and whether opacities were ``reset``."""
+    def post_backward(
+        self,
+        step: int,
+        meta: dict | None = None,
+        increments: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
+    ) -> dict:
+        """Accumulates statistics of ``step`` (1-based; from ``meta``, or the given
+        ``increments`` — all ranks' when training data-parallel) and refines on schedule; returns
+        counts of ``cloned``, ``split``, ``pruned`` Gaussians and whether opacities were ``reset``."""
         cfg = self.cfg
         out = {"cloned": 0, "split": 0, "pruned": 0, "reset": False}
         if step >= cfg.refine_stop:
             return out
-        self._accumulate(meta)
+        if increments is not None:
+            self.add(increments)
+        elif meta is not None:
+            self._accumulate(meta)
         if (
             step > cfg.refine_start
             and step % cfg.refine_every == 0

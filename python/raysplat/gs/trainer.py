@@ -19,6 +19,7 @@ from raysplat.gs.model import PARAM_NAMES, GaussianModel
 from raysplat.gs.ply import load_ply, save_ply
 from raysplat.gs.strategy import DensifyConfig, DensityControl
 from raysplat.metrics import psnr
+from raysplat.training import distributed
 from raysplat.training.config import TrainingConfig, check_device, option
 from raysplat.training.data import camera_record, load_scene
 from raysplat.training.trainer import TestView
@@ -34,6 +35,11 @@ class GSConfig(TrainingConfig):
     DEFAULT_STEPS: ClassVar[int] = 7000
 
     sh_degree: int = option(3, "maximum SH degree, raised by one every `sh_every` steps")
+    batch_cameras: int = option(
+        1,
+        "training views rendered per step, all ranks together under torch.distributed (the loss is "
+        "their mean; learning rates and schedules are not rescaled)",
+    )
     sh_every: int = option(1000, "steps between SH degree increases")
     init: str = option(
         "auto",
@@ -69,6 +75,11 @@ class GSConfig(TrainingConfig):
             raise ValueError(f"eval_background must be 'white' or 'black', got {self.eval_background!r}")
         if self.steps is not None and self.steps < 1:
             raise ValueError(f"steps must be >= 1, got {self.steps}")
+        if isinstance(self.batch_cameras, bool) or int(self.batch_cameras) != self.batch_cameras:
+            raise ValueError(f"batch_cameras must be an integer, got {self.batch_cameras!r}")
+        if self.batch_cameras < 1:
+            raise ValueError(f"batch_cameras must be >= 1, got {self.batch_cameras}")
+        self.batch_cameras = int(self.batch_cameras)
         if self.sh_degree not in (0, 1, 2, 3):
             raise ValueError(f"sh_degree must be 0, 1, 2 or 3, got {self.sh_degree}")
         if self.rasterize_mode not in ("classic", "antialiased"):
@@ -133,6 +144,7 @@ class Trainer(BaseTrainer):
 
     method = "gs"
     config_class = GSConfig
+    data_parallel = True
 
     def __init__(
         self,
@@ -142,7 +154,8 @@ class Trainer(BaseTrainer):
     ):
         super().__init__(config or GSConfig())
         cfg = self.config
-        self.device = dev = check_device(cfg.device)
+        self.device = dev = check_device(distributed.local_device(cfg.device))
+        distributed.check_batch("batch_cameras", cfg.batch_cameras)
         if isinstance(scene, (str, os.PathLike)):
             scene = load_scene(scene)
         if _checkpoint is not None:
@@ -173,6 +186,7 @@ class Trainer(BaseTrainer):
         else:
             self.model = GaussianModel(**{k: _checkpoint["state"]["params"][k] for k in PARAM_NAMES}).to(dev)
         self.optimizers = self._make_optimizers()
+        distributed.broadcast_tensors(self.model.params.values())  # rank 0's initialisation
         self.density = DensityControl(self.model, self.optimizers, cfg.densify, self.extent, self.generator)
 
     # ------------------------------------------------------------------ setup
@@ -245,43 +259,76 @@ class Trainer(BaseTrainer):
         return img[..., :3]
 
     def _train_step(self) -> dict:
-        """One optimisation step on one training view; returns loss, PSNR and #Gaussians."""
+        """One optimisation step on ``batch_cameras`` training views (their mean loss); returns
+        loss, PSNR and #Gaussians.
+
+        Under ``torch.distributed`` every rank draws the same views and backgrounds, renders its
+        :func:`~raysplat.training.distributed.shard` of them with its loss weighted by its share,
+        and the gradients and the density statistics (2D-gradient sums and visibility counts
+        summed, screen radii maximised) are reduced over the ranks, so every rank takes the step,
+        and densifies and prunes, as one process on all the views would."""
         cfg = self.config
         if self.images is None:
             raise ValueError("this trainer has no images (load the checkpoint with its scene to train)")
         step = self.step + 1  # 1-based index of this step (schedules count from 1)
-        i = self._next_view()
+        n_cam = cfg.batch_cameras
+        ids = [self._next_view() for _ in range(n_cam)]
         if self.images.shape[-1] == 4 and cfg.background == "random":
-            bg = torch.rand(3, generator=self.generator).to(self.device)
+            bg = torch.rand((n_cam, 3), generator=self.generator).to(self.device)
         elif self.images.shape[-1] == 4:
-            bg = torch.tensor(_BACKGROUNDS[cfg.background], device=self.device)
+            bg = torch.tensor(_BACKGROUNDS[cfg.background], device=self.device).expand(n_cam, 3)
         else:
-            bg = self.eval_bg
-        gt = self._target(i, bg)
+            bg = self.eval_bg.expand(n_cam, 3)
+        world = distributed.world_size()
+        if world > 1:
+            part = distributed.shard(n_cam)
+            ids, bg = ids[part], bg[part]
+        gt = torch.stack([self._target(i, b) for i, b in zip(ids, bg, strict=True)])
         self.optimizers["means"].param_groups[0]["lr"] = self.means_lr(step)
+        sel = torch.tensor(ids, device=self.device)
         img, _, meta = self.model.render(
-            self.viewmats[i : i + 1],
-            self.Ks[i : i + 1],
+            self.viewmats[sel],
+            self.Ks[sel],
             self.width,
             self.height,
             sh_degree=self.sh_degree_at(step),
-            backgrounds=bg[None],
+            backgrounds=bg,
             rasterize_mode=cfg.rasterize_mode,
         )
-        img = img[0]
+        if n_cam == 1:
+            img, gt = img[0], gt[0]
         loss = photometric_loss(img, gt, cfg.ssim_lambda)
         self.density.pre_backward(meta)
-        loss.backward()
+        if world == 1:
+            loss.backward()
+            for opt in self.optimizers.values():
+                opt.step()
+                opt.zero_grad(set_to_none=True)
+            info = self.density.post_backward(step, meta)
+            return {"loss": float(loss.detach()), "psnr": psnr(img, gt), "n": len(self.model), **info}
+        share = len(ids) / n_cam  # the loss is a mean over the cameras
+        (loss * share).backward()
+        n = len(self.model)
+        inc = self.density.increments(meta, n_cameras=n_cam)
+        if inc is None:
+            inc = tuple(torch.zeros(n, device=self.device) for _ in range(3))
+        mse = float(((img.detach() - gt) ** 2).mean())
+        extra = torch.cat(
+            [torch.tensor([float(loss.detach()) * share, mse * share], device=self.device), *inc[:2]]
+        )
+        red = distributed.all_reduce_grads(list(self.model.params.values()), extra)
+        radii = distributed.all_reduce_max(inc[2])
         for opt in self.optimizers.values():
             opt.step()
             opt.zero_grad(set_to_none=True)
-        info = self.density.post_backward(step, meta)
-        return {"loss": float(loss.detach()), "psnr": psnr(img, gt), "n": len(self.model), **info}
+        info = self.density.post_backward(step, increments=(red[2 : 2 + n], red[2 + n :], radii))
+        loss_all, mse_all = float(red[0]), float(red[1])
+        return {"loss": loss_all, "psnr": -10 * math.log10(max(mse_all, 1e-10)), "n": len(self.model), **info}
 
     def on_step(self, stats: dict, progress) -> None:
         """Evaluates every ``eval_every`` steps and keeps the history."""
         every = self.config.eval_every
-        if not (every and self.step % every == 0):
+        if not (every and self.step % every == 0) or not distributed.is_main():
             return
         ev = self.evaluate()
         self.history.append(

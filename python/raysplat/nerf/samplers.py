@@ -100,7 +100,10 @@ class OccGridSampler(torch.nn.Module):
                 generator=generator,
             )
 
-    def render(self, fld: RadianceField, rays: Rays, bkgd=None, train=False, generator=None, step=0):
+    def render(
+        self, fld: RadianceField, rays: Rays, bkgd=None, train=False, generator=None, step=0, stratified=None
+    ):
+        stratified = train if stratified is None else stratified
         n = len(rays)
         ri, t0, t1 = self.grid.sampling(
             rays.origins,
@@ -112,7 +115,7 @@ class OccGridSampler(torch.nn.Module):
             early_stop_eps=self.early_stop_eps,
             alpha_thre=self.alpha_thre,
             cone_angle=self.cone_angle,
-            stratified=train,
+            stratified=stratified,
             generator=generator,
         )
         mid = 0.5 * (t0 + t1)
@@ -168,14 +171,17 @@ class ProposalSampler(torch.nn.Module):
     def update(self, step, fld, generator=None) -> None:
         pass
 
-    def render(self, fld: RadianceField, rays: Rays, bkgd=None, train=False, generator=None, step=0):
+    def render(
+        self, fld: RadianceField, rays: Rays, bkgd=None, train=False, generator=None, step=0, stratified=None
+    ):
+        stratified = train if stratified is None else stratified
         n = len(rays)
         s = torch.tensor([[0.0, 1.0]], device=rays.origins.device).expand(n, 2)
         w = torch.ones((n, 1), device=s.device)
         need_grad = train and proposal_requires_grad(step)
         cached, edges = [], []
         for prop, n_s in zip(self.props, self.prop_samples, strict=True):
-            s = importance_sampling(s, w, n_s, stratified=train, generator=generator)
+            s = importance_sampling(s, w, n_s, stratified=stratified, generator=generator)
             t = _s_to_t(s, rays.near, rays.far, self.spacing)
             mid = 0.5 * (t[:, 1:] + t[:, :-1])
             x = rays.origins[:, None] + mid[..., None] * rays.directions[:, None]
@@ -186,7 +192,7 @@ class ProposalSampler(torch.nn.Module):
             cached.append((s, wp))
             edges.append(t)
             w = wp.detach()
-        s = importance_sampling(s, w, self.num_samples, stratified=train, generator=generator)
+        s = importance_sampling(s, w, self.num_samples, stratified=stratified, generator=generator)
         t = _s_to_t(s, rays.near, rays.far, self.spacing)
         edges.append(t)
         color, opacity, depth, weights = _render_dense(fld, rays, t, bkgd)
@@ -220,16 +226,19 @@ class HierarchicalSampler(torch.nn.Module):
     def update(self, step, fld, generator=None) -> None:
         pass
 
-    def render(self, fld: RadianceField, rays: Rays, bkgd=None, train=False, generator=None, step=0):
+    def render(
+        self, fld: RadianceField, rays: Rays, bkgd=None, train=False, generator=None, step=0, stratified=None
+    ):
+        stratified = train if stratified is None else stratified
         n = len(rays)
         near = torch.full((n,), rays.near, device=rays.origins.device)
         far = torch.full((n,), rays.far, device=rays.origins.device)
         tc = stratified_samples(
-            near, far, self.n_coarse, self.spacing, stratified=train, generator=generator
+            near, far, self.n_coarse, self.spacing, stratified=stratified, generator=generator
         )
         with torch.set_grad_enabled(train and torch.is_grad_enabled()):
             rgb_c, _, _, wc = _render_dense(self.coarse, rays, tc, bkgd)
-        tf = importance_sampling(tc, wc.detach(), self.n_fine, stratified=train, generator=generator)
+        tf = importance_sampling(tc, wc.detach(), self.n_fine, stratified=stratified, generator=generator)
         color, opacity, depth, _ = _render_dense(fld, rays, tf, bkgd)
         return RenderOut(
             color,

@@ -17,6 +17,7 @@ from raysplat.metrics import psnr
 from raysplat.nerf.field import RadianceField
 from raysplat.nerf.samplers import SAMPLERS, HierarchicalSampler, OccGridSampler, ProposalSampler, Rays
 from raysplat.rays import generate_rays, ndc_rays
+from raysplat.training import distributed
 from raysplat.training.config import TrainingConfig, check_device, option
 from raysplat.training.data import load_scene
 from raysplat.training.trainer import TestView, scene_test_views
@@ -34,7 +35,15 @@ class NerfConfig(TrainingConfig):
 
     sampler: str = option("occgrid", "sample placement: 'occgrid', 'proposal' or 'hierarchical'")
     batch_rays: int = option(
-        1024, "rays per step (occgrid adapts it to evaluate about `target_samples` a step)"
+        1024,
+        "rays per step, all ranks together under torch.distributed (occgrid adapts it to evaluate "
+        "about `target_samples` a step)",
+    )
+    stratified: bool = option(
+        True,
+        "jitter the sample positions while training (under torch.distributed each rank jitters its "
+        "share of the rays from its own stream; False makes a multi-process step equal a "
+        "single-process one on the same rays)",
     )
     target_samples: int = option(1 << 15, "samples per step the occgrid batch size aims at")
     max_batch_rays: int = option(4096, "upper bound of the adaptive batch size")
@@ -138,13 +147,15 @@ class Trainer(BaseTrainer):
 
     method = "nerf"
     config_class = NerfConfig
+    data_parallel = True
 
     def __init__(
         self, scene: Scene | str | os.PathLike | None, config: NerfConfig | None = None, *, info=None
     ):
         super().__init__(config or NerfConfig())
         cfg = self.config
-        self.device = check_device(cfg.device)
+        self.device = check_device(distributed.local_device(cfg.device))
+        distributed.check_batch("batch_rays", cfg.batch_rays)
         if isinstance(scene, (str, os.PathLike)):
             scene = load_scene(scene)
         if scene is None and info is None:
@@ -209,6 +220,7 @@ class Trainer(BaseTrainer):
             [{"params": grids}, {"params": others, "weight_decay": cfg.weight_decay}], lr=cfg.lr, eps=1e-15
         )
         self.batch_rays = cfg.batch_rays
+        distributed.broadcast_tensors(p for _, p in self.named_parameters())  # rank 0's init
         self.stats = {"rays": 0, "samples": 0, "render_rays": 0, "render_samples": 0}
         self._train_data = None
 
@@ -262,7 +274,12 @@ class Trainer(BaseTrainer):
 
     # ------------------------------------------------------------------ training
     def _train_step(self) -> dict:
-        """One optimisation step on a random batch of rays from all training images."""
+        """One optimisation step on a random batch of rays from all training images.
+
+        Under ``torch.distributed`` every rank draws the same global batch (ray indices and
+        backgrounds from the shared generator), renders its :func:`~raysplat.training.distributed.shard`
+        with its loss weighted by its share, and the gradients, losses and sample counts are summed
+        over the ranks: the step of one process on the whole batch."""
         cfg, g = self.config, self.gen
         c2w, K, pix = self._training_set()
         self.field.train()
@@ -275,14 +292,26 @@ class Trainer(BaseTrainer):
         self.sampler.update(self.step, self.field, generator=g)
         n_rays = self.batch_rays
         idx = torch.randint(0, pix.shape[0], (n_rays,), generator=g, device=self.device)
-        rays = self.make_rays(c2w, K, idx)
         target = pix[idx]
         if target.shape[-1] == 4:  # background augmentation: a random colour per ray
             bkgd = torch.rand((n_rays, 3), generator=g, device=self.device)
             target = target[:, :3] * target[:, 3:] + bkgd * (1.0 - target[:, 3:])
         else:
             bkgd = self.eval_background()
-        out = self.sampler.render(self.field, rays, bkgd, train=True, generator=g, step=self.step)
+        world = distributed.world_size()
+        sg = g
+        if world > 1:
+            part = distributed.shard(n_rays)
+            idx, target = idx[part], target[part]
+            if bkgd is not None and bkgd.dim() == 2:
+                bkgd = bkgd[part]
+            if cfg.stratified:  # this rank's jitter stream, derived from the shared generator
+                seed = int(torch.randint(0, 1 << 62, (1,), generator=g, device=self.device))
+                sg = torch.Generator(self.device).manual_seed(seed + 7919 * distributed.rank())
+        rays = self.make_rays(c2w, K, idx)
+        out = self.sampler.render(
+            self.field, rays, bkgd, train=True, generator=sg, step=self.step, stratified=cfg.stratified
+        )
         mse = F.mse_loss(out.rgb, target)
         loss = mse
         for aux in out.aux_rgb:
@@ -290,14 +319,27 @@ class Trainer(BaseTrainer):
         if out.aux_loss is not None:
             loss = loss + out.aux_loss
         self.optimizer.zero_grad(set_to_none=True)
-        if loss.requires_grad:
+        n_samples = out.n_samples
+        if world > 1:
+            share = len(idx) / n_rays  # every term is a mean over the rays
+            loss, mse = loss * share, mse * share
+            if loss.requires_grad:
+                loss.backward()
+            params = [p for _, p in self.named_parameters()]
+            stats = [float(loss.detach()), float(mse.detach()), float(n_samples)]
+            loss, mse, n = distributed.all_reduce_grads(params, torch.tensor(stats, device=self.device))
+            n_samples = int(round(float(n)))
+            if any(p.grad is not None for p in params):
+                self.optimizer.step()
+        elif loss.requires_grad:
             loss.backward()
             self.optimizer.step()
         self.stats["rays"] += n_rays
-        self.stats["samples"] += out.n_samples
+        self.stats["samples"] += n_samples
         if isinstance(self.sampler, OccGridSampler):  # nerfacc's dynamic batch size
-            spr = max(out.n_samples, 1) / n_rays
+            spr = max(n_samples, 1) / n_rays
             self.batch_rays = int(min(max(cfg.target_samples / spr, 256), cfg.max_batch_rays))
+            self.batch_rays = max(self.batch_rays, world)
         return {
             "loss": float(loss.detach()),
             "mse": float(mse.detach()),

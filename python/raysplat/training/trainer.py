@@ -17,6 +17,12 @@ render time), :meth:`save_checkpoint` / :meth:`load_checkpoint` (one self-contai
 ``checkpoint.pt`` with ``method`` and ``version`` keys), :meth:`write_outputs` (the layout of
 :mod:`raysplat.training.outputs`) and :meth:`run` (train, then write everything; a failure
 after training never loses the checkpoint or ``metrics.json``).
+
+Under an initialised ``torch.distributed`` process group (``torchrun``, see
+:mod:`raysplat.training.distributed`) the methods train data-parallel; the base keeps the ranks
+in step: progress, checkpoints and outputs come from rank 0 only, the training clock is rank 0's
+(time budgets stop every rank at the same step), and :meth:`write_outputs` / :meth:`run` are
+collective (every rank calls them; rank 0's errors are raised on every rank).
 """
 
 from __future__ import annotations
@@ -35,7 +41,7 @@ import torch
 
 from raysplat.cameras import orbit_path, spiral_path
 from raysplat.metrics import psnr, ssim
-from raysplat.training import outputs
+from raysplat.training import distributed, outputs
 from raysplat.training.config import TrainingConfig
 from raysplat.training.data import scene_for_checkpoint
 from raysplat.training.progress import Progress
@@ -89,10 +95,18 @@ class Trainer(ABC):
     method: ClassVar[str] = ""
     #: its :class:`~raysplat.training.config.TrainingConfig` subclass
     config_class: ClassVar[type[TrainingConfig]] = TrainingConfig
+    #: whether the method trains data-parallel under a ``torch.distributed`` process group
+    #: (others refuse to start under one rather than repeat the same work on every rank)
+    data_parallel: ClassVar[bool] = False
 
     def __init__(self, config: TrainingConfig):
         if not isinstance(config, self.config_class):
             raise TypeError(f"config must be a {self.config_class.__name__}, got {type(config).__name__}")
+        if distributed.is_distributed() and not self.data_parallel:
+            raise ValueError(
+                f"{self.method}: data-parallel training (torchrun, torch.distributed) is supported for "
+                "gs and nerf only; run it as one process"
+            )
         self.config = config
         self.step = 0
         self.train_seconds = 0.0
@@ -196,7 +210,9 @@ class Trainer(ABC):
         limit = self.config.seconds if seconds is None else seconds
         if end is not None and end < self.step:
             raise ValueError(f"steps {end} is below the trainer's current step {self.step}")
-        bar = Progress(end, f"train {self.method}", enabled=progress, initial=self.step)
+        bar = Progress(
+            end, f"train {self.method}", enabled=progress and distributed.is_main(), initial=self.step
+        )
         last: dict = {}
         t0, c0 = time.perf_counter(), time.process_time()
         base, cbase = self.train_seconds, self.cpu_seconds
@@ -205,6 +221,7 @@ class Trainer(ABC):
                 last = self.train_step()
                 self.train_seconds = base + time.perf_counter() - t0
                 self.cpu_seconds = cbase + time.process_time() - c0
+                distributed.sync_clock(self)  # rank 0's clock on every rank (same stopping step)
                 shown = {k: f"{v:.4g}" for k, v in last.items() if isinstance(v, float)}
                 bar.update(1, **shown)
                 self.on_step(last, bar)
@@ -260,8 +277,11 @@ class Trainer(ABC):
 
     def save_checkpoint(self, path: str | os.PathLike) -> Path:
         """Writes ``checkpoint.pt``-style file ``path`` (atomically): method, format version,
-        config, cameras, step, training time and the method's state."""
+        config, cameras, step, training time and the method's state. Under ``torch.distributed``
+        only rank 0 writes (every rank holds the same state); the others return ``path``."""
         p = Path(path)
+        if not distributed.is_main():
+            return p
         p.parent.mkdir(parents=True, exist_ok=True)
         tmp = p.with_name(p.name + ".tmp")
         torch.save(self.checkpoint(), tmp)
@@ -319,9 +339,13 @@ class Trainer(ABC):
 
     def write_outputs(self, out_dir: str | os.PathLike, frames: int = 40) -> dict:
         """Writes the run directory: checkpoint first, then ``metrics.json`` and the test images,
-        the export, and the video (``frames`` 0: none). Returns the metrics."""
+        the export, and the video (``frames`` 0: none). Returns the metrics. Under
+        ``torch.distributed`` rank 0 evaluates and writes, every rank returns its metrics."""
         if frames < 0:
             raise ValueError(f"frames must be >= 0, got {frames}")
+        return distributed.run_on_main(self._write_outputs, out_dir, frames)
+
+    def _write_outputs(self, out_dir: str | os.PathLike, frames: int) -> dict:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         self.save_checkpoint(out / outputs.CHECKPOINT)
@@ -341,7 +365,7 @@ class Trainer(ABC):
     ) -> dict:
         """Trains (``config`` budgets) and writes every output to ``out_dir`` (refused when not
         empty unless ``force``); returns the metrics."""
-        out = outputs.prepare_dir(out_dir, force=force)
+        out = distributed.run_on_main(outputs.prepare_dir, out_dir, force=force)
         if frames < 0:
             raise ValueError(f"frames must be >= 0, got {frames}")
         self.train(progress=progress)
