@@ -77,10 +77,10 @@ def _weld(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
 
 
 def _check_geometry(vertices: np.ndarray, faces: np.ndarray, name: str) -> np.ndarray:
-    if vertices.ndim != 2 or vertices.shape[1] != 3 or len(vertices) == 0:
-        raise ValueError(f"{name}: the mesh has no vertices")
     if faces.ndim != 2 or faces.shape[1] != 3 or len(faces) == 0:
         raise ValueError(f"{name}: the mesh has no faces")
+    if vertices.ndim != 2 or vertices.shape[1] != 3 or len(vertices) == 0:
+        raise ValueError(f"{name}: the mesh has no vertices")
     if not np.isfinite(vertices).all():
         raise ValueError(f"{name}: the mesh has NaN or infinite vertex coordinates")
     if faces.min() < 0 or faces.max() >= len(vertices):
