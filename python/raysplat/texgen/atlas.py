@@ -16,7 +16,16 @@ from raysplat.bake import view_weights
 from raysplat.cameras import look_at
 from raysplat.mesh import interpolate, rasterize_mesh
 
-__all__ = ["UVMesh", "ViewBuffers", "camera_ring", "chart_mask", "load_mesh", "unwrap", "view_buffers"]
+__all__ = [
+    "UVMesh",
+    "ViewBuffers",
+    "camera_ring",
+    "chart_mask",
+    "load_mesh",
+    "texel_positions",
+    "unwrap",
+    "view_buffers",
+]
 
 
 @dataclass
@@ -97,23 +106,37 @@ def _check_geometry(vertices: np.ndarray, faces: np.ndarray, name: str) -> np.nd
     return welded
 
 
-def unwrap(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """UV-unwraps a mesh with xatlas (``raysplat[gen]``): ``(vmapping [V'], faces [F, 3], uv [V', 2])``."""
+def unwrap(
+    vertices: np.ndarray, faces: np.ndarray, resolution: int = 256, padding: int = 2
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """UV-unwraps a mesh with xatlas (``raysplat[gen]``) for a ``resolution``² texture, charts
+    ``padding`` texels apart (bilinear splats and lookups at a chart's edge then never reach
+    another chart): ``(vmapping [V'], faces [F, 3], uv [V', 2])``."""
     from raysplat._extras import require
 
     xatlas = require("xatlas")
-    vmapping, indices, uvs = xatlas.parametrize(
-        np.ascontiguousarray(vertices, np.float32), np.ascontiguousarray(faces, np.uint32)
-    )
+    atlas = xatlas.Atlas()
+    atlas.add_mesh(np.ascontiguousarray(vertices, np.float32), np.ascontiguousarray(faces, np.uint32))
+    po = xatlas.PackOptions()
+    po.resolution, po.padding, po.bilinear = int(resolution), int(padding), True
+    atlas.generate(pack_options=po)
+    if atlas.atlas_count != 1:  # charts did not fit one atlas: let xatlas pick the scale
+        vmapping, indices, uvs = xatlas.parametrize(
+            np.ascontiguousarray(vertices, np.float32), np.ascontiguousarray(faces, np.uint32)
+        )
+    else:
+        vmapping, indices, uvs = atlas[0]
     return vmapping.astype(np.int64), indices.astype(np.int64), uvs.astype(np.float64)
 
 
 def load_mesh(
     mesh: str | os.PathLike | tuple[np.ndarray, np.ndarray] | tuple[np.ndarray, np.ndarray, np.ndarray],
     force_unwrap: bool = False,
+    texture_size: int = 256,
 ) -> UVMesh:
     """Loads a mesh (an OBJ / GLB / PLY path, or ``(vertices, faces[, uv])`` arrays) and gives it
-    a UV atlas: its own UVs when present (and inside [0, 1]), else an xatlas unwrap.
+    a UV atlas: its own UVs when present (and inside [0, 1]), else an xatlas unwrap packed for a
+    ``texture_size``² texture.
 
     Raises ``ValueError`` for a missing / unreadable file, no faces, NaN vertices or a
     non-manifold mesh (an edge shared by more than two faces)."""
@@ -155,7 +178,7 @@ def load_mesh(
         vmapping = np.arange(len(vertices))
         new_faces = faces
     else:
-        vmapping, new_faces, uv = unwrap(vertices, faces)
+        vmapping, new_faces, uv = unwrap(vertices, faces, texture_size)
     verts = vertices[vmapping]
     centre = (verts.min(0) + verts.max(0)) / 2
     radius = max(float(np.linalg.norm(verts - centre, axis=1).max()), 1e-12)
@@ -170,13 +193,26 @@ def load_mesh(
     )
 
 
+def _uv_raster(mesh: UVMesh, size: int, attributes: torch.Tensor | None = None):
+    v3 = torch.cat([mesh.uv, torch.ones(len(mesh.uv), 1)], 1).float()
+    K = torch.tensor([[float(size), 0, 0], [0, -float(size), float(size)], [0, 0, 1]])
+    return rasterize_mesh(
+        v3, mesh.faces, viewmat=torch.eye(4), K=K, width=size, height=size, convention="opencv",
+        attributes=attributes,
+    )
+
+
 def chart_mask(mesh: UVMesh, size: int) -> torch.Tensor:
     """``[size, size]`` bool: the texels whose centre lies inside a UV triangle (the charts),
     rasterized with :func:`raysplat.rasterize_mesh` as an orthographic view of the UV plane."""
-    v3 = torch.cat([mesh.uv, torch.ones(len(mesh.uv), 1)], 1).float()
-    K = torch.tensor([[float(size), 0, 0], [0, -float(size), float(size)], [0, 0, 1]])
-    r = rasterize_mesh(v3, mesh.faces, viewmat=torch.eye(4), K=K, width=size, height=size, convention="opencv")
-    return r.triangle_id >= 0
+    return _uv_raster(mesh, size).triangle_id >= 0
+
+
+def texel_positions(mesh: UVMesh, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(positions [size, size, 3], inside [size, size])``: the (normalised) surface point of
+    every texel centre inside a chart, zeros outside. A texture ``f(positions)`` is seamless."""
+    r = _uv_raster(mesh, size, mesh.vertices)
+    return r.attributes, r.triangle_id >= 0
 
 
 def camera_ring(

@@ -58,7 +58,7 @@ def texture_mesh(
     if not isinstance(prompt, str) or not prompt.strip():
         raise ValueError("prompt: a text prompt is required")
     cfg = (config or TexGenConfig()).validate()
-    uv_mesh = load_mesh(mesh)
+    uv_mesh = load_mesh(mesh, texture_size=cfg.texture_size)
     ref = None
     if reference is not None:
         if isinstance(reference, torch.Tensor):

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 
 from raysplat.bake import bake, cosine_exponent, fill_holes, render_texture
 from raysplat.guidance.base import DiffusionPrior
+from raysplat.mesh import sample_texture
 from raysplat.texgen.atlas import UVMesh, ViewBuffers, camera_ring, view_buffers
 from raysplat.texgen.attention import KVBank, shared_attention
 
@@ -109,6 +110,7 @@ class TexGenConfig:
     kv_share: float = 0.5
     exponent_start: float = 0.0
     exponent_end: float = 6.0
+    noise: str = "auto"
     negative_prompt: str = ""
     view_prompts: bool = True
     background: tuple[float, float, float] = (1.0, 1.0, 1.0)
@@ -125,6 +127,8 @@ class TexGenConfig:
             raise ValueError(f"texture_size must be a power of two (mip-mapping), got {self.texture_size}")
         if self.texture_size > 8192 or self.image_size > 4096:
             raise ValueError("texture_size must be <= 8192 and image_size <= 4096")
+        if self.noise not in ("auto", "uv", "view"):
+            raise ValueError(f"noise must be 'auto', 'uv' or 'view', got {self.noise!r}")
         if not self.elevations:
             raise ValueError("elevations must not be empty")
         if not 0.0 <= self.eta <= 1.0:
@@ -242,7 +246,7 @@ class _Sampler:
         n, S = cfg.views, cfg.image_size
         with torch.no_grad():
             shape = self.prior.encode(self.bg.expand(1, 3, S, S).to(self.device).contiguous()).shape[1:]
-        z = torch.randn(n, *shape, generator=self.gen)
+        z = self._initial_noise(n, shape)
         steps = ddim_timesteps(cfg.steps, self.T)
         stats = {"agvs_coverage": [], "t2gr_coverage": []}
         ctx = shared_attention(self.prior.unet, self.bank) if self.bank is not None else contextlib.nullcontext()
@@ -305,6 +309,7 @@ class _Sampler:
             "t2gr_coverage_mean": _mean(stats["t2gr_coverage"]),
             "kv_shared_layers": len(shared or ()),
             "latent_scale": self.scale,
+            "noise": self.noise_mode,
         }
         return TexGenResult(
             texture=filled.clamp(0, 1),
@@ -320,10 +325,37 @@ class _Sampler:
             info=info,
         )
 
+    def _initial_noise(self, n: int, shape) -> torch.Tensor:
+        """Independent Gaussian latents per view (``noise="view"``), or one Gaussian noise
+        texture in UV space rendered into every view's latent grid (nearest texel; background
+        latents independent), so that views seeing the same surface point start from the same
+        noise (``"uv"``, SyncMVD's initialisation). ``"auto"``: ``"view"`` for the independent
+        baseline, ``"uv"`` otherwise."""
+        z = torch.randn(n, *shape, generator=self.gen)
+        mode = self.cfg.noise if self.cfg.noise != "auto" else ("view" if self.cfg.method == "independent" else "uv")
+        self.noise_mode = mode
+        if mode == "view":
+            return z
+        h = shape[-1]
+        K = self.K.clone()
+        K[:, :2] /= self.scale
+        lat = view_buffers(self.mesh, self.c2w, K, h)
+        size = self.cfg.texture_size
+        tex = torch.randn(size, size, shape[0], generator=self.gen)
+        for i in range(n):
+            vals = render_texture_nearest(tex, lat.uv[i]).permute(2, 0, 1)
+            z[i] = torch.where(lat.visible[i][None], vals, z[i])
+        return z
+
     def _bake_one(self, image: torch.Tensor, i: int, exponent: float):
         colors = image[0].permute(1, 2, 0)
         w = self.buf.weights(exponent)[i]
         return bake(colors, self.buf.uv[i], w, self.cfg.texture_size)
+
+
+def render_texture_nearest(texture: torch.Tensor, uv: torch.Tensor) -> torch.Tensor:
+    """Nearest-texel lookup (keeps a Gaussian noise texture's unit variance)."""
+    return sample_texture(texture, uv, mode="nearest")
 
 
 def _mean(xs: list[float]) -> float | None:
