@@ -4,10 +4,10 @@ plus seconds per texture with the tiny Stable Diffusion and bake / dilate kernel
 The prior is :class:`raysplat.guidance.TextureMixturePrior`: K = 3 known textures of one
 UV-mapped mesh (an xatlas-unwrapped icosphere, 642 vertices), the second and third being the
 first with its hue rotated by 120° and 240° (RGB channels cycled). The first is a smooth colour
-field of the 3-D surface point written into the atlas, so all three are seamless. Its exact denoiser for a view
-is the posterior-weighted mix of the three textures' renders from that camera, so every view on
-its own is a valid sample of any of the three — independent per-view sampling picks different
-textures in different views.
+field of the 3-D surface point written into the atlas, so all three are seamless. Its exact
+denoiser for a view is the posterior-weighted mix of the three textures' renders from that
+camera, so every view on its own is a valid sample of any of the three — independent per-view
+sampling picks different textures in different views.
 
 Per method (``texgen``, ``sequential``, ``independent``) and seed, on the covered texels:
 * ``tex_psnr``: PSNR of the result against the nearest known texture (higher: one mode);
@@ -52,7 +52,11 @@ def base_texture(mesh, size: int) -> torch.Tensor:
     pos, inside = texel_positions(mesh, size)
     x, y, z = pos.unbind(-1)
     rgb = torch.stack(
-        [0.5 + 0.4 * torch.sin(3.0 * x + 1.0), 0.5 + 0.4 * torch.cos(3.0 * y), 0.5 + 0.4 * torch.sin(2.5 * z + 2 * x)],
+        [
+            0.5 + 0.4 * torch.sin(3.0 * x + 1.0),
+            0.5 + 0.4 * torch.cos(3.0 * y),
+            0.5 + 0.4 * torch.sin(2.5 * z + 2 * x),
+        ],
         -1,
     )
     tex, _ = fill_holes(rgb, inside.float())
@@ -97,8 +101,14 @@ def tiny_seconds() -> dict:
     generate_texture(prior, mesh, "a vase", cfg, steps=1)  # warm-up
     t0 = time.perf_counter()
     r = generate_texture(prior, mesh, "a vase", cfg)
-    return {"seconds_per_texture": time.perf_counter() - t0, "views": cfg.views, "steps": cfg.steps,
-            "image_size": cfg.image_size, "texture_size": cfg.texture_size, "kv_layers": r.info["kv_shared_layers"]}
+    return {
+        "seconds_per_texture": time.perf_counter() - t0,
+        "views": cfg.views,
+        "steps": cfg.steps,
+        "image_size": cfg.image_size,
+        "texture_size": cfg.texture_size,
+        "kv_layers": r.info["kv_shared_layers"],
+    }
 
 
 def _best_ms(fn, repeats: int = 5) -> float:
@@ -122,13 +132,28 @@ def kernel_times() -> list[dict]:
     rows = []
     for impl in ("rust", "torch"):
         with backend("auto" if impl == "rust" else "torch"):
-            rows.append({"kernel": f"bake {n}x{s}² -> {t}²", "impl": impl,
-                         "best_ms": _best_ms(lambda: bake(colors, uv, w, t))})
+            rows.append(
+                {
+                    "kernel": f"bake {n}x{s}² -> {t}²",
+                    "impl": impl,
+                    "best_ms": _best_ms(lambda: bake(colors, uv, w, t)),
+                }
+            )
             sparse = tw * (torch.rand(t, t, generator=g) > 0.7)
-            rows.append({"kernel": f"fill_holes {t}² (30% seeds)", "impl": impl,
-                         "best_ms": _best_ms(lambda sparse=sparse: fill_holes(tex, sparse))})
-    rows.append({"kernel": f"render_texture {n}x{s}² from {t}²", "impl": "torch (sample_texture)",
-                 "best_ms": _best_ms(lambda: render_texture(tex, uv))})
+            rows.append(
+                {
+                    "kernel": f"fill_holes {t}² (30% seeds)",
+                    "impl": impl,
+                    "best_ms": _best_ms(lambda sparse=sparse: fill_holes(tex, sparse)),
+                }
+            )
+    rows.append(
+        {
+            "kernel": f"render_texture {n}x{s}² from {t}²",
+            "impl": "torch (sample_texture)",
+            "best_ms": _best_ms(lambda: render_texture(tex, uv)),
+        }
+    )
     return rows
 
 
@@ -151,10 +176,16 @@ def main() -> None:
         for m in METHODS:
             r = quality(mesh, textures, m, seed, cfg)
             rows.append(r)
-            print(f"  seed {seed} {m:20s} modes {r['view_modes']} tex PSNR {r['tex_psnr']:6.2f} dB  seam {r['seam']:.4f}  "
-                  f"consistency {r['consistency']:6.2f} dB  ({r['seconds']:.1f} s)", flush=True)
-    print("\n| method | texture PSNR vs nearest known (dB) | views on the majority texture | seam energy "
-          "(chart / view) | cross-view consistency PSNR (dB) | s per texture |")
+            print(
+                f"  seed {seed} {m:20s} modes {r['view_modes']} tex PSNR {r['tex_psnr']:6.2f} dB  "
+                f"seam {r['seam']:.4f}  "
+                f"consistency {r['consistency']:6.2f} dB  ({r['seconds']:.1f} s)",
+                flush=True,
+            )
+    print(
+        "\n| method | texture PSNR vs nearest known (dB) | views on the majority texture | seam energy "
+        "(chart / view) | cross-view consistency PSNR (dB) | s per texture |"
+    )
     print("|---|---|---|---|---|---|")
     summary = {}
     for m in METHODS:
@@ -162,14 +193,18 @@ def main() -> None:
         keys = ("tex_psnr", "mode_agreement", "seam", "seam_chart", "seam_view", "consistency", "seconds")
         mean = {k: statistics.mean(r[k] for r in rs) for k in keys}
         summary[m] = mean
-        print(f"| {m} | {mean['tex_psnr']:.2f} | {100 * mean['mode_agreement']:.0f} % | {mean['seam']:.4f} "
-              f"({mean['seam_chart']:.4f} / "
-              f"{mean['seam_view']:.4f}) | {mean['consistency']:.2f} | {mean['seconds']:.2f} |")
+        print(
+            f"| {m} | {mean['tex_psnr']:.2f} | {100 * mean['mode_agreement']:.0f} % | {mean['seam']:.4f} "
+            f"({mean['seam_chart']:.4f} / "
+            f"{mean['seam_view']:.4f}) | {mean['consistency']:.2f} | {mean['seconds']:.2f} |"
+        )
     tiny = None if args.skip_tiny else tiny_seconds()
     if tiny:
-        print(f"\ntiny prior, defaults ({tiny['views']} views x {tiny['steps']} steps, {tiny['image_size']}² "
-              f"views, {tiny['texture_size']}² texture, KV sharing on {tiny['kv_layers']} layers, depth "
-              f"ControlNet): {tiny['seconds_per_texture']:.1f} s per texture")
+        print(
+            f"\ntiny prior, defaults ({tiny['views']} views x {tiny['steps']} steps, {tiny['image_size']}² "
+            f"views, {tiny['texture_size']}² texture, KV sharing on {tiny['kv_layers']} layers, depth "
+            f"ControlNet): {tiny['seconds_per_texture']:.1f} s per texture"
+        )
     kt = kernel_times()
     print("\n| kernel | impl | best ms |")
     print("|---|---|---|")
@@ -177,8 +212,11 @@ def main() -> None:
         print(f"| {k['kernel']} | {k['impl']} | {k['best_ms']:.1f} |")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"rows": rows, "summary": summary, "tiny": tiny, "kernels": kt,
-                       "threads": args.threads}, f, indent=2)
+            json.dump(
+                {"rows": rows, "summary": summary, "tiny": tiny, "kernels": kt, "threads": args.threads},
+                f,
+                indent=2,
+            )
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ import tempfile
 from pathlib import Path
 
 import torch
-
 from raysplat.texgen import TexGenConfig
 from raysplat.texgen.run import texture_mesh
 

@@ -2,9 +2,8 @@
 bake -> render consistency, UV coverage, hole filling, bad input."""
 
 import pytest
-import torch
-
 import raysplat
+import torch
 from raysplat.reference import bake as ref
 from raysplat.texgen import atlas
 

@@ -92,7 +92,8 @@ def test_nerdf_example(data, tmp_path):
 
 def test_texture_example(tmp_path):
     out = tmp_path / "tex"
-    _run("texture.py", "--steps", "2", "--views", "2", "--texture-size", "32", "--frames", "2", "--out", str(out))
+    args = ["--steps", "2", "--views", "2", "--texture-size", "32", "--frames", "2"]
+    _run("texture.py", *args, "--out", str(out))
     m = json.loads((out / "metrics.json").read_text())
     assert m["steps"] == 2 and m["views"] == 2 and (out / "textured.glb").is_file()
     assert (out / "video" / "turntable.mp4").is_file()

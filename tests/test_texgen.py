@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 import trimesh
-
 from raysplat import cli
 from raysplat.guidance import StableDiffusionPrior, TextureMixturePrior, add_noise, tiny_stable_diffusion
 from raysplat.guidance.analytic import _mixture_eps
@@ -83,7 +82,9 @@ def sphere():
 @pytest.fixture(scope="module")
 def textures():
     yy, xx = torch.meshgrid(torch.linspace(0, 1, 32), torch.linspace(0, 1, 32), indexing="ij")
-    base = torch.stack([0.5 + 0.4 * torch.sin(6 * xx), 0.5 + 0.4 * torch.cos(5 * yy), 0.3 + 0.4 * xx * yy], -1)
+    base = torch.stack(
+        [0.5 + 0.4 * torch.sin(6 * xx), 0.5 + 0.4 * torch.cos(5 * yy), 0.3 + 0.4 * xx * yy], -1
+    )
     return torch.stack([base, base[..., [2, 0, 1]]])
 
 
@@ -168,15 +169,42 @@ def test_end_to_end_tiny_cli_writes_loadable_glb(tiny_dir, tmp_path, capsys):
     mesh_path = tmp_path / "sphere.obj"
     trimesh.creation.icosphere(1).export(mesh_path)
     out = tmp_path / "out"
-    argv = ["texture", str(mesh_path), "a red ball", "--prior", str(tiny_dir), "--views", "2", "--steps", "2",
-            "--texture-size", "32", "--frames", "2", "--negative-prompt", "blurry", "--out", str(out), "-q"]
+    argv = [
+        "texture",
+        str(mesh_path),
+        "a red ball",
+        "--prior",
+        str(tiny_dir),
+        "--views",
+        "2",
+        "--steps",
+        "2",
+        "--texture-size",
+        "32",
+        "--frames",
+        "2",
+        "--negative-prompt",
+        "blurry",
+        "--out",
+        str(out),
+        "-q",
+    ]
     assert cli.main(argv) == 0
     assert "texture (texgen)" in capsys.readouterr().out
     m = json.loads((out / "metrics.json").read_text())
     assert m["psnr"] is None and m["ssim"] is None and m["kv_shared_layers"] > 0
-    assert m["negative_prompt"] == "blurry" and m["prompts"] == ["a red ball, front view", "a red ball, back view"]
-    for f in ("textured.glb", "textured.obj", "textured.mtl", "textured.png", "video/turntable.gif",
-              "video/turntable.mp4"):
+    assert m["negative_prompt"] == "blurry" and m["prompts"] == [
+        "a red ball, front view",
+        "a red ball, back view",
+    ]
+    for f in (
+        "textured.glb",
+        "textured.obj",
+        "textured.mtl",
+        "textured.png",
+        "video/turntable.gif",
+        "video/turntable.mp4",
+    ):
         assert (out / f).is_file(), f
     loaded = trimesh.load(out / "textured.glb", force="mesh")
     assert loaded.visual.material.baseColorTexture.size == (32, 32)
@@ -187,8 +215,10 @@ def test_end_to_end_tiny_cli_writes_loadable_glb(tiny_dir, tmp_path, capsys):
 
 def test_mesh_uvs_are_kept(tmp_path):
     m = trimesh.creation.icosphere(1)
-    uv = np.stack([np.arctan2(m.vertices[:, 0], m.vertices[:, 2]) / (2 * math.pi) + 0.5,
-                   m.vertices[:, 1] * 0.5 + 0.5], 1)
+    uv = np.stack(
+        [np.arctan2(m.vertices[:, 0], m.vertices[:, 2]) / (2 * math.pi) + 0.5, m.vertices[:, 1] * 0.5 + 0.5],
+        1,
+    )
     mesh = load_mesh((m.vertices, m.faces, uv))
     assert mesh.had_uv and torch.allclose(mesh.uv.double(), torch.from_numpy(uv))
     assert not load_mesh((m.vertices, m.faces)).had_uv
@@ -199,7 +229,9 @@ def _bad_meshes(tmp_path):
     v = nan.vertices.copy()
     v[0, 0] = np.nan
     (tmp_path / "nan.obj").write_text(
-        "\n".join([f"v {a} {b} {c}" for a, b, c in v] + [f"f {a + 1} {b + 1} {c + 1}" for a, b, c in nan.faces])
+        "\n".join(
+            [f"v {a} {b} {c}" for a, b, c in v] + [f"f {a + 1} {b + 1} {c + 1}" for a, b, c in nan.faces]
+        )
     )
     (tmp_path / "nofaces.obj").write_text("v 0 0 0\nv 1 0 0\nv 0 1 0\n")
     # three triangles on one edge
@@ -216,7 +248,10 @@ def _bad_meshes(tmp_path):
 def test_bad_input_errors_write_nothing(tmp_path, capsys, tiny_dir):
     good = tmp_path / "good.obj"
     trimesh.creation.icosphere(1).export(good)
-    cases = [([str(tmp_path / name), "p", "--prior", str(tiny_dir)], msg) for name, msg in _bad_meshes(tmp_path).items()]
+    cases = [
+        ([str(tmp_path / name), "p", "--prior", str(tiny_dir)], msg)
+        for name, msg in _bad_meshes(tmp_path).items()
+    ]
     cases += [
         ([str(good), "p", "--prior", str(tiny_dir), "--texture-size", "100"], "power of two"),
         ([str(good), "p", "--prior", str(tmp_path / "missing")], "not a directory"),

@@ -117,7 +117,9 @@ def bake(
     c = colors.shape[-1]
     dtype = torch.promote_types(colors.dtype, weights.dtype)
     dtype = dtype if dtype == torch.float64 else torch.float32
-    return _Bake.apply(colors.reshape(-1, c).to(dtype), uv.reshape(-1, 2).to(dtype), weights.reshape(-1).to(dtype), h, w)
+    return _Bake.apply(
+        colors.reshape(-1, c).to(dtype), uv.reshape(-1, 2).to(dtype), weights.reshape(-1).to(dtype), h, w
+    )
 
 
 def fill_holes(

@@ -354,8 +354,14 @@ class TextureMixturePrior(DiffusionPrior):
     camera_aware = True
     named_prompts = True
 
-    def __init__(self, mesh, textures: torch.Tensor, background=(1.0, 1.0, 1.0), std: float = 0.0,
-                 alphas_cumprod: torch.Tensor | None = None):
+    def __init__(
+        self,
+        mesh,
+        textures: torch.Tensor,
+        background=(1.0, 1.0, 1.0),
+        std: float = 0.0,
+        alphas_cumprod: torch.Tensor | None = None,
+    ):
         if not isinstance(textures, torch.Tensor) or textures.ndim != 4 or textures.shape[-1] != 3:
             raise ValueError("textures must be a [K, H, W, 3] tensor")
         if textures.shape[0] < 1:
@@ -365,7 +371,9 @@ class TextureMixturePrior(DiffusionPrior):
         self.background = torch.tensor(background, dtype=torch.float32)
         self.std = float(std)
         self.alphas_cumprod = (
-            scaled_linear_alphas_cumprod() if alphas_cumprod is None else torch.as_tensor(alphas_cumprod).float()
+            scaled_linear_alphas_cumprod()
+            if alphas_cumprod is None
+            else torch.as_tensor(alphas_cumprod).float()
         )
         self._cache: dict[bytes, torch.Tensor] = {}
 
@@ -377,8 +385,15 @@ class TextureMixturePrior(DiffusionPrior):
         c2w, K = c2w.detach().cpu().float(), K.detach().cpu().float()
         key = c2w.numpy().tobytes() + K.numpy().tobytes() + bytes([width % 256, height % 256])
         if key not in self._cache:
-            r = rasterize_mesh(self.mesh.vertices, self.mesh.faces, c2w=c2w, K=K, width=width,
-                               height=height, attributes=self.mesh.uv)
+            r = rasterize_mesh(
+                self.mesh.vertices,
+                self.mesh.faces,
+                c2w=c2w,
+                K=K,
+                width=width,
+                height=height,
+                attributes=self.mesh.uv,
+            )
             hit = (r.triangle_id >= 0)[..., None]
             out = [torch.where(hit, sample_texture(t, r.attributes), self.background) for t in self.textures]
             self._cache[key] = torch.stack(out).permute(0, 3, 1, 2).contiguous()
@@ -411,6 +426,9 @@ class TextureMixturePrior(DiffusionPrior):
         eps = []
         for i in range(z_t.shape[0]):
             means = 2 * self.renders(c2w[i], K[i], w, h).to(z_t.device, z_t.dtype) - 1
-            eps.append(_mixture_eps(z_t[i : i + 1], t[i : i + 1], self.alphas_cumprod, means,
-                                    torch.zeros(1, nk), self.std))
+            eps.append(
+                _mixture_eps(
+                    z_t[i : i + 1], t[i : i + 1], self.alphas_cumprod, means, torch.zeros(1, nk), self.std
+                )
+            )
         return torch.cat(eps)

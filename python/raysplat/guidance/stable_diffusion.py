@@ -315,8 +315,14 @@ def tiny_stable_diffusion(
     if controlnet:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed + 1)
-            cn = diffusers.ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(8, 16, 32, 32))
-            zero_convs = [*cn.controlnet_down_blocks, cn.controlnet_mid_block, cn.controlnet_cond_embedding.conv_out]
+            cn = diffusers.ControlNetModel.from_unet(
+                unet, conditioning_embedding_out_channels=(8, 16, 32, 32)
+            )
+            zero_convs = [
+                *cn.controlnet_down_blocks,
+                cn.controlnet_mid_block,
+                cn.controlnet_cond_embedding.conv_out,
+            ]
             for conv in zero_convs:
                 torch.nn.init.normal_(conv.weight, std=0.02)
                 torch.nn.init.normal_(conv.bias, std=0.02)

@@ -197,7 +197,13 @@ def _uv_raster(mesh: UVMesh, size: int, attributes: torch.Tensor | None = None):
     v3 = torch.cat([mesh.uv, torch.ones(len(mesh.uv), 1)], 1).float()
     K = torch.tensor([[float(size), 0, 0], [0, -float(size), float(size)], [0, 0, 1]])
     return rasterize_mesh(
-        v3, mesh.faces, viewmat=torch.eye(4), K=K, width=size, height=size, convention="opencv",
+        v3,
+        mesh.faces,
+        viewmat=torch.eye(4),
+        K=K,
+        width=size,
+        height=size,
+        convention="opencv",
         attributes=attributes,
     )
 
@@ -234,7 +240,9 @@ def camera_ring(
     elev = torch.tensor([elevations[i % len(elevations)] for i in range(n)], dtype=torch.float64)
     e, a = torch.deg2rad(elev), torch.deg2rad(azim)
     eye = torch.stack([dist * e.cos() * a.sin(), dist * e.sin(), dist * e.cos() * a.cos()], -1)
-    c2w = look_at(eye, torch.zeros(3, dtype=torch.float64), torch.tensor([0.0, 1.0, 0.0], dtype=torch.float64))
+    c2w = look_at(
+        eye, torch.zeros(3, dtype=torch.float64), torch.tensor([0.0, 1.0, 0.0], dtype=torch.float64)
+    )
     c2w = torch.cat([c2w, torch.tensor([0.0, 0, 0, 1], dtype=torch.float64).expand(n, 1, 4)], 1).float()
     f = 0.5 * size / math.tan(half)
     K = torch.tensor([[f, 0, size / 2], [0, f, size / 2], [0, 0, 1]], dtype=torch.float32).expand(n, 3, 3)
@@ -277,7 +285,9 @@ def view_buffers(mesh: UVMesh, c2w: torch.Tensor, K: torch.Tensor, size: int) ->
     uvs, normals, depths, tids, dirs = [], [], [], [], []
     fn = mesh.face_normals
     for i in range(c2w.shape[0]):
-        r = rasterize_mesh(mesh.vertices, mesh.faces, c2w=c2w[i], K=K[i], width=size, height=size, attributes=mesh.uv)
+        r = rasterize_mesh(
+            mesh.vertices, mesh.faces, c2w=c2w[i], K=K[i], width=size, height=size, attributes=mesh.uv
+        )
         hit = r.triangle_id >= 0
         uvs.append(r.attributes)
         normals.append(torch.where(hit[..., None], fn[r.triangle_id.clamp(min=0)], 0.0))

@@ -34,14 +34,21 @@ def check_out_dir(out_dir: str | os.PathLike, force: bool = False) -> Path:
 
 
 @torch.no_grad()
-def render_views(mesh: UVMesh, texture: torch.Tensor, c2w: torch.Tensor, K: torch.Tensor, size: int,
-                 background=(1.0, 1.0, 1.0)) -> torch.Tensor:
+def render_views(
+    mesh: UVMesh,
+    texture: torch.Tensor,
+    c2w: torch.Tensor,
+    K: torch.Tensor,
+    size: int,
+    background=(1.0, 1.0, 1.0),
+) -> torch.Tensor:
     """Albedo renders ``[N, size, size, 3]`` of the textured mesh."""
     bg = torch.tensor(background, dtype=torch.float32)
     out = []
     for i in range(c2w.shape[0]):
-        r = rasterize_mesh(mesh.vertices, mesh.faces, c2w=c2w[i], K=K[i], width=size, height=size,
-                           attributes=mesh.uv)
+        r = rasterize_mesh(
+            mesh.vertices, mesh.faces, c2w=c2w[i], K=K[i], width=size, height=size, attributes=mesh.uv
+        )
         hit = (r.triangle_id >= 0)[..., None]
         out.append(torch.where(hit, sample_texture(texture, r.attributes), bg))
     return torch.stack(out)
@@ -66,14 +73,23 @@ def _write_glb(path: Path, mesh: UVMesh, texture: torch.Tensor) -> None:
     from PIL import Image
 
     img = Image.fromarray(outputs.to_uint8(texture))
-    material = trimesh.visual.material.PBRMaterial(baseColorTexture=img, metallicFactor=0.0, roughnessFactor=1.0)
+    material = trimesh.visual.material.PBRMaterial(
+        baseColorTexture=img, metallicFactor=0.0, roughnessFactor=1.0
+    )
     visual = trimesh.visual.TextureVisuals(uv=mesh.uv.numpy().astype(np.float64), material=material)
     tm = trimesh.Trimesh(mesh.original_vertices.numpy(), mesh.faces.numpy(), visual=visual, process=False)
     tm.export(str(path), file_type="glb")
 
 
-def write_outputs(result, mesh: UVMesh, out_dir: str | os.PathLike, reference: torch.Tensor | None = None,
-                  frames: int = 24, force: bool = False, extra: dict | None = None) -> dict:
+def write_outputs(
+    result,
+    mesh: UVMesh,
+    out_dir: str | os.PathLike,
+    reference: torch.Tensor | None = None,
+    frames: int = 24,
+    force: bool = False,
+    extra: dict | None = None,
+) -> dict:
     """Writes ``result`` (a :class:`~raysplat.texgen.TexGenResult`) to ``out_dir`` and returns the
     metrics. ``reference``: an optional ``[H, W, 3]`` ground-truth texture; then ``psnr`` /
     ``ssim`` compare renders of both from the sampler's views (else they are ``null``)."""
@@ -99,11 +115,12 @@ def write_outputs(result, mesh: UVMesh, out_dir: str | os.PathLike, reference: t
             outputs.save_video(stage / outputs.VIDEO_DIR / "turntable", list(frames_img), fps=12)
         p = s = None
         if reference is not None:
-            ref_views = render_views(mesh, reference.float().clamp(0, 1), result.c2w, result.K, cfg.image_size,
-                                     cfg.background)
+            ref_views = render_views(
+                mesh, reference.float().clamp(0, 1), result.c2w, result.K, cfg.image_size, cfg.background
+            )
             got = render_views(mesh, texture, result.c2w, result.K, cfg.image_size, cfg.background)
             p = psnr(got, ref_views)
-            s = sum(ssim(g, r) for g, r in zip(got, ref_views))
+            s = sum(ssim(g, r) for g, r in zip(got, ref_views, strict=True))
             s /= len(got)
         seams = seam_energy(texture, mesh, result.views, result.buffers)
         metrics = {

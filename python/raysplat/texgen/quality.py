@@ -41,8 +41,9 @@ def consistency_psnr(views: torch.Tensor, buffers, size: int) -> float | None:
     return psnr(d, torch.zeros_like(d))
 
 
-def seam_energy(texture: torch.Tensor, mesh, views: torch.Tensor | None = None, buffers=None,
-                samples: int = 8) -> dict:
+def seam_energy(
+    texture: torch.Tensor, mesh, views: torch.Tensor | None = None, buffers=None, samples: int = 8
+) -> dict:
     """Colour jumps (mean squared RGB difference) across seams:
 
     * ``chart``: along every mesh edge cut by the UV atlas, the texture sampled at ``samples``

@@ -17,7 +17,9 @@ __all__ = ["load_prior", "texture_mesh"]
 
 
 def load_prior(
-    spec: str | DiffusionPrior, device: str | torch.device = "cpu", controlnet: str | os.PathLike | None = None
+    spec: str | DiffusionPrior,
+    device: str | torch.device = "cpu",
+    controlnet: str | os.PathLike | None = None,
 ) -> DiffusionPrior:
     """A prior from a CLI spec: ``"tiny"`` (the random tiny Stable Diffusion with its tiny depth
     ControlNet, written once to the temp directory) or a diffusers directory / hub id

@@ -51,14 +51,16 @@ def ddim_step(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One DDIM step (Song et al. 2021) from ᾱ_t to ᾱ_prev: returns ``(z_prev, x̂_0)``::
 
-        x̂_0 = (z_t - sqrt(1 - ᾱ_t) ε) / sqrt(ᾱ_t)
-        σ   = η sqrt((1 - ᾱ_prev) / (1 - ᾱ_t)) sqrt(1 - ᾱ_t / ᾱ_prev)
-        z_prev = sqrt(ᾱ_prev) x̂_0 + sqrt(1 - ᾱ_prev - σ²) ε + σ noise
+    x̂_0 = (z_t - sqrt(1 - ᾱ_t) ε) / sqrt(ᾱ_t)
+    σ   = η sqrt((1 - ᾱ_prev) / (1 - ᾱ_t)) sqrt(1 - ᾱ_t / ᾱ_prev)
+    z_prev = sqrt(ᾱ_prev) x̂_0 + sqrt(1 - ᾱ_prev - σ²) ε + σ noise
     """
     x0 = (z_t - math.sqrt(1 - alpha_t) * eps) / math.sqrt(alpha_t)
     sigma = 0.0
     if eta > 0 and alpha_prev < 1:
-        sigma = eta * math.sqrt((1 - alpha_prev) / (1 - alpha_t)) * math.sqrt(max(0.0, 1 - alpha_t / alpha_prev))
+        sigma = (
+            eta * math.sqrt((1 - alpha_prev) / (1 - alpha_t)) * math.sqrt(max(0.0, 1 - alpha_t / alpha_prev))
+        )
     z = math.sqrt(alpha_prev) * x0 + math.sqrt(max(0.0, 1 - alpha_prev - sigma**2)) * eps
     if sigma > 0:
         if noise is None:
@@ -180,7 +182,9 @@ class _Sampler:
         S = cfg.image_size
         self.scale = _latent_scale(prior)
         if S % self.scale:
-            raise ValueError(f"image_size must be a multiple of the prior's latent scale {self.scale}, got {S}")
+            raise ValueError(
+                f"image_size must be a multiple of the prior's latent scale {self.scale}, got {S}"
+            )
         self.c2w, self.K, self.azim = camera_ring(
             cfg.views, tuple(cfg.elevations), cfg.fovy, S, azimuth_offset=cfg.azimuth_offset
         )
@@ -249,7 +253,11 @@ class _Sampler:
         z = self._initial_noise(n, shape)
         steps = ddim_timesteps(cfg.steps, self.T)
         stats = {"agvs_coverage": [], "t2gr_coverage": []}
-        ctx = shared_attention(self.prior.unet, self.bank) if self.bank is not None else contextlib.nullcontext()
+        ctx = (
+            shared_attention(self.prior.unet, self.bank)
+            if self.bank is not None
+            else contextlib.nullcontext()
+        )
         with ctx as shared:
             for k, t in enumerate(steps):
                 a_t = float(self.ac[t])
@@ -293,7 +301,11 @@ class _Sampler:
                         e_tex = self._eps_tex(z[i : i + 1], t, full, m, x_view[i], i)
                         new.append(
                             multi_cfg(
-                                eps_u[i], eps_y[i], e_tex, cfg.guidance_scale, cfg.texture_guidance,
+                                eps_u[i],
+                                eps_y[i],
+                                e_tex,
+                                cfg.guidance_scale,
+                                cfg.texture_guidance,
                                 _pool(m, self.scale),
                             )
                         )
@@ -332,7 +344,11 @@ class _Sampler:
         noise (``"uv"``, SyncMVD's initialisation). ``"auto"``: ``"view"`` for the independent
         baseline, ``"uv"`` otherwise."""
         z = torch.randn(n, *shape, generator=self.gen)
-        mode = self.cfg.noise if self.cfg.noise != "auto" else ("view" if self.cfg.method == "independent" else "uv")
+        mode = (
+            self.cfg.noise
+            if self.cfg.noise != "auto"
+            else ("view" if self.cfg.method == "independent" else "uv")
+        )
         self.noise_mode = mode
         if mode == "view":
             return z
