@@ -267,6 +267,8 @@ def test_bad_input_errors_write_nothing(tmp_path, capsys, tiny_dir):
         ([str(good), "p", "--prior", str(tmp_path / "missing")], "not a directory"),
         ([str(tmp_path / "absent.obj"), "p", "--prior", "tiny"], "does not exist"),
         ([str(good), "p", "--prior", str(tiny_dir), "--set", "bogus=1"], "unknown field"),
+        ([str(good), "p", "--prior", str(tiny_dir), "--device", "gpu"], "device"),
+        ([str(good), "", "--prior", str(tiny_dir)], "prompt"),
     ]
     for i, (args, msg) in enumerate(cases):
         out = tmp_path / f"out{i}"

@@ -55,8 +55,10 @@ def texture_mesh(
     """Textures the mesh file ``mesh`` from ``prompt`` and writes ``out_dir`` (see
     :mod:`raysplat.texgen.export`); returns the metrics. Every input is checked before anything
     is generated or written (bad mesh, bad config, non-empty ``out_dir``, missing prior)."""
+    from raysplat.training.config import check_device
     from raysplat.training.progress import Progress
 
+    device = check_device(device)
     if not isinstance(prompt, str) or not prompt.strip():
         raise ValueError("prompt: a text prompt is required")
     cfg = (config or TexGenConfig()).validate()
