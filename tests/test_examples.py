@@ -116,3 +116,12 @@ def test_gsplat_compat_example(tmp_path):
     assert m["pose_error_final"] < 0.5 * m["pose_error_start"]
     assert m["psnr_final"] > m["psnr_start"]
     assert all((out / f"{model}.png").is_file() for model in ("pinhole", "ortho", "fisheye"))
+
+
+def test_texture_example(tmp_path):
+    out = tmp_path / "tex"
+    args = ["--steps", "2", "--views", "2", "--texture-size", "32", "--frames", "2"]
+    _run("texture.py", *args, "--out", str(out))
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["steps"] == 2 and m["views"] == 2 and (out / "textured.glb").is_file()
+    assert (out / "video" / "turntable.mp4").is_file()

@@ -9,6 +9,7 @@ from raysplat import _core, datasets, gs, nerdf, nerf, stitch
 from raysplat._checks import backend
 from raysplat._peers import PeerFallbackWarning
 from raysplat._peers import status as peer_status
+from raysplat.bake import bake, fill_holes, render_texture, view_weights
 from raysplat.buffer_cache import buffer_cache_info, empty_buffer_cache, set_buffer_cache_limit
 from raysplat.distribution import render_distribution
 from raysplat.grid import OccupancyGrid
@@ -38,11 +39,13 @@ __all__ = [
     "__version__",
     "accumulate_along_rays",
     "backend",
+    "bake",
     "buffer_cache_info",
     "datasets",
     "empty_buffer_cache",
     "exclusive_prod",
     "exclusive_sum",
+    "fill_holes",
     "generate_rays",
     "get_num_threads",
     "gs",
@@ -64,6 +67,7 @@ __all__ = [
     "rasterization",
     "rasterize_mesh",
     "render_distribution",
+    "render_texture",
     "ray_aabb_intersect",
     "render_weight_from_alpha",
     "render_weight_from_density",
@@ -72,5 +76,6 @@ __all__ = [
     "set_num_threads",
     "stitch",
     "stratified_samples",
+    "view_weights",
     "volume_render",
 ]

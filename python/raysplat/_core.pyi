@@ -169,6 +169,15 @@ def rasterize_mesh(
     near: float = 1e-4,
 ) -> tuple[I64, F32, F32]: ...
 
+# Texture baking: `(texture [H*W*C], texel_weight [H*W])`, float32 or float64 like `colors`.
+def bake(
+    colors: Float, uv: Float, weights: Float, channels: int, height: int, width: int
+) -> tuple[Float, Float]: ...
+# Texture dilation: `(texture [H*W*C], filled [H*W] bool, passes)`.
+def dilate(
+    texture: Float, filled: NDArray[np.bool_], height: int, width: int, channels: int, max_passes: int
+) -> tuple[Float, NDArray[np.bool_], int]: ...
+
 # EWA projection: `(means2d, conics, depths, radii, compensations)`, each flat `[C, N, ...]`;
 def splat_project(
     means: Float,

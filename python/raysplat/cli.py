@@ -527,6 +527,85 @@ def _add_text_to_3d(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_text_to_3d)
 
 
+def _texture(args: argparse.Namespace) -> int:
+    from raysplat.texgen import TexGenConfig
+    from raysplat.texgen.run import texture_mesh
+
+    set_threads(args)
+    fields = {
+        "method": args.method,
+        "views": args.views,
+        "seed": args.seed,
+        "negative_prompt": args.negative_prompt,
+        **parse_sets(args.set),
+    }
+    for key in ("steps", "texture_size", "image_size", "eta", "guidance_scale"):
+        if getattr(args, key) is not None:
+            fields[key] = getattr(args, key)
+    if "elevations" in fields:
+        fields["elevations"] = tuple(fields["elevations"])
+    known = set(TexGenConfig.__dataclass_fields__)
+    unknown = sorted(set(fields) - known)
+    if unknown:
+        raise ValueError(f"--set: unknown field(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+    cfg = TexGenConfig(**fields)
+    m = texture_mesh(
+        args.mesh,
+        args.prompt,
+        args.prior,
+        args.out,
+        config=cfg,
+        reference=args.reference,
+        frames=args.frames,
+        force=args.force,
+        device=args.device,
+        controlnet=args.controlnet,
+        progress=not args.quiet,
+    )
+    cons = "n/a" if m["consistency_psnr"] is None else f"{m['consistency_psnr']:.2f} dB"
+    print(
+        f"texture ({m['method']}): {m['views']} views x {m['steps']} steps in {m['train_seconds']:.1f} s, "
+        f"coverage {m['coverage']:.2f}, cross-view consistency {cons} -> {args.out}"
+    )
+    return 0
+
+
+def _add_texture(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "texture",
+        help="texture a mesh from a prompt (TexGen multi-view sampling and resampling)",
+        description="Generates a UV texture for MESH (OBJ / GLB / PLY; its UVs or an xatlas unwrap) with a "
+        "diffusion prior: a Stable Diffusion directory in the diffusers layout (a depth ControlNet from "
+        "DIR/controlnet/ or --controlnet) or 'tiny' (a random tiny SD with a tiny ControlNet, for tests). "
+        "Writes textured.glb (embedded PNG), textured.obj/.mtl/.png, video/turntable.gif/.mp4 and "
+        "metrics.json.",
+    )
+    p.add_argument("mesh", help="the mesh file")
+    p.add_argument("prompt", help="the text prompt")
+    p.add_argument("--prior", required=True, help="PATH | tiny")
+    p.add_argument("--controlnet", default=None, help="a diffusers depth ControlNet directory")
+    p.add_argument("--method", choices=("texgen", "sequential", "independent"), default="texgen")
+    p.add_argument("--views", type=_pos_int, default=6, help="views around the mesh (default: 6)")
+    p.add_argument("--steps", type=_pos_int, default=None, help="DDIM steps (default: 20)")
+    p.add_argument("--eta", type=float, default=None, help="DDIM eta (default: 0)")
+    p.add_argument("--guidance-scale", type=_pos_float, default=None, help="text CFG weight (default: 7.5)")
+    p.add_argument("--negative-prompt", default="", help="the negative prompt (default: empty)")
+    p.add_argument("--texture-size", type=_pos_int, default=None, help="texture size, a power of two (256)")
+    p.add_argument("--image-size", type=_pos_int, default=None, help="view size in pixels (default: 64)")
+    p.add_argument("--reference", default=None, help="a reference texture PNG: metrics get psnr / ssim")
+    p.add_argument("--out", default="runs/texture", help="output directory (default: runs/texture)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
+    p.add_argument("--threads", type=_pos_int, default=None, help="threads of the Rust kernels and torch")
+    p.add_argument("--frames", type=_nonneg_int, default=24, help="turntable frames (default: 24)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.add_argument("--force", action="store_true", help="write into a non-empty --out")
+    p.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="set a TexGenConfig field (JSON)"
+    )
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    p.set_defaults(func=_texture)
+
+
 #: ``raysplat train`` models, each an ``_add_train_<model>(subparsers)`` like :data:`COMMANDS`
 TRAIN_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_train_gs,
@@ -668,6 +747,7 @@ COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_train,
     _add_render,
     _add_text_to_3d,
+    _add_texture,
     _add_stitch,
     _add_view,
 ]

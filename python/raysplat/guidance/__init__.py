@@ -4,10 +4,16 @@
   ``embed_prompts`` / ``predict_noise``);
 * :class:`StableDiffusionPrior` — real Stable Diffusion checkpoints through diffusers
   (``raysplat[gen]``), and :func:`tiny_stable_diffusion`, a random few-MB one in the same layout;
-* :class:`GaussianMixturePrior`, :class:`RenderedMeshPrior` — analytic priors with exact ε*.
+* :class:`GaussianMixturePrior`, :class:`RenderedMeshPrior`, :class:`TextureMixturePrior` —
+  analytic priors with exact ε*.
 """
 
-from raysplat.guidance.analytic import GaussianMixturePrior, RenderedMeshPrior, procedural_targets
+from raysplat.guidance.analytic import (
+    GaussianMixturePrior,
+    RenderedMeshPrior,
+    TextureMixturePrior,
+    procedural_targets,
+)
 from raysplat.guidance.base import (
     DiffusionPrior,
     add_noise,
@@ -23,6 +29,7 @@ __all__ = [
     "GaussianMixturePrior",
     "RenderedMeshPrior",
     "StableDiffusionPrior",
+    "TextureMixturePrior",
     "add_noise",
     "check_images",
     "eps_to_v",

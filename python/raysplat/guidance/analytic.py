@@ -331,3 +331,104 @@ class RenderedMeshPrior(DiffusionPrior):
             for i in range(n)
         ]
         return torch.cat(eps)
+
+
+class TextureMixturePrior(DiffusionPrior):
+    """A camera-aware analytic prior with several answers: the data of a view are the render of
+    one of ``K`` known textures of the same UV-mapped mesh (equal weights), composited over
+    ``background``. Its exact denoiser for a view is the posterior-weighted mix of the K
+    textures' renders from that camera (the mixture ε* above, one component per texture), so
+    views sampled independently can settle on different textures: the inconsistency
+    :mod:`raysplat.texgen` removes.
+
+    Args:
+        mesh: anything with ``vertices [V, 3]``, ``faces [F, 3]`` and ``uv [V, 2]`` tensors
+            (a :class:`raysplat.texgen.UVMesh`).
+        textures: ``[K, H, W, 3]`` in [0, 1].
+        background: RGB behind the mesh.
+        std: τ of each mode (0: Dirac modes).
+
+    Pixel space (``z = 2x - 1``); prompts are ignored (one concept, CFG is the identity).
+    """
+
+    camera_aware = True
+    named_prompts = True
+
+    def __init__(
+        self,
+        mesh,
+        textures: torch.Tensor,
+        background=(1.0, 1.0, 1.0),
+        std: float = 0.0,
+        alphas_cumprod: torch.Tensor | None = None,
+    ):
+        if not isinstance(textures, torch.Tensor) or textures.ndim != 4 or textures.shape[-1] != 3:
+            raise ValueError("textures must be a [K, H, W, 3] tensor")
+        if textures.shape[0] < 1:
+            raise ValueError("textures must hold at least one texture")
+        self.mesh = mesh
+        self.textures = textures.detach().float().cpu()
+        self.background = torch.tensor(background, dtype=torch.float32)
+        self.std = float(std)
+        self.alphas_cumprod = (
+            scaled_linear_alphas_cumprod()
+            if alphas_cumprod is None
+            else torch.as_tensor(alphas_cumprod).float()
+        )
+        self._cache: dict[bytes, torch.Tensor] = {}
+
+    @torch.no_grad()
+    def renders(self, c2w: torch.Tensor, K: torch.Tensor, width: int, height: int) -> torch.Tensor:
+        """``[K, 3, H, W]`` renders of every texture from one camera (OpenGL ``c2w [4, 4]``)."""
+        from raysplat.mesh import rasterize_mesh, sample_texture
+
+        c2w, K = c2w.detach().cpu().float(), K.detach().cpu().float()
+        key = c2w.numpy().tobytes() + K.numpy().tobytes() + bytes([width % 256, height % 256])
+        if key not in self._cache:
+            r = rasterize_mesh(
+                self.mesh.vertices,
+                self.mesh.faces,
+                c2w=c2w,
+                K=K,
+                width=width,
+                height=height,
+                attributes=self.mesh.uv,
+            )
+            hit = (r.triangle_id >= 0)[..., None]
+            out = [torch.where(hit, sample_texture(t, r.attributes), self.background) for t in self.textures]
+            self._cache[key] = torch.stack(out).permute(0, 3, 1, 2).contiguous()
+        return self._cache[key]
+
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        check_images("images", images)
+        return 2 * images - 1
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return (z + 1) / 2
+
+    def embed_prompts(self, prompts: list[str]) -> torch.Tensor:
+        if isinstance(prompts, str):
+            raise TypeError("prompts must be a list of strings")
+        return torch.ones(len(prompts), 1, device=self.alphas_cumprod.device)
+
+    def predict_noise(self, z_t, t, cond, c2w=None, K=None) -> torch.Tensor:
+        if c2w is None or K is None:
+            raise ValueError("c2w and K are required: TextureMixturePrior is camera-aware")
+        if z_t.ndim != 4 or z_t.shape[1] != 3:
+            raise ValueError(f"z_t must have shape [B, 3, H, W], got {tuple(z_t.shape)}")
+        c2w = c2w[None] if c2w.ndim == 2 else c2w
+        K = K[None].expand(c2w.shape[0], 3, 3) if K.ndim == 2 else K
+        if c2w.shape[0] != z_t.shape[0]:
+            raise ValueError(f"c2w must hold {z_t.shape[0]} cameras, got {c2w.shape[0]}")
+        t = torch.as_tensor(t).long().reshape(-1).expand(z_t.shape[0])
+        h, w = z_t.shape[-2:]
+        nk = self.textures.shape[0]
+        eps = []
+        for i in range(z_t.shape[0]):
+            means = 2 * self.renders(c2w[i], K[i], w, h).to(z_t.device, z_t.dtype) - 1
+            eps.append(
+                _mixture_eps(
+                    z_t[i : i + 1], t[i : i + 1], self.alphas_cumprod, means, torch.zeros(1, nk), self.std
+                )
+            )
+        return torch.cat(eps)

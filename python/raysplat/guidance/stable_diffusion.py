@@ -6,6 +6,13 @@ UNet predicts ε or v (read from ``scheduler/scheduler_config.json``'s ``predict
 converted with ε = sqrt(ᾱ_t) v + sqrt(1 - ᾱ_t) z_t); ᾱ_t comes from the scheduler's β schedule.
 Text conditioning is the CLIP text encoder's last hidden state on 77 padded tokens, as in
 diffusers' ``StableDiffusionPipeline`` and threestudio's ``stable_diffusion_guidance.py``.
+
+Geometry conditioning: an optional depth ControlNet (Zhang et al. 2023), loaded from
+``DIR/controlnet/`` when present or from ``controlnet=PATH``. Then ``accepts_control`` is true and
+``predict_noise(..., control=depth)`` takes ``[B, 3, H, W]`` depth images in [0, 1] at the pixel
+resolution of the latents (``H = h * vae_scale``); the ControlNet's down / mid residuals
+(times ``controlnet_scale``) are added to the UNet's skip connections, as in diffusers'
+``StableDiffusionControlNetPipeline``.
 """
 
 from __future__ import annotations
@@ -42,13 +49,27 @@ class StableDiffusionPrior(DiffusionPrior):
     off) — VSD adds a LoRA to ``unet`` itself (:mod:`raysplat.distill`).
     """
 
-    def __init__(self, unet, vae, text_encoder, tokenizer, alphas_cumprod, prediction_type="epsilon"):
+    def __init__(
+        self,
+        unet,
+        vae,
+        text_encoder,
+        tokenizer,
+        alphas_cumprod,
+        prediction_type="epsilon",
+        controlnet=None,
+        controlnet_scale: float = 1.0,
+    ):
         if prediction_type not in ("epsilon", "v_prediction"):
             raise ValueError(f"prediction_type must be 'epsilon' or 'v_prediction', got {prediction_type!r}")
         self.unet, self.vae, self.text_encoder, self.tokenizer = unet, vae, text_encoder, tokenizer
-        for m in (unet, vae, text_encoder):
-            m.requires_grad_(False)
-            m.eval()
+        self.controlnet, self.controlnet_scale = controlnet, float(controlnet_scale)
+        #: a depth ControlNet is attached: ``predict_noise`` accepts ``control=``
+        self.accepts_control = controlnet is not None
+        for m in (unet, vae, text_encoder, controlnet):
+            if m is not None:
+                m.requires_grad_(False)
+                m.eval()
         self.prediction_type = prediction_type
         self.dtype = next(unet.parameters()).dtype
         self.alphas_cumprod = alphas_cumprod.to(device=next(unet.parameters()).device, dtype=torch.float32)
@@ -64,11 +85,15 @@ class StableDiffusionPrior(DiffusionPrior):
         dtype: torch.dtype = torch.float32,
         attention_slicing: bool = False,
         local_files_only: bool | None = None,
+        controlnet: str | os.PathLike | None = None,
+        controlnet_scale: float = 1.0,
     ) -> StableDiffusionPrior:
         """Loads ``path_or_id`` (a local diffusers directory or a hub id in the local cache /
         reachable hub). ``dtype=torch.float16`` halves memory on GPUs; ``attention_slicing``
-        trades speed for memory. Raises ``ValueError`` naming the problem when a local
-        directory is not a Stable Diffusion layout."""
+        trades speed for memory. A depth ControlNet is loaded from ``controlnet`` (a diffusers
+        ControlNet directory) or else from ``path_or_id/controlnet/`` when that exists. Raises
+        ``ValueError`` naming the problem when a local directory is not a Stable Diffusion
+        layout or ``controlnet`` is not a ControlNet."""
         diffusers = require("diffusers")
         transformers = require("transformers")
         path = Path(path_or_id)
@@ -94,12 +119,29 @@ class StableDiffusionPrior(DiffusionPrior):
             raise ValueError(
                 f"path_or_id {str(path_or_id)!r}: cannot load Stable Diffusion ({first})"
             ) from None
+        cn_src = None
+        if controlnet is not None:
+            cn_src = Path(controlnet).expanduser()
+            if not (cn_src / "config.json").is_file():
+                raise ValueError(f"controlnet {str(controlnet)!r} is not a diffusers ControlNet directory")
+        elif local and (path / "controlnet" / "config.json").is_file():
+            cn_src = path / "controlnet"
+        cn = None
+        if cn_src is not None:
+            try:
+                cn = diffusers.ControlNetModel.from_pretrained(str(cn_src), torch_dtype=dtype)
+            except (OSError, ValueError, json.JSONDecodeError) as e:
+                first = next(iter(f"{e}".strip().splitlines()), type(e).__name__)
+                raise ValueError(f"controlnet {str(cn_src)!r}: cannot load ({first})") from None
         if attention_slicing:
             unet.set_attention_slice("auto")
         device = torch.device(device)
         unet, vae, text_encoder = unet.to(device), vae.to(device), text_encoder.to(device)
+        cn = cn.to(device) if cn is not None else None
         prediction = scheduler.config.get("prediction_type", "epsilon")
-        return cls(unet, vae, text_encoder, tokenizer, scheduler.alphas_cumprod, prediction)
+        return cls(
+            unet, vae, text_encoder, tokenizer, scheduler.alphas_cumprod, prediction, cn, controlnet_scale
+        )
 
     # ------------------------------------------------------------------ DiffusionPrior
 
@@ -141,17 +183,37 @@ class StableDiffusionPrior(DiffusionPrior):
             out = v_to_eps(self.alphas_cumprod, out, z_t.float(), t)
         return out
 
-    def predict_noise(self, z_t, t, cond, c2w=None, K=None) -> torch.Tensor:
+    def _control_residuals(self, z_t, t, cond, control) -> dict:
+        if control is None:
+            return {}
+        if self.controlnet is None:
+            raise ValueError("control: this prior has no ControlNet (accepts_control is False)")
+        want = (z_t.shape[0], 3, z_t.shape[2] * self.vae_scale, z_t.shape[3] * self.vae_scale)
+        if not isinstance(control, torch.Tensor) or tuple(control.shape) != want:
+            got = tuple(control.shape) if isinstance(control, torch.Tensor) else type(control).__name__
+            raise ValueError(f"control must be a tensor of shape {list(want)}, got {got}")
+        down, mid = self.controlnet(
+            z_t.to(self.dtype),
+            t,
+            encoder_hidden_states=cond.to(self.dtype),
+            controlnet_cond=control.to(z_t.device, self.dtype),
+            conditioning_scale=self.controlnet_scale,
+            return_dict=False,
+        )
+        return {"down_block_additional_residuals": down, "mid_block_additional_residual": mid}
+
+    def predict_noise(self, z_t, t, cond, c2w=None, K=None, control=None) -> torch.Tensor:
         if z_t.ndim != 4 or z_t.shape[1] != self.unet.config.in_channels:
             raise ValueError(
                 f"z_t must have shape [B, {self.unet.config.in_channels}, h, w], got {tuple(z_t.shape)}"
             )
         t = torch.as_tensor(t, device=z_t.device).long().reshape(-1).expand(z_t.shape[0])
+        extra = self._control_residuals(z_t, t, cond, control)
         adapters = getattr(self.unet, "_hf_peft_config_loaded", False)
         if adapters:  # the pretrained score: LoRA (VSD's ε_φ) off
             self.unet.disable_adapters()
         try:
-            return self.unet_eps(z_t, t, cond)
+            return self.unet_eps(z_t, t, cond, **extra)
         finally:
             if adapters:
                 self.unet.enable_adapters()
@@ -172,14 +234,17 @@ def _char_tokenizer_files(folder: Path) -> None:
 
 
 def tiny_stable_diffusion(
-    out_dir: str | os.PathLike, seed: int = 0, prediction_type: str = "epsilon"
+    out_dir: str | os.PathLike, seed: int = 0, prediction_type: str = "epsilon", controlnet: bool = True
 ) -> Path:
     """Writes a randomly initialised, few-MB Stable Diffusion to ``out_dir`` in the diffusers
     layout (``model_index.json``, ``unet/``, ``vae/``, ``text_encoder/``, ``tokenizer/``,
     ``scheduler/``) and returns the path. The VAE has 4 blocks (8x downsampling, as SD), the
     UNet 2 blocks with cross-attention, the CLIP text model 2 layers of width 32 on a
     character-level vocabulary; the scheduler is SD's scaled-linear DDPM schedule. It loads with
-    :meth:`StableDiffusionPrior.from_pretrained` (and with diffusers' own pipeline)."""
+    :meth:`StableDiffusionPrior.from_pretrained` (and with diffusers' own pipeline). With
+    ``controlnet`` (the default) a tiny random depth ControlNet with the UNet's layout is written
+    to ``out_dir/controlnet/`` (its zero-initialised output convolutions are randomised too, so
+    the control image changes the prediction); ``from_pretrained`` then attaches it."""
     diffusers = require("diffusers")
     transformers = require("transformers")
     if prediction_type not in ("epsilon", "v_prediction"):
@@ -247,4 +312,19 @@ def tiny_stable_diffusion(
         requires_safety_checker=False,
     )
     pipe.save_pretrained(str(out))
+    if controlnet:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed + 1)
+            cn = diffusers.ControlNetModel.from_unet(
+                unet, conditioning_embedding_out_channels=(8, 16, 32, 32)
+            )
+            zero_convs = [
+                *cn.controlnet_down_blocks,
+                cn.controlnet_mid_block,
+                cn.controlnet_cond_embedding.conv_out,
+            ]
+            for conv in zero_convs:
+                torch.nn.init.normal_(conv.weight, std=0.02)
+                torch.nn.init.normal_(conv.bias, std=0.02)
+        cn.save_pretrained(str(out / "controlnet"))
     return out

@@ -4,6 +4,7 @@
 //! runs on raysplat's own rayon pool, and returns owned `Vec`s or an [`Error`]. Nothing here
 //! knows about Python; the `raysplat-py` crate converts arrays and errors.
 
+pub mod bake;
 pub mod buffer_cache;
 pub mod check;
 pub mod distribution;

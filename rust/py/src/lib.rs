@@ -5,6 +5,7 @@
 //! NumPy array, and turns every core error into a Python `ValueError`. The Python package
 //! reshapes outputs and wraps the `*_backward` functions into autograd.
 
+mod bake;
 mod buffer_cache;
 mod convert;
 mod distribution;
@@ -75,6 +76,9 @@ mod _core {
 
     #[pymodule_export]
     use crate::mesh::rasterize_mesh;
+
+    #[pymodule_export]
+    use crate::bake::{bake, dilate};
 
     #[pymodule_export]
     use crate::splat::{

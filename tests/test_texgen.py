@@ -1,0 +1,281 @@
+"""raysplat.texgen: DDIM and guidance identities, the sampler on the analytic texture-mixture
+prior and end to end with the tiny Stable Diffusion (+ tiny depth ControlNet), KV sharing,
+outputs, CLI and bad input."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+import trimesh
+from raysplat import cli
+from raysplat.guidance import StableDiffusionPrior, TextureMixturePrior, add_noise, tiny_stable_diffusion
+from raysplat.guidance.analytic import _mixture_eps
+from raysplat.texgen import (
+    KVBank,
+    TexGenConfig,
+    camera_ring,
+    ddim_step,
+    ddim_timesteps,
+    generate_texture,
+    load_mesh,
+    multi_cfg,
+    shared_attention,
+    view_suffix,
+)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny models: one thread is fastest, and this machine is shared
+    yield
+    torch.set_num_threads(n)
+
+
+def test_ddim_one_step_recovery_with_true_noise():
+    ac = torch.linspace(0.999, 0.01, 1000)
+    g = torch.Generator().manual_seed(0)
+    x0, eps = torch.randn(2, 4, 8, 8, generator=g), torch.randn(2, 4, 8, 8, generator=g)
+    t = torch.tensor([700, 700])
+    zt = add_noise(ac, x0, eps, t)
+    z, x0_hat = ddim_step(zt, eps, float(ac[700]), 1.0)
+    torch.testing.assert_close(z, x0, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(x0_hat, x0, atol=1e-5, rtol=1e-5)
+    # eta = 0 between two levels: the deterministic DDIM update keeps the same (x0, eps) pair
+    z2, _ = ddim_step(zt, eps, float(ac[700]), float(ac[300]))
+    torch.testing.assert_close(z2, add_noise(ac, x0, eps, torch.tensor([300, 300])), atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="noise"):
+        ddim_step(zt, eps, float(ac[700]), float(ac[300]), eta=1.0)
+    assert ddim_timesteps(4) == [999, 666, 333, 0]
+
+
+def test_multi_cfg_reduces_to_cfg():
+    g = torch.Generator().manual_seed(1)
+    eu, ey, et = (torch.randn(1, 4, 8, 8, generator=g) for _ in range(3))
+    torch.testing.assert_close(multi_cfg(eu, ey, et, 7.5, 0.0), eu + 7.5 * (ey - eu))
+    torch.testing.assert_close(multi_cfg(eu, ey, et, 0.0, 0.0), eu)
+    m = torch.zeros(1, 1, 8, 8)
+    m[..., :4] = 1
+    out = multi_cfg(eu, ey, et, 1.0, 1.0, m)
+    torch.testing.assert_close(out[..., :4], et[..., :4] + ey[..., :4] - eu[..., :4])
+    torch.testing.assert_close(out[..., 4:], ey[..., 4:])
+
+
+def test_view_suffixes():
+    assert [view_suffix(a) for a in (0, 90, 180, 270, -30)] == [
+        ", front view",
+        ", side view",
+        ", back view",
+        ", side view",
+        ", front view",
+    ]
+
+
+@pytest.fixture(scope="module")
+def sphere():
+    m = trimesh.creation.icosphere(2)
+    return load_mesh((m.vertices, m.faces), texture_size=32)
+
+
+@pytest.fixture(scope="module")
+def textures():
+    yy, xx = torch.meshgrid(torch.linspace(0, 1, 32), torch.linspace(0, 1, 32), indexing="ij")
+    base = torch.stack(
+        [0.5 + 0.4 * torch.sin(6 * xx), 0.5 + 0.4 * torch.cos(5 * yy), 0.3 + 0.4 * xx * yy], -1
+    )
+    return torch.stack([base, base[..., [2, 0, 1]]])
+
+
+def test_texture_mixture_prior_is_the_posterior_mix(sphere, textures):
+    prior = TextureMixturePrior(sphere, textures)
+    c2w, K, _ = camera_ring(1, size=16)
+    renders = prior.renders(c2w[0], K[0], 16, 16)
+    assert renders.shape == (2, 3, 16, 16)
+    t = torch.tensor([400])
+    z = add_noise(prior.alphas_cumprod, 2 * renders[:1] - 1, torch.randn(1, 3, 16, 16), t)
+    eps = prior.predict_noise(z, t, prior.embed_prompts(["x"]), c2w=c2w, K=K)
+    want = _mixture_eps(z, t, prior.alphas_cumprod, 2 * renders - 1, torch.zeros(1, 2), 0.0)
+    torch.testing.assert_close(eps, want)
+    with pytest.raises(ValueError, match="c2w"):
+        prior.predict_noise(z, t, prior.embed_prompts(["x"]))
+
+
+def test_texgen_is_more_consistent_than_the_baselines(sphere, textures):
+    """Cross-view consistency ranks texgen > sequential > independent; texgen has the lowest
+    view-seam energy."""
+    from raysplat.texgen.quality import consistency_psnr, seam_energy
+
+    prior = TextureMixturePrior(sphere, textures)
+    kw = dict(views=4, steps=8, image_size=24, texture_size=32, seed=0)
+    cons, seam = {}, {}
+    for method in ("texgen", "sequential", "independent"):
+        r = generate_texture(prior, sphere, "x", method=method, **kw)
+        cons[method] = consistency_psnr(r.views, r.buffers, 32)
+        seam[method] = seam_energy(r.texture, sphere, r.views, r.buffers)["view"]
+        if method == "texgen":
+            assert r.texture.shape == (32, 32, 3) and r.views.shape == (4, 3, 24, 24)
+            assert r.info["t2gr_coverage_mean"] > 0.9 and r.info["noise"] == "uv"
+        if method == "independent":
+            assert r.info["noise"] == "view"
+    assert cons["texgen"] > cons["sequential"] + 3 > cons["independent"] + 6
+    assert seam["texgen"] < min(seam["sequential"], seam["independent"])
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory):
+    return tiny_stable_diffusion(tmp_path_factory.mktemp("sd") / "tiny", seed=0)
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_dir):
+    return StableDiffusionPrior.from_pretrained(tiny_dir)
+
+
+def test_controlnet_changes_the_prediction_and_is_optional(tiny, tiny_dir):
+    assert tiny.accepts_control and (tiny_dir / "controlnet" / "config.json").is_file()
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(1, 4, 8, 8, generator=g)
+    cond = tiny.embed_prompts(["a"])
+    t = torch.tensor([500])
+    base = tiny.predict_noise(z, t, cond)
+    ctl = tiny.predict_noise(z, t, cond, control=torch.rand(1, 3, 64, 64, generator=g))
+    assert float((base - ctl).abs().max()) > 1e-4
+    with pytest.raises(ValueError, match="control"):
+        tiny.predict_noise(z, t, cond, control=torch.rand(1, 3, 32, 32))
+    plain = StableDiffusionPrior(tiny.unet, tiny.vae, tiny.text_encoder, tiny.tokenizer, tiny.alphas_cumprod)
+    assert not plain.accepts_control
+    with pytest.raises(ValueError, match="no ControlNet"):
+        plain.predict_noise(z, t, cond, control=torch.rand(1, 3, 64, 64))
+    with pytest.raises(ValueError, match="controlnet"):
+        StableDiffusionPrior.from_pretrained(tiny_dir, controlnet=tiny_dir / "tokenizer")
+
+
+def test_kv_sharing_processors(tiny):
+    unet = tiny.unet
+    before = dict(unet.attn_processors)
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(2, 4, 8, 8, generator=g)
+    cond = tiny.embed_prompts(["a", "b"])
+    t = torch.tensor([500, 500])
+    plain = tiny.predict_noise(z[:1], t[:1], cond[:1])
+    bank = KVBank(0.5)
+    with shared_attention(unet, bank) as names:
+        assert names and all(n.endswith("attn1.processor") for n in names)
+        first = tiny.predict_noise(z[:1], t[:1], cond[:1])  # no references yet: the plain UNet
+        second = tiny.predict_noise(z[1:], t[1:], cond[1:])  # attends to the first view too
+        bank.clear()
+        bank.recording = False
+        alone = tiny.predict_noise(z[1:], t[1:], cond[1:])
+    torch.testing.assert_close(first, plain, atol=1e-5, rtol=1e-5)
+    assert float((second - alone).abs().max()) > 1e-5
+    assert {k: type(v) for k, v in unet.attn_processors.items()} == {k: type(v) for k, v in before.items()}
+    with pytest.raises(ValueError, match="kv_share"):
+        KVBank(1.5)
+
+
+def test_end_to_end_tiny_cli_writes_loadable_glb(tiny_dir, tmp_path, capsys):
+    mesh_path = tmp_path / "sphere.obj"
+    trimesh.creation.icosphere(1).export(mesh_path)
+    out = tmp_path / "out"
+    argv = [
+        "texture",
+        str(mesh_path),
+        "a red ball",
+        "--prior",
+        str(tiny_dir),
+        "--views",
+        "2",
+        "--steps",
+        "2",
+        "--texture-size",
+        "32",
+        "--frames",
+        "2",
+        "--negative-prompt",
+        "blurry",
+        "--out",
+        str(out),
+        "-q",
+    ]
+    assert cli.main(argv) == 0
+    assert "texture (texgen)" in capsys.readouterr().out
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["psnr"] is None and m["ssim"] is None and m["kv_shared_layers"] > 0
+    assert m["negative_prompt"] == "blurry" and m["prompts"] == [
+        "a red ball, front view",
+        "a red ball, back view",
+    ]
+    for f in (
+        "textured.glb",
+        "textured.obj",
+        "textured.mtl",
+        "textured.png",
+        "video/turntable.gif",
+        "video/turntable.mp4",
+    ):
+        assert (out / f).is_file(), f
+    loaded = trimesh.load(out / "textured.glb", force="mesh")
+    assert loaded.visual.material.baseColorTexture.size == (32, 32)
+    obj = trimesh.load(out / "textured.obj", force="mesh")
+    assert len(obj.faces) == len(loaded.faces) and obj.visual.uv is not None
+    assert not any(p.name.startswith(".out.partial") for p in tmp_path.iterdir())
+
+
+def test_mesh_uvs_are_kept(tmp_path):
+    m = trimesh.creation.icosphere(1)
+    uv = np.stack(
+        [np.arctan2(m.vertices[:, 0], m.vertices[:, 2]) / (2 * math.pi) + 0.5, m.vertices[:, 1] * 0.5 + 0.5],
+        1,
+    )
+    mesh = load_mesh((m.vertices, m.faces, uv))
+    assert mesh.had_uv and torch.allclose(mesh.uv.double(), torch.from_numpy(uv))
+    assert not load_mesh((m.vertices, m.faces)).had_uv
+
+
+def _bad_meshes(tmp_path):
+    nan = trimesh.creation.icosphere(1)
+    v = nan.vertices.copy()
+    v[0, 0] = np.nan
+    (tmp_path / "nan.obj").write_text(
+        "\n".join(
+            [f"v {a} {b} {c}" for a, b, c in v] + [f"f {a + 1} {b + 1} {c + 1}" for a, b, c in nan.faces]
+        )
+    )
+    (tmp_path / "nofaces.obj").write_text("v 0 0 0\nv 1 0 0\nv 0 1 0\n")
+    # three triangles on one edge
+    (tmp_path / "nonmanifold.obj").write_text(
+        "v 0 0 0\nv 1 0 0\nv 0 1 0\nv 0 -1 0\nv 0 0 1\nf 1 2 3\nf 2 1 4\nf 1 2 5\n"
+    )
+    return {
+        "nan.obj": "NaN",
+        "nofaces.obj": "no faces",
+        "nonmanifold.obj": "non-manifold",
+    }
+
+
+def test_bad_input_errors_write_nothing(tmp_path, capsys, tiny_dir):
+    good = tmp_path / "good.obj"
+    trimesh.creation.icosphere(1).export(good)
+    cases = [
+        ([str(tmp_path / name), "p", "--prior", str(tiny_dir)], msg)
+        for name, msg in _bad_meshes(tmp_path).items()
+    ]
+    cases += [
+        ([str(good), "p", "--prior", str(tiny_dir), "--texture-size", "100"], "power of two"),
+        ([str(good), "p", "--prior", str(tmp_path / "missing")], "not a directory"),
+        ([str(tmp_path / "absent.obj"), "p", "--prior", "tiny"], "does not exist"),
+        ([str(good), "p", "--prior", str(tiny_dir), "--set", "bogus=1"], "unknown field"),
+        ([str(good), "p", "--prior", str(tiny_dir), "--device", "gpu"], "device"),
+        ([str(good), "", "--prior", str(tiny_dir)], "prompt"),
+    ]
+    for i, (args, msg) in enumerate(cases):
+        out = tmp_path / f"out{i}"
+        assert cli.main(["texture", *args, "--out", str(out), "-q"]) == 2, args
+        err = capsys.readouterr().err
+        assert msg in err, (args, err)
+        assert not out.exists(), args
+    assert not [p for p in tmp_path.iterdir() if "partial" in p.name]
+    with pytest.raises(ValueError, match="method"):
+        TexGenConfig(method="nope").validate()
