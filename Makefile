@@ -34,7 +34,7 @@ test-rust:
 # tests/test_cuda.py skips without CUDA; its second run proves the same tests on CPU (twin vs Rust).
 test-python: build
 	$(VPY) -m pytest -q tests
-	RAYSPLAT_TEST_DEVICE=cpu $(VPY) -m pytest -q -p no:cacheprovider tests/test_cuda.py
+	RAYSPLAT_TEST_DEVICE=cpu $(VPY) -m pytest -q -p no:cacheprovider tests/test_cuda.py tests/test_cuda_trainers.py
 
 test-wheel: $(STAMP)
 	bash scripts/check_wheel.sh

@@ -5,15 +5,17 @@
 #      gsplat/nerfacc when they are importable there; PYTHON=... picks the interpreter);
 #   2. runs the CUDA tests (`pytest -m cuda tests/test_cuda.py`: every op through backend auto and
 #      torch, the forced nerfacc / gsplat paths when they load, packed meta, viewmat gradients and
-#      the ortho / fisheye cameras);
+#      the ortho / fisheye cameras), then tests/test_cuda_trainers.py (every trainer a few steps
+#      with --device cuda);
 #   3. runs benches/gpu.py (each op and a training step: raysplat vs nerfacc vs gsplat vs the torch
 #      twin; raysplat's own CUDA dispatch to nerfacc/gsplat included: packed volume rendering,
 #      importance sampling, grid marching, packed + pose-gradient rasterization), each peer
 #      comparison capped in time, and writes the table to
 #      $OUT/gpu_table.txt (or gpu_results/gpu_table.txt when $OUT is unset).
 # Without CUDA it says so and exits 0 (GPU_CHECK_DRY_RUN=1 runs the same steps on CPU).
-# Budget: under 4 minutes on one modern GPU (peer probe <= 20 s, which a first JIT build of a peer may outlast: it then falls back; tests
-# <= 90 s, bench <= 125 s; hard timeouts). The probe's load is cached by torch for later steps.
+# Budget: under 4 minutes on one modern GPU (peer probe <= 20 s, which a first JIT build of a peer
+# may outlast: it then falls back; op tests <= 60 s, trainer tests <= 60 s, bench <= 100 s; hard
+# timeouts). The probe's load is cached by torch for later steps.
 set -u
 cd "$(dirname "$0")/.."
 PY="${PYTHON:-python3}"
@@ -67,11 +69,19 @@ print('dispatch:', ', '.join(f'{k}: {v}' for k, v in _peers.status().items()))" 
 fi
 
 status=0
-timeout 90 "$PY" -m pytest -q -m cuda -p no:cacheprovider -W default tests/test_cuda.py \
+timeout 60 "$PY" -m pytest -q -m cuda -p no:cacheprovider -W default tests/test_cuda.py \
     --junitxml="$RESULTS/cuda_tests.xml" 2>&1 | tee "$RESULTS/cuda_tests.txt" | tail -n 40
 [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 
-timeout 125 "$PY" benches/gpu.py --device "$DEVICE" $TINY --time-cap 3 --budget 90 --out "$RESULTS/gpu_table.txt" \
+# the trainers and CLIs end to end on the device (NeRF x 3 samplers, 3DGS, text-to-3D, NeRDF), a
+# few steps each, through the default dispatch (the twins' path is covered op by op above)
+KEYS="auto"
+[ "$DEVICE" = cpu ] && KEYS="torch"
+timeout 60 "$PY" -m pytest -q -m cuda -p no:cacheprovider -W default tests/test_cuda_trainers.py -k "$KEYS" \
+    --junitxml="$RESULTS/cuda_trainers.xml" 2>&1 | tee "$RESULTS/cuda_trainers.txt" | tail -n 20
+[ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+
+timeout 100 "$PY" benches/gpu.py --device "$DEVICE" $TINY --time-cap 3 --budget 70 --out "$RESULTS/gpu_table.txt" \
     --json "$RESULTS/gpu_table.json" 2>&1 | tee "$RESULTS/gpu_bench.log" | tail -n 60
 [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 echo "gpu_check: tests + bench finished with status $status; table in $RESULTS/gpu_table.txt"

@@ -175,3 +175,11 @@ def test_cli_train_and_render(scene_dir, tmp_path, capsys):
 def test_trainer_rejects_unknown_sampler():
     with pytest.raises(ValueError, match="sampler"):
         NerfConfig(sampler="nope")
+
+
+def test_prop_samples_accepts_one_int_and_names_bad_values():
+    assert NerfConfig(prop_samples=32).prop_samples == (32,)
+    assert NerfConfig(prop_samples=[64, 32]).prop_samples == (64, 32)
+    for bad in ("x", [0], [], True):
+        with pytest.raises(ValueError, match="prop_samples must be a positive integer"):
+            NerfConfig(prop_samples=bad)

@@ -27,6 +27,19 @@ from raysplat.training.trainer import Trainer as BaseTrainer
 NDC_AABB = (-1.5, -1.5, -1.0, 1.5, 1.5, 1.0)
 
 
+def _positive_ints(name: str, value) -> tuple[int, ...]:
+    """``value`` (one int or a sequence of them, e.g. from ``--set prop_samples=[64,32]``) as a
+    tuple of positive ints, or a ``ValueError`` naming ``name``."""
+    items = (value,) if isinstance(value, (int, str)) else value
+    try:
+        out = tuple(int(v) for v in items)
+    except (TypeError, ValueError):
+        out = ()
+    if not out or any(v < 1 for v in out) or any(isinstance(v, bool) for v in items):
+        raise ValueError(f"{name} must be a positive integer or a list of them, got {value!r}")
+    return out
+
+
 @dataclass
 class NerfConfig(TrainingConfig):
     """NeRF training settings (defaults: CPU-sized Instant-NGP-style training)."""
@@ -72,7 +85,7 @@ class NerfConfig(TrainingConfig):
         super().validate()
         if self.sampler not in SAMPLERS:
             raise ValueError(f"sampler must be one of {', '.join(SAMPLERS)}, got {self.sampler!r}")
-        self.prop_samples = tuple(int(s) for s in self.prop_samples)
+        self.prop_samples = _positive_ints("prop_samples", self.prop_samples)
         if self.clock not in ("wall", "cpu"):
             raise ValueError(f"clock must be 'wall' or 'cpu', got {self.clock!r}")
         if self.eval_views is not None and self.eval_views < 1:
