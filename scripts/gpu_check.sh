@@ -73,7 +73,7 @@ timeout 60 "$PY" -m pytest -q -m cuda -p no:cacheprovider -W default tests/test_
     --junitxml="$RESULTS/cuda_tests.xml" 2>&1 | tee "$RESULTS/cuda_tests.txt" | tail -n 40
 [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 
-# the trainers and CLIs end to end on the device (NeRF x 3 samplers, 3DGS, text-to-3D, NeRDF), a
+# the trainers and CLIs end to end on the device (NeRF x 3 samplers, 3DGS, text-to-3D, NeRDF, texture), a
 # few steps each, through the default dispatch (the twins' path is covered op by op above)
 KEYS="auto"
 [ "$DEVICE" = cpu ] && KEYS="torch"

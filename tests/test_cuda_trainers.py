@@ -1,7 +1,8 @@
 """The trainers and CLIs end to end on the accelerator (issue: the CUDA path): NeRF with each
-sampler, 3DGS, text-to-3D (NeRF and Gaussians) and NeRDF run a few steps with ``--device`` and
-write their outputs, through ``raysplat.backend("auto")`` (nerfacc / gsplat when they load) and
-``backend("torch")`` (the twins).
+sampler, 3DGS, text-to-3D (NeRF and Gaussians), NeRDF (both inputs) and TexGen texturing run a
+few steps with ``--device`` and write their outputs (stitching runs on the CPU only for now),
+through ``raysplat.backend("auto")`` (nerfacc / gsplat when they load) and ``backend("torch")``
+(the twins).
 
 Marked ``cuda``. Without CUDA they skip, unless ``RAYSPLAT_TEST_DEVICE=cpu``: then they run on
 the CPU under ``backend("torch")``, the code CUDA tensors run, which proves that no trainer needs
@@ -31,7 +32,10 @@ pytestmark = [
 ]
 
 FIELD = {"n_levels": 4, "log2_table": 12, "max_res": 64, "hidden": 16}
-NERF = {**FIELD, "prop_samples": 32, "num_samples": 8, "n_coarse": 8, "n_fine": 8, "grid_resolution": 16, "batch_rays": 128, "target_samples": 4096, "eval_views": 1}
+NERF = {
+    **FIELD, "prop_samples": 32, "num_samples": 8, "n_coarse": 8, "n_fine": 8, "grid_resolution": 16,
+    "batch_rays": 128, "target_samples": 4096, "eval_views": 1,
+}  # fmt: skip
 GS: dict = {}
 TEXT3D = {
     **FIELD, "render_size": 16, "eval_size": 16, "eval_views": 1, "grid_resolution": 16,
@@ -77,7 +81,8 @@ def test_gs_trains_on_device(scene_dir, tmp_path, path):
 @pytest.mark.parametrize("representation", ["nerf", "gs"])
 def test_text_to_3d_on_device(tmp_path, path, representation):
     out = tmp_path / representation
-    args = ["text-to-3d", "--prior", "mixture:disc", "--repr", representation, "--steps", "2", "--frames", "1"]
+    args = ["text-to-3d", "--prior", "mixture:disc", "--repr", representation]
+    args += ["--steps", "2", "--frames", "1"]
     m = _run([*args, *_sets(TEXT3D)], out)
     assert m["steps"] == 2
 
@@ -91,3 +96,15 @@ def test_nerdf_distils_on_device(scene_dir, tmp_path, path):
         args = ["train", "nerdf", str(scene_dir), "--teacher", str(teacher / "checkpoint.pt"), "--steps", "2"]
         m = _run([*args, "--frames", "0", *sets], out)
         assert m["steps"] == 2 and m["psnr_vs_teacher"] is not None
+
+
+def test_texture_on_device(tmp_path, path):
+    import trimesh
+    from raysplat.guidance import tiny_stable_diffusion
+
+    prior = tiny_stable_diffusion(tmp_path / "tiny", seed=0)
+    mesh = tmp_path / "ball.obj"
+    trimesh.creation.icosphere(1).export(mesh)
+    args = ["texture", str(mesh), "a red ball", "--prior", str(prior), "--views", "2", "--steps", "2"]
+    m = _run([*args, "--texture-size", "32", "--frames", "1", "--threads", "1"], tmp_path / "tex")
+    assert m["steps"] == 2 and (tmp_path / "tex" / "textured.glb").is_file()
