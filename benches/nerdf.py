@@ -4,8 +4,9 @@ Trains two teachers — the paper's kind (NeRF hierarchical sampling, many sampl
 raysplat's default (occupancy grid) — then distils a NeRDF from each, and reports per model: test
 PSNR against the ground truth, PSNR against its teacher, and frames per second at the scene's
 resolution (``--threads`` threads), with the NeRDF time split between the network and the
-distribution integration. ``--sweep`` adds students of other widths (distilled from the occupancy
-grid teacher for ``--sweep-seconds`` each).
+distribution integration. ``--encodings hashgrid pe`` distils one student per network input from
+each teacher (the default is the hash-grid input alone); ``--sweep`` adds students of other widths
+(distilled from the occupancy grid teacher for ``--sweep-seconds`` each).
 
 Run: ``python benches/nerdf.py`` (about 2 x teacher + 2 x student seconds, plus evaluation);
 ``--teacher-seconds 60 --student-seconds 60`` for a quick look.
@@ -39,8 +40,8 @@ def fps(trainer, views, repeats: int = 3) -> float:
     return 1.0 / statistics.median(times)
 
 
-def student_row(name, teacher_trainer, teacher_path, scene, seconds, width, out):
-    cfg = NerdfConfig(teacher=str(teacher_path), steps=None, seconds=seconds, width=width)
+def student_row(name, teacher_trainer, teacher_path, scene, seconds, width, out, encoding="hashgrid"):
+    cfg = NerdfConfig(teacher=str(teacher_path), steps=None, seconds=seconds, width=width, encoding=encoding)
     s = NerdfTrainer(scene, cfg)
     s.train(progress=False)
     s.save_checkpoint(out / f"{name}.pt")
@@ -59,6 +60,7 @@ def student_row(name, teacher_trainer, teacher_path, scene, seconds, width, out)
         "fps": f,
         "network_fraction": net,
         "width": width,
+        "encoding": encoding,
     }
 
 
@@ -68,6 +70,10 @@ def main() -> None:
     ap.add_argument("--student-seconds", type=float, default=300.0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--width", type=int, default=128, help="student width of the two main students")
+    ap.add_argument(
+        "--encodings", nargs="+", default=["hashgrid"], choices=["hashgrid", "pe"],
+        help="student inputs distilled from each teacher (the first one for the sweep)",
+    )  # fmt: skip
     ap.add_argument("--sweep", nargs="*", type=int, default=[], help="extra student widths, e.g. 64 256")
     ap.add_argument("--sweep-seconds", type=float, default=120.0)
     ap.add_argument("--out", default="out/nerdf_bench")
@@ -97,15 +103,17 @@ def main() -> None:
              "psnr_vs_teacher": None, "fps": tf, "network_fraction": None, "width": None}
         )  # fmt: skip
         print(json.dumps(rows[-1]), flush=True)
-        row = student_row(
-            f"nerdf<-{name.split('-')[1]}", t, path, scene, args.student_seconds, args.width, out
-        )
-        row["speedup_vs_teacher"] = row["fps"] / tf
-        rows.append(row)
-        print(json.dumps(rows[-1]), flush=True)
+        for enc in args.encodings:
+            model = f"nerdf{'' if enc == 'hashgrid' else '[pe]'}<-{name.split('-')[1]}"
+            row = student_row(model, t, path, scene, args.student_seconds, args.width, out, enc)
+            row["speedup_vs_teacher"] = row["fps"] / tf
+            rows.append(row)
+            print(json.dumps(rows[-1]), flush=True)
         if name == "nerf-occgrid":
             for w in args.sweep:
-                row = student_row(f"nerdf-w{w}<-occgrid", t, path, scene, args.sweep_seconds, w, out)
+                row = student_row(
+                    f"nerdf-w{w}<-occgrid", t, path, scene, args.sweep_seconds, w, out, args.encodings[0]
+                )
                 rows.append(row)
                 print(json.dumps(row), flush=True)
     print()

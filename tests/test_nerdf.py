@@ -30,7 +30,9 @@ TEACHER = dict(
     n_levels=4, log2_table=12, max_res=64, hidden=16, grid_resolution=16, batch_rays=256,
     target_samples=1 << 12, eval_views=1, warmup_steps=5,
 )  # fmt: skip
-STUDENT = dict(width=32, depth=4, n_samples=16, n_samples_test=16, batch_rays=128, eval_views=1, lr=3e-3)
+STUDENT = dict(
+    width=32, depth=4, n_samples=16, n_samples_test=16, batch_rays=128, eval_views=1, lr=3e-3, encoding="pe"
+)
 
 
 @pytest.fixture(scope="module")

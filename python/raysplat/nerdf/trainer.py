@@ -51,7 +51,9 @@ class NerdfConfig(TrainingConfig):
     teacher: str | None = option(None, "path of the teacher NeRF checkpoint (raysplat train nerf)")
     width: int = option(128, "MLP width (see benches/nerdf.py for the width sweep)")
     encoding: str = option(
-        "pe", "network input: 'pe' (the paper's positional encoding) or 'hashgrid' (see model.py)"
+        "hashgrid",
+        "network input: 'hashgrid' (the ray's points in a hash grid, the default: trains faster on"
+        " CPU, see model.py) or 'pe' (the paper's positional encoding)",
     )
     depth: int | None = option(
         None, "MLP layers (None: 8 for 'pe', every 4th taking the input again; 3 for 'hashgrid')"
