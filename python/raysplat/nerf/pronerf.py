@@ -228,7 +228,9 @@ class ProNerfSampler(torch.nn.Module):
         self.bound = offset_bound * (self.far - self.near)
         enc = 6 + 12 * freqs
         self.stage_a = _mlp(enc, width, layers, 3 * n_samples + 3, generator)
-        self.stage_b = _mlp(enc + n_samples + channels * n_samples * n_views, width, layers, 4 * n_samples + 3, generator)
+        self.stage_b = _mlp(
+            enc + n_samples + channels * n_samples * n_views, width, layers, 4 * n_samples + 3, generator
+        )
         with torch.no_grad():  # start at evenly spaced depths with m = 1 (plain density)
             head = self.stage_a[-1]
             q = (torch.arange(n_samples, dtype=torch.float32) + 0.5) / n_samples

@@ -34,9 +34,7 @@ class NerfConfig(TrainingConfig):
 
     DEFAULT_STEPS: ClassVar[int] = 2000
 
-    sampler: str = option(
-        "occgrid", "sample placement: 'occgrid', 'proposal', 'hierarchical' or 'pronerf'"
-    )
+    sampler: str = option("occgrid", "sample placement: 'occgrid', 'proposal', 'hierarchical' or 'pronerf'")
     batch_rays: int = option(
         1024, "rays per step (occgrid adapts it to evaluate about `target_samples` a step)"
     )
@@ -57,7 +55,9 @@ class NerfConfig(TrainingConfig):
     n_fine: int = option(48, "fine samples (hierarchical)")
     pronerf_samples: int = option(12, "field samples a ray (pronerf; the paper's 8 or 12)")
     pronerf_views: int = option(4, "reference views a ray is projected into (pronerf)")
-    pronerf_width: int = option(64, "width of each PAS network (pronerf; paper: 256, see raysplat.nerf.pronerf)")
+    pronerf_width: int = option(
+        64, "width of each PAS network (pronerf; paper: 256, see raysplat.nerf.pronerf)"
+    )
     pronerf_layers: int = option(4, "hidden layers of each PAS network (pronerf; paper: 6)")
     pronerf_lr: float = option(1e-3, "Adam learning rate of the PAS networks (pronerf)")
     chunk: int = option(4096, "rays per chunk when rendering full images")
@@ -74,7 +74,9 @@ class NerfConfig(TrainingConfig):
             raise ValueError(f"sampler must be one of {', '.join(SAMPLERS)}, got {self.sampler!r}")
         self.prop_samples = tuple(int(s) for s in self.prop_samples)
         if not 2 <= self.pronerf_samples <= 32:
-            raise ValueError(f"pronerf_samples must be in [2, 32] (the paper uses 8 or 12), got {self.pronerf_samples}")
+            raise ValueError(
+                f"pronerf_samples must be in [2, 32] (the paper uses 8 or 12), got {self.pronerf_samples}"
+            )
         if self.pronerf_views < 1 or self.pronerf_width < 1 or self.pronerf_layers < 1:
             raise ValueError("pronerf_views, pronerf_width and pronerf_layers must be >= 1")
         if self.clock not in ("wall", "cpu"):
