@@ -44,6 +44,27 @@ def test_training_examples(script, extra, data, tmp_path):
     assert m["psnr"] > 5 and (out / "checkpoint.pt").is_file() and (out / "video" / "turntable.mp4").is_file()
 
 
+def test_pronerf_example(tmp_path):
+    data = make_scene(tmp_path / "llff", "llff", size=24, views=8, seed=1)
+    out = tmp_path / "pro"
+    stdout = _run(
+        "pronerf.py",
+        str(data),
+        "--samples",
+        "8",
+        "--steps",
+        "4",
+        "--tiny",
+        "--frames",
+        "2",
+        "--out",
+        str(out),
+    )
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["steps"] == 4 and m["sampler"] == "pronerf" and m["render_breakdown"]["field_evals_per_ray"] == 8
+    assert (out / "checkpoint.pt").is_file() and "render time a frame" in stdout
+
+
 def test_ops_demo(tmp_path):
     out = tmp_path / "demo"
     _run("demo.py", "--steps", "5", "--size", "16", "--views", "4", "--out", str(out))
