@@ -262,3 +262,14 @@ def test_short_training_improves_and_writes_everything(llff_dir, tmp_path):
         == 0
     )
     assert (r / "video" / "spiral.gif").is_file()
+
+
+def test_blender_scene_in_metric_space(tmp_path):
+    sc = load_scene(make_scene(tmp_path / "bl", "blender", size=16, views=8, seed=0))
+    t = Trainer(sc, NerfConfig(sampler="pronerf", steps=2, **TINY))
+    s = t.sampler
+    assert s.ndc is None and (s.near, s.far) == (t.near, t.far) and s.ref_images.shape[-1] == 4
+    assert s.bound == pytest.approx(0.01 * (t.far - t.near))
+    t.train(progress=False)
+    img = t.render_image(sc.c2w[sc.indices("test")[0]])
+    assert img["rgb"].shape == (16, 16, 3) and bool(torch.isfinite(img["rgb"]).all())

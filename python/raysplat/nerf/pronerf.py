@@ -38,7 +38,8 @@ Network sizes. The paper's two PAS networks are 6 x 256 ELU MLPs next to an 8 x 
 raysplat's field is a hash grid with a 64-wide MLP, about 10x cheaper per sample than that NeRF:
 at paper size the two PAS networks alone (≈ 2 x 330k multiply-adds a ray) would cost as much as
 ~80 of our field evaluations and erase the speed-up of evaluating only 8-12. They are therefore
-4 x 64 by default (``pronerf_width`` / ``pronerf_layers``). Two further small changes, both
+four 64-wide layers by default (3 hidden + the head; ``pronerf_width`` / ``pronerf_layers``),
+together about the cost of 3-4 field evaluations a ray. Two further small changes, both
 because the paper's inputs carry no information: the stage-A input is the 6-D Plücker ray once
 (the paper replicates it 48x; the moment is invariant along the ray) with a 4-frequency sinusoidal
 encoding, and stage B also sees the stage-A depths (the paper's per-sample Plücker inputs are all
@@ -214,7 +215,7 @@ class ProNerfSampler(torch.nn.Module):
         ndc: tuple[float, float, float, float, float] | None = None,
         n_views: int = 4,
         width: int = 64,
-        layers: int = 4,
+        layers: int = 3,
         freqs: int = 4,
         offset_bound: float = 0.01,
         channels: int = 3,

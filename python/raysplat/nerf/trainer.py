@@ -58,7 +58,9 @@ class NerfConfig(TrainingConfig):
     pronerf_width: int = option(
         64, "width of each PAS network (pronerf; paper: 256, see raysplat.nerf.pronerf)"
     )
-    pronerf_layers: int = option(4, "hidden layers of each PAS network (pronerf; paper: 6)")
+    pronerf_layers: int = option(
+        3, "hidden layers of each PAS network (pronerf; 3 + the head = 4 layers; paper: 6)"
+    )
     pronerf_lr: float = option(1e-3, "Adam learning rate of the PAS networks (pronerf)")
     chunk: int = option(4096, "rays per chunk when rendering full images")
     eval_views: int | None = option(None, "test views evaluated (None: all)")
