@@ -1,5 +1,5 @@
 """NeRF training: :class:`Trainer` fits a hash-grid radiance field to a :class:`~raysplat.datasets.Scene`
-with one of three samplers (the shared lifecycle of :mod:`raysplat.training`: train, evaluate,
+with one of four samplers (the shared lifecycle of :mod:`raysplat.training`: train, evaluate,
 render any camera, checkpoints that resume exactly, the common output layout)."""
 
 from __future__ import annotations
