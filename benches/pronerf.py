@@ -67,6 +67,55 @@ def run_one(
     )
 
 
+def time_render(scene_name: str, method: str, repeats: int, queue) -> None:
+    """Render cost on ONE thread, in process CPU time (steady on a loaded machine, no spin-waiting
+    thread pools): ms a frame of the first test view, median of ``repeats`` after a warm-up. The
+    models are untrained: the cost of these samplers does not depend on the weights (the
+    occupancy grid's does, so it is left out)."""
+    torch, rs = set_threads(1)
+    from raysplat.nerf import NerfConfig, Trainer, load_scene
+
+    scene = load_scene(rs.datasets.sample_scene(scene_name))
+    trainer = Trainer(scene, NerfConfig(steps=1, seed=0, **METHODS[method]))
+    v = trainer.test_views()[0]
+    h, w = v.image.shape[:2]
+    trainer.render(v.c2w[None], v.K, w, h)
+    times = []
+    for _ in range(repeats):
+        if hasattr(trainer.sampler, "reset_timing"):
+            trainer.sampler.reset_timing()
+        c0 = time.process_time()
+        trainer.render(v.c2w[None], v.K, w, h)
+        times.append(1000 * (time.process_time() - c0))
+    bd = trainer.render_breakdown() if hasattr(trainer.sampler, "reset_timing") else None
+    queue.put(
+        {
+            "scene": scene_name,
+            "method": method,
+            "cpu_ms_1thread": sorted(times)[len(times) // 2],
+            "breakdown": bd,
+        }
+    )
+
+
+def render_timing(args) -> None:
+    rows = []
+    for scene in args.scenes:
+        for method in args.methods:
+            if method == "occgrid":
+                continue
+            r = in_subprocess(time_render, scene, method, 3, timeout=3600)
+            rows.append(r)
+            print(json.dumps(r), flush=True)
+    for scene in args.scenes:
+        by = {r["method"]: r["cpu_ms_1thread"] for r in rows if r["scene"] == scene}
+        for p in ("pronerf-8", "pronerf-12"):
+            if p in by:
+                ratios = {m: round(v / by[p], 2) for m, v in by.items() if m.startswith("hier")}
+                print(f"{scene}: {p} render speed-up (1-thread CPU time):", json.dumps(ratios))
+    write_json(args.json, "render cost, 1 thread, process CPU ms a frame", rows)
+
+
 def verdicts(rows: list[dict]) -> list[dict]:
     """The issue's claims per scene: ProNeRF-12 beats hierarchical 6+6, is within 1 dB of (or
     beats) hierarchical 32+48 while rendering >= 3x faster, and renders >= 6x faster than 64+128
@@ -109,7 +158,15 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--eval-views", type=int, default=4, help="test views scored and timed (default 4)")
     ap.add_argument("--json", help="also write the rows here")
+    ap.add_argument(
+        "--render-timing",
+        action="store_true",
+        help="only time rendering on one thread (untrained models, process CPU time; no training)",
+    )
     args = ap.parse_args()
+    if args.render_timing:
+        render_timing(args)
+        return
     print(f"{args.seconds:.0f} s ({args.clock} clock) per method, {args.threads} threads", flush=True)
     head = (
         f"{'scene':<9}{'method':<22}{'steps':>7}{'PSNR':>8}{'SSIM':>7}{'evals/ray':>11}{'ms/frame':>10}"
