@@ -63,6 +63,27 @@ def test_distributed_example_under_torchrun(data, tmp_path):
     assert m["steps"] == 3 and m["config"]["batch_cameras"] == 2 and m["psnr"] > 5
 
 
+def test_pronerf_example(tmp_path):
+    data = make_scene(tmp_path / "llff", "llff", size=24, views=8, seed=1)
+    out = tmp_path / "pro"
+    stdout = _run(
+        "pronerf.py",
+        str(data),
+        "--samples",
+        "8",
+        "--steps",
+        "4",
+        "--tiny",
+        "--frames",
+        "2",
+        "--out",
+        str(out),
+    )
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["steps"] == 4 and m["sampler"] == "pronerf" and m["render_breakdown"]["field_evals_per_ray"] == 8
+    assert (out / "checkpoint.pt").is_file() and "render time a frame" in stdout
+
+
 def test_ops_demo(tmp_path):
     out = tmp_path / "demo"
     _run("demo.py", "--steps", "5", "--size", "16", "--views", "4", "--out", str(out))

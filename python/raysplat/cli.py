@@ -308,6 +308,13 @@ def _nerf_config(args: argparse.Namespace):
     from raysplat.nerf import NerfConfig
 
     kw = {"sampler": args.sampler, "device": args.device, "seed": args.seed, **budget(args)}
+    if args.samples is not None:
+        if args.sampler != "pronerf":
+            raise ValueError(
+                f"--samples is the pronerf sampler's sample count; the {args.sampler} sampler takes "
+                "its counts from --set (e.g. --set n_coarse=32 n_fine=48)"
+            )
+        kw["pronerf_samples"] = args.samples
     return NerfConfig.from_dict({**kw, **parse_sets(args.set)})
 
 
@@ -329,6 +336,13 @@ def _add_train_nerf(sub: argparse._SubParsersAction) -> None:
     add_run_flags(p, "nerf", 2000)
     p.add_argument(
         "--sampler", choices=SAMPLERS, default="occgrid", help="sample placement (default: occgrid)"
+    )
+    p.add_argument(
+        "--samples",
+        type=int,
+        default=None,
+        help="field samples a ray of the pronerf sampler (ProNeRF-8 / ProNeRF-12; default 12); "
+        "an error with other samplers",
     )
     p.set_defaults(func=_train_nerf)
 

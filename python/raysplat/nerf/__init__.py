@@ -1,10 +1,11 @@
-"""NeRF reconstruction: a hash-grid radiance field, three samplers (occupancy grid, mip-NeRF 360
-proposal networks, NeRF hierarchical) and a :class:`Trainer` on the shared lifecycle of
+"""NeRF reconstruction: a hash-grid radiance field, four samplers (occupancy grid, mip-NeRF 360
+proposal networks, NeRF hierarchical, ProNeRF) and a :class:`Trainer` on the shared lifecycle of
 :mod:`raysplat.training` (evaluation, rendering, exactly resumable checkpoints)."""
 
 from raysplat.hashgrid import hashgrid_encode
 from raysplat.nerf.encoding import HashGrid, sh_encode
 from raysplat.nerf.field import DensityField, RadianceField, SceneBox, contract
+from raysplat.nerf.pronerf import ProNerfSampler
 from raysplat.nerf.samplers import (
     SAMPLERS,
     HierarchicalSampler,
@@ -23,6 +24,7 @@ __all__ = [
     "HierarchicalSampler",
     "NerfConfig",
     "OccGridSampler",
+    "ProNerfSampler",
     "ProposalSampler",
     "RadianceField",
     "Rays",

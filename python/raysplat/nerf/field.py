@@ -131,6 +131,15 @@ class RadianceField(torch.nn.Module):
         h = torch.cat([geo, sh_encode(F.normalize(d.reshape(-1, 3), dim=-1), self.sh_degree)], -1)
         return sigma, torch.sigmoid(self.color_mlp(h))
 
+    def raw(self, x: torch.Tensor, d: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The density *logit* [N] (``density = trunc_exp(logit) * inside``), the in-box mask [N]
+        (float) and colours [N, 3]: for samplers that modulate the density (ProNeRF)."""
+        u, inside = self.box(x.reshape(-1, 3))
+        h = self.density_mlp(self.grid(u))
+        logit = h[:, 0] + self.density_bias
+        c = torch.cat([h[:, 1:], sh_encode(F.normalize(d.reshape(-1, 3), dim=-1), self.sh_degree)], -1)
+        return logit, inside.to(logit.dtype), torch.sigmoid(self.color_mlp(c))
+
 
 class DensityField(torch.nn.Module):
     """Density-only hash-grid field (a mip-NeRF 360 / nerfacc proposal network)."""

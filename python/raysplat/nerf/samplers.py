@@ -1,4 +1,4 @@
-"""The three ways to place samples along rays, each also rendering the rays with a field:
+"""The ways to place samples along rays, each also rendering the rays with a field:
 
 * ``occgrid``: march an :class:`~raysplat.OccupancyGrid` (updated every 16 steps, all cells
   during warm-up), skip empty space, drop samples behind opaque ones (early stop).
@@ -9,6 +9,9 @@
 * ``hierarchical``: NeRF's coarse-to-fine sampling: stratified coarse samples rendered by a
   coarse radiance field, fine samples by importance sampling of the coarse weights; both fields
   learn from the photometric loss.
+
+* ``pronerf``: ProNeRF's projection-aware sampling, 8-12 samples a ray predicted by two small
+  networks (:mod:`raysplat.nerf.pronerf`).
 
 A sampler's ``render(field, rays, ...)`` returns a :class:`RenderOut`.
 """
@@ -36,6 +39,7 @@ class Rays:
     viewdirs: torch.Tensor
     near: float
     far: float
+    view_ids: torch.Tensor | None = None  #: [R, V] reference views per ray (pronerf)
 
     def __len__(self) -> int:
         return self.origins.shape[0]
@@ -250,4 +254,4 @@ class HierarchicalSampler(torch.nn.Module):
         )
 
 
-SAMPLERS = ("occgrid", "proposal", "hierarchical")
+SAMPLERS = ("occgrid", "proposal", "hierarchical", "pronerf")

@@ -1,5 +1,5 @@
 """NeRF training: :class:`Trainer` fits a hash-grid radiance field to a :class:`~raysplat.datasets.Scene`
-with one of three samplers (the shared lifecycle of :mod:`raysplat.training`: train, evaluate,
+with one of four samplers (the shared lifecycle of :mod:`raysplat.training`: train, evaluate,
 render any camera, checkpoints that resume exactly, the common output layout)."""
 
 from __future__ import annotations
@@ -15,7 +15,9 @@ import torch.nn.functional as F
 from raysplat.datasets import Scene
 from raysplat.metrics import psnr
 from raysplat.nerf.field import RadianceField
+from raysplat.nerf.pronerf import ProNerfSampler
 from raysplat.nerf.samplers import SAMPLERS, HierarchicalSampler, OccGridSampler, ProposalSampler, Rays
+from raysplat.projection import nearest_views
 from raysplat.rays import generate_rays, ndc_rays
 from raysplat.training import distributed
 from raysplat.training.config import TrainingConfig, check_device, option
@@ -46,7 +48,7 @@ class NerfConfig(TrainingConfig):
 
     DEFAULT_STEPS: ClassVar[int] = 2000
 
-    sampler: str = option("occgrid", "sample placement: 'occgrid', 'proposal' or 'hierarchical'")
+    sampler: str = option("occgrid", "sample placement: 'occgrid', 'proposal', 'hierarchical' or 'pronerf'")
     batch_rays: int = option(
         1024,
         "rays per step, all ranks together under torch.distributed (occgrid adapts it to evaluate "
@@ -73,6 +75,15 @@ class NerfConfig(TrainingConfig):
     num_samples: int = option(32, "samples of the radiance field (proposal)")
     n_coarse: int = option(32, "coarse samples (hierarchical)")
     n_fine: int = option(48, "fine samples (hierarchical)")
+    pronerf_samples: int = option(12, "field samples a ray (pronerf; the paper's 8 or 12)")
+    pronerf_views: int = option(4, "reference views a ray is projected into (pronerf)")
+    pronerf_width: int = option(
+        64, "width of each PAS network (pronerf; paper: 256, see raysplat.nerf.pronerf)"
+    )
+    pronerf_layers: int = option(
+        3, "hidden layers of each PAS network (pronerf; 3 + the head = 4 layers; paper: 6)"
+    )
+    pronerf_lr: float = option(1e-3, "Adam learning rate of the PAS networks (pronerf)")
     chunk: int = option(4096, "rays per chunk when rendering full images")
     eval_views: int | None = option(None, "test views evaluated (None: all)")
     clock: str = option(
@@ -86,6 +97,12 @@ class NerfConfig(TrainingConfig):
         if self.sampler not in SAMPLERS:
             raise ValueError(f"sampler must be one of {', '.join(SAMPLERS)}, got {self.sampler!r}")
         self.prop_samples = _positive_ints("prop_samples", self.prop_samples)
+        if not 2 <= self.pronerf_samples <= 32:
+            raise ValueError(
+                f"pronerf_samples must be in [2, 32] (the paper uses 8 or 12), got {self.pronerf_samples}"
+            )
+        if self.pronerf_views < 1 or self.pronerf_width < 1 or self.pronerf_layers < 1:
+            raise ValueError("pronerf_views, pronerf_width and pronerf_layers must be >= 1")
         if self.clock not in ("wall", "cpu"):
             raise ValueError(f"clock must be 'wall' or 'cpu', got {self.clock!r}")
         if self.eval_views is not None and self.eval_views < 1:
@@ -216,6 +233,30 @@ class Trainer(BaseTrainer):
                 "lindisp" if spacing == "lindisp" else "uniform",
                 generator=init_gen,
             )
+        elif cfg.sampler == "pronerf":
+            if contraction is not None:
+                raise ValueError(
+                    "sampler 'pronerf' supports forward-facing (LLFF, NDC) and object (Blender) scenes, "
+                    f"not unbounded {inf.format} captures"
+                )
+            ndc = None
+            if inf.forward_facing:
+                k0 = inf.K.reshape(-1, 3, 3)[0]
+                ndc = (float(k0[0, 0]), float(k0[1, 1]), float(inf.width), float(inf.height), inf.ndc_near)
+            self.sampler = ProNerfSampler(
+                cfg.pronerf_samples,
+                near,
+                far,
+                ndc,
+                n_views=cfg.pronerf_views,
+                width=cfg.pronerf_width,
+                layers=cfg.pronerf_layers,
+                channels=4 if inf.rgba else 3,
+                generator=init_gen,
+            )
+            if scene is not None:
+                idx = scene.indices("train")
+                self.sampler.set_references(scene.images[idx], inf.c2w[idx], inf.K[idx])
         else:
             self.sampler = HierarchicalSampler(
                 aabb,
@@ -229,9 +270,22 @@ class Trainer(BaseTrainer):
         self.sampler.to(self.device)
         grids = [p for n, p in self.named_parameters() if n.endswith("grid.table")]
         others = [p for n, p in self.named_parameters() if not n.endswith("grid.table")]
-        self.optimizer = torch.optim.Adam(
-            [{"params": grids}, {"params": others, "weight_decay": cfg.weight_decay}], lr=cfg.lr, eps=1e-15
-        )
+        groups = [{"params": grids}, {"params": others, "weight_decay": cfg.weight_decay}]
+        self.s_optimizer = None
+        if isinstance(self.sampler, ProNerfSampler):  # exploration: field only; exploitation: all
+            fgrids = [p for n, p in self.field.named_parameters() if n.endswith("grid.table")]
+            fothers = [p for n, p in self.field.named_parameters() if not n.endswith("grid.table")]
+            groups = [{"params": fgrids}, {"params": fothers, "weight_decay": cfg.weight_decay}]
+            self.s_optimizer = torch.optim.Adam(
+                [
+                    {"params": fgrids},
+                    {"params": fothers, "weight_decay": cfg.weight_decay},
+                    {"params": list(self.sampler.parameters()), "base_lr": cfg.pronerf_lr},
+                ],
+                lr=cfg.lr,
+                eps=1e-15,
+            )
+        self.optimizer = torch.optim.Adam(groups, lr=cfg.lr, eps=1e-15)
         self.batch_rays = cfg.batch_rays
         distributed.broadcast_tensors(p for _, p in self.named_parameters())  # rank 0's init
         self.stats = {"rays": 0, "samples": 0, "render_rays": 0, "render_samples": 0}
@@ -300,13 +354,28 @@ class Trainer(BaseTrainer):
         if cfg.seconds:
             progress = max(progress, self.elapsed() / cfg.seconds)
         factor = _lr_factor(self.step, cfg.warmup_steps, progress)
-        for group in self.optimizer.param_groups:
-            group["lr"] = cfg.lr * factor
+        pro = isinstance(self.sampler, ProNerfSampler)
+        opt = self.optimizer
+        if pro and not self.sampler.explores(self.step):
+            opt = self.s_optimizer
+        for group in opt.param_groups:
+            group["lr"] = group.get("base_lr", cfg.lr) * factor
         self.sampler.update(self.step, self.field, generator=g)
         n_rays = self.batch_rays
         idx = torch.randint(0, pix.shape[0], (n_rays,), generator=g, device=self.device)
         target = pix[idx]
-        if target.shape[-1] == 4:  # background augmentation: a random colour per ray
+        view_ids = None
+        if pro:  # random other training views to project into (ProNeRF training), drawn for the
+            # whole batch so that every rank consumes the shared generator alike
+            ref = self.sampler.ref_c2w
+            cams = idx // (self.info.width * self.info.height)
+            view_ids = nearest_views(
+                ref[cams.to(ref.device)], ref, cfg.pronerf_views, exclude_self=True, random=True, generator=g
+            )
+        if target.shape[-1] == 4 and pro:  # the direct colours c_A, c_f need a fixed background
+            bkgd = self.eval_background()
+            target = target[:, :3] * target[:, 3:] + bkgd * (1.0 - target[:, 3:])
+        elif target.shape[-1] == 4:  # background augmentation: a random colour per ray
             bkgd = torch.rand((n_rays, 3), generator=g, device=self.device)
             target = target[:, :3] * target[:, 3:] + bkgd * (1.0 - target[:, 3:])
         else:
@@ -316,12 +385,16 @@ class Trainer(BaseTrainer):
         if world > 1:
             part = distributed.shard(n_rays)
             idx, target = idx[part], target[part]
+            if view_ids is not None:
+                view_ids = view_ids[part]
             if bkgd is not None and bkgd.dim() == 2:
                 bkgd = bkgd[part]
             if cfg.stratified:  # this rank's jitter stream, derived from the shared generator
                 seed = int(torch.randint(0, 1 << 62, (1,), generator=g, device=self.device))
                 sg = torch.Generator(self.device).manual_seed(seed + 7919 * distributed.rank())
         rays = self.make_rays(c2w, K, idx)
+        if view_ids is not None:
+            rays.view_ids = view_ids
         out = self.sampler.render(
             self.field, rays, bkgd, train=True, generator=sg, step=self.step, stratified=cfg.stratified
         )
@@ -331,7 +404,7 @@ class Trainer(BaseTrainer):
             loss = loss + F.mse_loss(aux, target)
         if out.aux_loss is not None:
             loss = loss + out.aux_loss
-        self.optimizer.zero_grad(set_to_none=True)
+        opt.zero_grad(set_to_none=True)
         n_samples = out.n_samples
         if world > 1:
             share = len(idx) / n_rays  # every term is a mean over the rays
@@ -343,10 +416,10 @@ class Trainer(BaseTrainer):
             loss, mse, n = distributed.all_reduce_grads(params, torch.tensor(stats, device=self.device))
             n_samples = int(round(float(n)))
             if any(p.grad is not None for p in params):
-                self.optimizer.step()
+                opt.step()
         elif loss.requires_grad:
             loss.backward()
-            self.optimizer.step()
+            opt.step()
         self.stats["rays"] += n_rays
         self.stats["samples"] += n_samples
         if isinstance(self.sampler, OccGridSampler):  # nerfacc's dynamic batch size
@@ -367,7 +440,8 @@ class Trainer(BaseTrainer):
         outs, n_samples = [], 0
         for s in range(0, len(rays), self.config.chunk):
             sl = slice(s, s + self.config.chunk)
-            sub = Rays(rays.origins[sl], rays.directions[sl], rays.viewdirs[sl], rays.near, rays.far)
+            vid = None if rays.view_ids is None else rays.view_ids[sl]
+            sub = Rays(rays.origins[sl], rays.directions[sl], rays.viewdirs[sl], rays.near, rays.far, vid)
             b = bkgd if bkgd is None or bkgd.dim() == 1 else bkgd[sl]
             o = self.sampler.render(self.field, sub, b, train=False)
             outs.append((o.rgb, o.opacity, o.depth))
@@ -389,6 +463,10 @@ class Trainer(BaseTrainer):
         K = inf.K[0] if K is None else K
         w, h = width or inf.width, height or inf.height
         rays = self.make_rays(c2w[..., :3, :4].reshape(1, 3, 4), K.reshape(1, 3, 3), width=w, height=h)
+        if isinstance(self.sampler, ProNerfSampler):  # the nearest training views (ProNeRF testing)
+            ref = self.sampler.ref_c2w
+            ids = nearest_views(c2w[..., :3, :4].reshape(1, 3, 4).to(ref), ref, self.config.pronerf_views)
+            rays.view_ids = ids.expand(len(rays), -1)
         rgb, acc, depth, n = self.render_rays(rays, self.eval_background())
         self.stats["render_rays"] += len(rays)
         self.stats["render_samples"] += n
@@ -422,7 +500,11 @@ class Trainer(BaseTrainer):
         """The shared evaluation plus ``mean_color_psnr`` (the PSNR of each view's mean colour:
         the floor any model must beat) and ``eval_samples_per_ray``."""
         before = dict(self.stats)
+        if isinstance(self.sampler, ProNerfSampler):
+            self.sampler.reset_timing()
         ev = super().evaluate(return_images)
+        if isinstance(self.sampler, ProNerfSampler) and self.sampler.timing["rays"]:
+            ev["render_breakdown"] = self.render_breakdown()
         views = self.test_views()
         if views:
             ev["mean_color_psnr"] = sum(
@@ -434,6 +516,19 @@ class Trainer(BaseTrainer):
             )
         self._last_eval = ev
         return ev
+
+    def render_breakdown(self) -> dict:
+        """Where ProNeRF's test-time rendering went since the sampler's last ``reset_timing``:
+        milliseconds a frame (of the scene's size) in the field evaluations, the two PAS networks
+        and the projections into the reference views, and the field evaluations a ray."""
+        tm = self.sampler.timing
+        frames = max(tm["rays"], 1) / (self.info.width * self.info.height)
+        return {
+            "field_evals_per_ray": self.sampler.n,
+            "field_ms_per_frame": 1000 * tm["field_s"] / frames,
+            "sampler_nets_ms_per_frame": 1000 * tm["sampler_nets_s"] / frames,
+            "projection_ms_per_frame": 1000 * tm["projection_s"] / frames,
+        }
 
     def camera_info(self) -> dict:
         return asdict(self.info)
@@ -449,6 +544,7 @@ class Trainer(BaseTrainer):
             "eval_samples_per_ray": ev.get("eval_samples_per_ray"),
             "train_rays_per_second": round(self.stats["rays"] / max(self.train_seconds, 1e-9), 1),
             "threads": torch.get_num_threads(),
+            "render_breakdown": ev.get("render_breakdown"),
         }
 
     # ------------------------------------------------------------------ checkpoints
@@ -458,6 +554,7 @@ class Trainer(BaseTrainer):
             "field": self.field.state_dict(),
             "sampler": self.sampler.state_dict(),
             "optimizer": self.optimizer.state_dict(),
+            "s_optimizer": None if self.s_optimizer is None else self.s_optimizer.state_dict(),
             "batch_rays": self.batch_rays,
             "stats": dict(self.stats),
             "rng": self.gen.get_state(),
@@ -468,6 +565,8 @@ class Trainer(BaseTrainer):
         self.field.load_state_dict(state["field"])
         self.sampler.load_state_dict(state["sampler"])
         self.optimizer.load_state_dict(state["optimizer"])
+        if self.s_optimizer is not None:
+            self.s_optimizer.load_state_dict(state["s_optimizer"])
         self.batch_rays = int(state["batch_rays"])
         self.stats = {**self.stats, **state["stats"]}
         self.gen.set_state(state["rng"])

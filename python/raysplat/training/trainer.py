@@ -168,6 +168,8 @@ class Trainer(ABC):
             poses = c2w[ids]
         elif kind == "spiral" or cams.get("forward_facing"):
             poses = render_path if render_path is not None else spiral_path(train, frames)
+            if render_path is not None and frames < len(render_path):  # `frames` evenly spaced poses
+                poses = render_path[torch.linspace(0, len(render_path) - 1, frames).round().long()]
         else:
             poses = orbit_path(train, frames)
         return poses, cams["K"][0], int(cams["width"]), int(cams["height"])

@@ -1,0 +1,363 @@
+"""ProNeRF's projection-aware sampling (PAS): a fourth sampler that renders with 8-12 field
+evaluations a ray (Bello, Bui, Kim, "ProNeRF", arXiv 2312.08136 / IEEE Access 2024; released code
+``KAIST-VICLab/pronerf``, ``run_S_eS_eN_alter_base.py``).
+
+Per ray (``algorithms.md`` §1.1 of the research notes):
+
+* **Stage A** (ray -> samples): an MLP of the ray's Plücker coordinates predicts ``N`` depths
+  ``t_k = near + sigmoid(o_k) (far - near)`` (then sorted), a density *additive* term ``a_k`` and
+  *multiplicative* term ``m_k`` (permuted with the same sort) and a direct colour ``c_A``.
+* **Projection**: the stage-A points are projected into ``V = 4`` reference (training) views with
+  :func:`raysplat.project_to_views`; invalid lookups take the mean of the sample's valid views.
+  Reference views are the 4 nearest training cameras (by centre) at test time and 4 random other
+  training cameras while training (:func:`raysplat.nearest_views`), as the released code does.
+* **Stage B** (refinement): an MLP of the ray encoding, the stage-A depths and the projected
+  colours predicts one offset per bin, ``t'_k = lower_k + sigmoid(r_k) (upper_k - lower_k)`` with
+  the bins between the midpoints of consecutive stage-A samples (so ``t'`` stays sorted for any
+  output), a bounded 3-D point offset ``Δ_k = bound · tanh(.)`` and a colour ``c_f``.
+* **Rendering** with the field at ``x_k = o + t'_k d + Δ_k`` and *density modulation*:
+  ``σ_k = act(raw_k + a_k)``, ``α_k = (1 - exp(-σ_k δ_k)) relu(m_k)``, ``δ_k = (t'_{k+1} - t'_k)|d|``.
+  ProNeRF's NeRF uses ``relu`` as the density activation, raysplat's hash-grid field ``trunc_exp``
+  of the logit, so ``a_k`` is added to the logit (``a = 0, m = 1`` is the plain field).
+
+Training alternates (§1.2, :meth:`ProNerfSampler.explores`): odd iterations (1-based; step 0, 2, ...
+0-based) *explore*: the sampler is frozen and the field learns alone on densified, jittered samples
+(``N · n_mult ≤ 64`` a ray, :func:`explore_samples`) without modulation; even iterations *exploit*:
+everything learns end to end on the exact ``N`` samples with the three colour losses
+(``C``, ``c_f``, ``c_A``).
+
+Spaces. Forward-facing (LLFF) scenes: NDC, ``t ∈ [0, 1]`` as in the paper; for the projection a
+sample's NDC point is mapped back to the world exactly (the inverse of :func:`raysplat.ndc_rays`),
+which puts it at metric depth ``z = near / (1 - t)`` along the camera's ``-z``. 360° object scenes
+(Blender): metric ray distance between the dataset's ``near`` and ``far`` (the object lies in a
+bounded box, so no contraction is needed); the last interval ends at ``far`` instead of NeRF's
+``1e10`` so the background can show through, and the offset bound is ``0.01 (far - near)`` (the
+paper's ``0.01`` of the NDC range). Unbounded captures are not supported by this sampler.
+
+Network sizes. The paper's two PAS networks are 6 x 256 ELU MLPs next to an 8 x 256 NeRF.
+raysplat's field is a hash grid with a 64-wide MLP, about 10x cheaper per sample than that NeRF:
+at paper size the two PAS networks alone (≈ 2 x 330k multiply-adds a ray) would cost as much as
+~80 of our field evaluations and erase the speed-up of evaluating only 8-12. They are therefore
+four 64-wide layers by default (3 hidden + the head; ``pronerf_width`` / ``pronerf_layers``),
+together about the cost of 3-4 field evaluations a ray. Two further small changes, both
+because the paper's inputs carry no information: the stage-A input is the 6-D Plücker ray once
+(the paper replicates it 48x; the moment is invariant along the ray) with a 4-frequency sinusoidal
+encoding, and stage B also sees the stage-A depths (the paper's per-sample Plücker inputs are all
+the same vector). The stage-A depth head starts at evenly spaced depths and ``m`` at 1.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import torch
+import torch.nn.functional as F
+
+from raysplat.nerf.field import RadianceField, trunc_exp
+from raysplat.projection import project_to_views
+
+#: the most field samples a ray gets during exploration
+MAX_EXPLORE_SAMPLES = 64
+
+
+def plucker(origins: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
+    """Plücker coordinates ``(d̂, o × d̂)`` [..., 6] of rays (the same for every point of a ray)."""
+    d = F.normalize(directions, dim=-1)
+    return torch.cat([d, torch.cross(origins, d, dim=-1)], -1)
+
+
+def encode_rays(origins: torch.Tensor, directions: torch.Tensor, freqs: int) -> torch.Tensor:
+    """Plücker coordinates with ``freqs`` sinusoidal frequencies: [..., 6 + 12 freqs]."""
+    p = plucker(origins, directions)
+    if freqs == 0:
+        return p
+    scales = (2.0 ** torch.arange(freqs, device=p.device, dtype=p.dtype)) * math.pi
+    x = (p[..., None, :] * scales[:, None]).flatten(-2)
+    return torch.cat([p, torch.sin(x), torch.cos(x)], -1)
+
+
+def stage_a_outputs(o: torch.Tensor, n: int, near: float, far: float):
+    """Stage A's raw outputs ``o`` [R, 3N+3] -> sorted depths ``t`` [R, N] in ``(near, far)``,
+    additive / multiplicative density terms ``a``, ``m`` [R, N] (permuted with the sort) and the
+    direct colour ``c_A`` [R, 3]."""
+    t = near + torch.sigmoid(o[:, :n]) * (far - near)
+    t, order = torch.sort(t, dim=-1)
+    a = o[:, n : 2 * n].gather(1, order)
+    m = o[:, 2 * n : 3 * n].gather(1, order)
+    return t, a, m, torch.sigmoid(o[:, 3 * n : 3 * n + 3])
+
+
+def refine_bins(t: torch.Tensor, near: float, far: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stage B's bins around sorted depths ``t`` [R, N]: ``lower_0 = (near + t_0) / 2``,
+    ``lower_k = upper_{k-1} = (t_{k-1} + t_k) / 2``, ``upper_{N-1} = (far + t_{N-1}) / 2``."""
+    mids = 0.5 * (t[:, 1:] + t[:, :-1])
+    lo = torch.cat([0.5 * (near + t[:, :1]), mids], -1)
+    hi = torch.cat([mids, 0.5 * (far + t[:, -1:])], -1)
+    return lo, hi
+
+
+def stage_b_outputs(t: torch.Tensor, r: torch.Tensor, near: float, far: float, bound: float):
+    """Stage B's raw outputs ``r`` [R, 4N+3] -> refined depths ``t'`` [R, N] (one in each bin of
+    :func:`refine_bins`, hence sorted), point offsets ``Δ`` [R, N, 3] with ``|Δ| ≤ bound`` and the
+    colour ``c_f`` [R, 3]."""
+    n = t.shape[1]
+    lo, hi = refine_bins(t, near, far)
+    tr = lo + torch.sigmoid(r[:, :n]) * (hi - lo)
+    delta = bound * torch.tanh(r[:, n : 4 * n].reshape(-1, n, 3))
+    return tr, delta, torch.sigmoid(r[:, 4 * n : 4 * n + 3])
+
+
+def _gaps(t: torch.Tensor, near: float, far: float, forward: bool) -> torch.Tensor:
+    """Distance of each sorted sample to its next one (or ``far``), or to its previous one (or
+    ``near``) when not ``forward``."""
+    if forward:
+        nxt = torch.cat([t[:, 1:], torch.full_like(t[:, :1], far)], -1)
+        return (nxt - t).clamp_min(0.0)
+    prv = torch.cat([torch.full_like(t[:, :1], near), t[:, :-1]], -1)
+    return (t - prv).clamp_min(0.0)
+
+
+def explore_samples(
+    t: torch.Tensor,
+    near: float,
+    far: float,
+    generator: torch.Generator | None = None,
+    max_samples: int = MAX_EXPLORE_SAMPLES,
+) -> tuple[torch.Tensor, int]:
+    """Exploration samples (§1.2): ``n_mult ~ U{1..⌊max/N⌋}`` copies of every sorted depth at
+    ``t_k ± (j / n_mult) gap_k`` (towards the next sample or ``far`` with probability ½, else
+    towards the previous or ``near``), then a jitter ``t ± η gap`` with ``η = min(|N(0,1)| / 5,
+    0.99)`` in the same direction, so samples never cross. Returns the sorted ``[R, N n_mult]``
+    depths and ``n_mult``."""
+    n = t.shape[1]
+    dev = t.device
+    hi = max(max_samples // n, 1)
+    n_mult = int(torch.randint(1, hi + 1, (1,), generator=generator, device=dev))
+    forward = bool(torch.rand((1,), generator=generator, device=dev) < 0.5)
+    sign = 1.0 if forward else -1.0
+    if n_mult > 1:
+        gap = _gaps(t, near, far, forward)
+        j = torch.arange(n_mult, device=dev, dtype=t.dtype) / n_mult
+        t = (t[..., None] + sign * j * gap[..., None]).flatten(1)
+        t, _ = torch.sort(t, dim=-1)
+    forward = bool(torch.rand((1,), generator=generator, device=dev) < 0.5)
+    sign = 1.0 if forward else -1.0
+    gap = _gaps(t, near, far, forward)
+    eta = (torch.randn(t.shape, generator=generator, device=dev, dtype=t.dtype).abs() / 5).clamp_max(0.99)
+    return t + sign * eta * gap, n_mult
+
+
+def modulated_alpha(
+    raw: torch.Tensor,
+    delta: torch.Tensor,
+    a: torch.Tensor | None = None,
+    m: torch.Tensor | None = None,
+    inside: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """ProNeRF opacities ``α = (1 - exp(-act(raw + a) δ)) relu(m)`` with ``act = trunc_exp`` (the
+    field's density activation; ``raw`` is its density logit); ``a``/``m`` omitted: plain NeRF."""
+    sigma = trunc_exp(raw if a is None else raw + a)
+    if inside is not None:
+        sigma = sigma * inside
+    alpha = 1.0 - torch.exp(-sigma * delta)
+    return alpha if m is None else alpha * F.relu(m)
+
+
+def composite(alpha: torch.Tensor, rgb: torch.Tensor, t: torch.Tensor, bkgd=None):
+    """NeRF compositing of [R, S] opacities: colour [R, 3], opacity [R, 1], depth [R, 1]."""
+    trans = torch.cumprod(torch.cat([torch.ones_like(alpha[:, :1]), 1.0 - alpha + 1e-10], -1), -1)[:, :-1]
+    w = alpha * trans
+    color = (w[..., None] * rgb).sum(1)
+    acc = w.sum(1, keepdim=True)
+    if bkgd is not None:
+        color = color + (1.0 - acc) * bkgd
+    return color, acc, (w * t).sum(1, keepdim=True)
+
+
+def _mlp(d_in: int, width: int, layers: int, d_out: int, gen: torch.Generator | None) -> torch.nn.Sequential:
+    mods: list[torch.nn.Module] = []
+    d = d_in
+    for _ in range(layers):
+        mods += [torch.nn.Linear(d, width), torch.nn.ELU()]
+        d = width
+    mods.append(torch.nn.Linear(d, d_out))
+    with torch.no_grad():
+        for mod in mods:
+            if isinstance(mod, torch.nn.Linear):
+                bound = 1.0 / math.sqrt(mod.in_features)
+                mod.weight.copy_(torch.rand(mod.weight.shape, generator=gen) * 2 * bound - bound)
+                mod.bias.copy_(torch.rand(mod.bias.shape, generator=gen) * 2 * bound - bound)
+    return torch.nn.Sequential(*mods)
+
+
+class ProNerfSampler(torch.nn.Module):
+    """ProNeRF's projection-aware sampler (see the module docstring).
+
+    Args:
+        n_samples: field samples a ray (8: ProNeRF-8, 12: ProNeRF-12).
+        near, far: the ray's depth range (NDC ``0, 1`` for forward-facing scenes).
+        ndc: ``(fx, fy, width, height, near_plane)`` of the NDC mapping, or ``None`` (metric rays).
+        n_views: reference views a ray is projected into.
+        width, layers: size of each PAS MLP.
+        freqs: sinusoidal frequencies of the Plücker encoding.
+        offset_bound: ``|Δ|`` bound as a fraction of ``far - near``.
+        channels: channels of the reference images (3, or 4 with alpha).
+    """
+
+    name = "pronerf"
+
+    def __init__(
+        self,
+        n_samples: int = 12,
+        near: float = 0.0,
+        far: float = 1.0,
+        ndc: tuple[float, float, float, float, float] | None = None,
+        n_views: int = 4,
+        width: int = 64,
+        layers: int = 3,
+        freqs: int = 4,
+        offset_bound: float = 0.01,
+        channels: int = 3,
+        generator: torch.Generator | None = None,
+    ):
+        super().__init__()
+        if n_samples < 2:
+            raise ValueError(f"n_samples must be >= 2, got {n_samples}")
+        self.n, self.n_views, self.freqs = n_samples, n_views, freqs
+        self.near, self.far, self.ndc = float(near), float(far), ndc
+        self.bound = offset_bound * (self.far - self.near)
+        enc = 6 + 12 * freqs
+        self.stage_a = _mlp(enc, width, layers, 3 * n_samples + 3, generator)
+        self.stage_b = _mlp(
+            enc + n_samples + channels * n_samples * n_views, width, layers, 4 * n_samples + 3, generator
+        )
+        with torch.no_grad():  # start at evenly spaced depths with m = 1 (plain density)
+            head = self.stage_a[-1]
+            q = (torch.arange(n_samples, dtype=torch.float32) + 0.5) / n_samples
+            head.weight[:n_samples] *= 0.1
+            head.bias[:n_samples] = torch.log(q / (1 - q))
+            head.bias[n_samples : 2 * n_samples] = 0.0
+            head.bias[2 * n_samples : 3 * n_samples] = 1.0
+        self.register_buffer("ref_images", torch.zeros(0, 1, 1, channels, dtype=torch.uint8))
+        self.register_buffer("ref_c2w", torch.zeros(0, 3, 4))
+        self.register_buffer("ref_K", torch.zeros(0, 3, 3))
+        self.register_buffer("_ref", torch.zeros(0, 1, 1, channels), persistent=False)
+        self.reset_timing()
+
+    # ------------------------------------------------------------------ references
+    def set_references(self, images: torch.Tensor, c2w: torch.Tensor, K: torch.Tensor) -> None:
+        """The reference (training) views: images [M, H, W, C] (uint8, or float in [0, 1]), OpenGL
+        ``c2w`` [M, 3|4, 4] and ``K`` [M, 3, 3]. Kept in the state (self-contained checkpoints)."""
+        if images.dtype != torch.uint8:
+            images = (images.float().clamp(0, 1) * 255).round().to(torch.uint8)
+        if images.shape[0] < self.n_views:
+            raise ValueError(f"images: {self.n_views} reference views needed, got {images.shape[0]}")
+        dev = self.ref_c2w.device
+        self.ref_images = images.to(dev).contiguous()
+        self.ref_c2w = c2w[:, :3, :4].float().to(dev).contiguous()
+        self.ref_K = K.float().reshape(-1, 3, 3).to(dev).contiguous()
+        self._ref = self.ref_images.float() / 255.0
+
+    def load_state_dict(self, state, strict: bool = True, assign: bool = False):
+        self.set_references(state["ref_images"], state["ref_c2w"], state["ref_K"])
+        return super().load_state_dict(state, strict)
+
+    def reset_timing(self) -> None:
+        """Zeroes the render-time breakdown (:attr:`timing`, seconds, test-time renders only)."""
+        self.timing = {"field_s": 0.0, "sampler_nets_s": 0.0, "projection_s": 0.0, "rays": 0}
+
+    @staticmethod
+    def explores(step: int) -> bool:
+        """Whether training step ``step`` (0-based) explores: odd 1-based iterations."""
+        return step % 2 == 0
+
+    def update(self, step, fld, generator=None) -> None:
+        pass
+
+    # ------------------------------------------------------------------ geometry
+    def world_points(self, rays, t: torch.Tensor) -> torch.Tensor:
+        """World points [R, N, 3] of depths ``t`` along ``rays`` (NDC points mapped back exactly:
+        metric depth ``near_plane / (1 - t)``)."""
+        if self.ndc is None:
+            return rays.origins[:, None] + t[..., None] * rays.directions[:, None]
+        fx, fy, w, h, n = self.ndc
+        t = t.clamp(max=1.0 - 1e-5)
+        p = rays.origins[:, None] + t[..., None] * rays.directions[:, None]
+        z = 2.0 * n / (p[..., 2] - 1.0)
+        return torch.stack([p[..., 0] * z * w / (-2.0 * fx), p[..., 1] * z * h / (-2.0 * fy), z], -1)
+
+    def projected(self, rays, t: torch.Tensor, view_ids: torch.Tensor) -> torch.Tensor:
+        """Reference colours [R, N·V·C] of the points at ``t``; an invalid lookup takes the mean
+        of that sample's valid views (0 if none)."""
+        pts = self.world_points(rays, t)
+        with torch.no_grad():
+            s, ok = project_to_views(pts.detach(), view_ids, self.ref_c2w, self.ref_K, self._ref)
+            okf = ok[..., None].to(s.dtype)
+            mean = (s * okf).sum(2, keepdim=True) / okf.sum(2, keepdim=True).clamp_min(1.0)
+            s = torch.where(ok[..., None], s, mean)
+        return s.flatten(1)
+
+    # ------------------------------------------------------------------ rendering
+    def _field(self, fld: RadianceField, rays, x: torch.Tensor):
+        r, s = x.shape[:2]
+        d = rays.viewdirs[:, None].expand(-1, s, -1)
+        raw, inside, rgb = fld.raw(x.reshape(-1, 3), d.reshape(-1, 3))
+        return raw.reshape(r, s), inside.reshape(r, s), rgb.reshape(r, s, 3)
+
+    def _deltas(self, rays, t: torch.Tensor) -> torch.Tensor:
+        last = 1e10 if self.ndc is not None else None
+        if last is None:
+            end = (self.far - t[:, -1:]).clamp_min(0.0)
+        else:
+            end = torch.full_like(t[:, -1:], last)
+        return torch.cat([t[:, 1:] - t[:, :-1], end], -1) * rays.directions.norm(dim=-1, keepdim=True)
+
+    def pas(self, rays, view_ids: torch.Tensor):
+        """Both PAS stages: stage-A ``(t, a, m, c_A)`` and stage-B ``(t', Δ, c_f)``."""
+        enc = encode_rays(rays.origins, rays.directions, self.freqs)
+        t, a, m, c_a = stage_a_outputs(self.stage_a(enc), self.n, self.near, self.far)
+        tic = time.perf_counter()
+        epi = self.projected(rays, t, view_ids)
+        self._proj_s = time.perf_counter() - tic
+        s = (t - self.near) / (self.far - self.near)
+        r = self.stage_b(torch.cat([enc, s, epi], -1))
+        tr, delta, c_f = stage_b_outputs(t, r, self.near, self.far, self.bound)
+        return (t, a, m, c_a), (tr, delta, c_f)
+
+    def render(
+        self, fld: RadianceField, rays, bkgd=None, train=False, generator=None, step=0, stratified=None
+    ):
+        """Renders ``rays`` (``rays.view_ids`` required). ``stratified`` is accepted for the
+        samplers' common interface: the exploration jitter is part of the method and always on
+        in training; exploitation and test renders are deterministic."""
+        from raysplat.nerf.samplers import RenderOut
+
+        view_ids = rays.view_ids
+        if view_ids is None:
+            raise ValueError("rays.view_ids: the pronerf sampler needs reference views per ray")
+        n_rays = len(rays)
+        if train and self.explores(step):
+            with torch.no_grad():
+                (_, _, _, _), (tr, _, _) = self.pas(rays, view_ids)
+                te, _ = explore_samples(tr, self.near, self.far, generator)
+            x = rays.origins[:, None] + te[..., None] * rays.directions[:, None]
+            raw, inside, rgb = self._field(fld, rays, x)
+            alpha = modulated_alpha(raw, self._deltas(rays, te), inside=inside)
+            color, acc, depth = composite(alpha, rgb, te, bkgd)
+            return RenderOut(color, acc, depth, te.numel(), edges=[te])
+        tic = time.perf_counter()
+        (t, a, m, c_a), (tr, delta, c_f) = self.pas(rays, view_ids)
+        nets = time.perf_counter() - tic - self._proj_s
+        tic = time.perf_counter()
+        x = rays.origins[:, None] + tr[..., None] * rays.directions[:, None] + delta
+        raw, inside, rgb = self._field(fld, rays, x)
+        alpha = modulated_alpha(raw, self._deltas(rays, tr), a, m, inside)
+        color, acc, depth = composite(alpha, rgb, tr, bkgd)
+        if not train:
+            self.timing["field_s"] += time.perf_counter() - tic
+            self.timing["sampler_nets_s"] += nets
+            self.timing["projection_s"] += self._proj_s
+            self.timing["rays"] += n_rays
+        aux = [c_f, c_a] if train else []
+        return RenderOut(color, acc, depth, tr.numel(), aux_rgb=aux, edges=[t, tr])
