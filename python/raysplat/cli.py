@@ -9,6 +9,7 @@ the exit status. To add a command (``train``, ``render``, ...) write both and ap
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 
@@ -198,9 +199,19 @@ def run_training(args: argparse.Namespace, method: str, make_config) -> int:
 
     created = distributed.init_from_env(args.device)
     try:
-        return _run_training(args, method, make_config)
+        rc = _run_training(args, method, make_config)
     finally:
         distributed.shutdown(created)
+    if created:
+        # Every output is written and closed, and the group is gone. Interpreter finalisation
+        # after a gloo group can still abort the process (SIGABRT, "terminate called without an
+        # active exception": gloo's worker threads outlive the group, pytorch/pytorch#179291),
+        # which torchrun reports as a failed run; a worker launched by torchrun therefore ends
+        # here, with its real exit status.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(rc)
+    return rc
 
 
 def _run_training(args: argparse.Namespace, method: str, make_config) -> int:

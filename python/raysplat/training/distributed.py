@@ -98,9 +98,15 @@ def init_from_env(device: str = "cpu") -> bool:
 
 
 def shutdown(created: bool) -> None:
-    """Destroys the process group when :func:`init_from_env` created it."""
+    """Destroys the process group when :func:`init_from_env` created it, after a barrier: a rank
+    that tears its gloo connections down while a peer is still finishing can make the peer's
+    transport thread abort the process at exit (SIGABRT, "terminate called without an active
+    exception")."""
     if created and dist.is_initialized():
-        dist.destroy_process_group()
+        try:
+            dist.barrier()
+        finally:
+            dist.destroy_process_group()
 
 
 def shard(n: int, r: int | None = None, world: int | None = None) -> slice:
