@@ -218,7 +218,24 @@ def _y_up(parts, radius: float, up: str):
     return out, R
 
 
-class RenderedMeshPrior(DiffusionPrior):
+class _CameraAwarePixelPrior(DiffusionPrior):
+    """Shared by the camera-aware analytic priors: pixel space scaled to [-1, 1] and a single
+    (constant) conditioning row per prompt; subclasses define ``predict_noise``."""
+
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        check_images("images", images)
+        return 2 * images - 1
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return (z + 1) / 2
+
+    def embed_prompts(self, prompts: list[str]) -> torch.Tensor:
+        if isinstance(prompts, str):
+            raise TypeError("prompts must be a list of strings")
+        return torch.ones(len(prompts), 1, device=self.alphas_cumprod.device)
+
+
+class RenderedMeshPrior(_CameraAwarePixelPrior):
     """A camera-aware analytic prior: for a view ``(c2w, K)`` its data are the render of a
     textured mesh from that camera (Lambertian with a fixed light, 2x2 supersampled, through
     :func:`raysplat.rasterize_mesh`) composited over ``background``, and its ε is the closed-form
@@ -296,18 +313,6 @@ class RenderedMeshPrior(DiffusionPrior):
             out.append(rgb * alpha + self.background * (1 - alpha))
         return torch.stack(out)
 
-    def encode(self, images: torch.Tensor) -> torch.Tensor:
-        check_images("images", images)
-        return 2 * images - 1
-
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        return (z + 1) / 2
-
-    def embed_prompts(self, prompts: list[str]) -> torch.Tensor:
-        if isinstance(prompts, str):
-            raise TypeError("prompts must be a list of strings")
-        return torch.ones(len(prompts), 1, device=self.alphas_cumprod.device)
-
     def predict_noise(self, z_t, t, cond, c2w=None, K=None) -> torch.Tensor:
         if c2w is None or K is None:
             raise ValueError("c2w and K are required: RenderedMeshPrior is camera-aware")
@@ -333,7 +338,7 @@ class RenderedMeshPrior(DiffusionPrior):
         return torch.cat(eps)
 
 
-class TextureMixturePrior(DiffusionPrior):
+class TextureMixturePrior(_CameraAwarePixelPrior):
     """A camera-aware analytic prior with several answers: the data of a view are the render of
     one of ``K`` known textures of the same UV-mapped mesh (equal weights), composited over
     ``background``. Its exact denoiser for a view is the posterior-weighted mix of the K
@@ -398,18 +403,6 @@ class TextureMixturePrior(DiffusionPrior):
             out = [torch.where(hit, sample_texture(t, r.attributes), self.background) for t in self.textures]
             self._cache[key] = torch.stack(out).permute(0, 3, 1, 2).contiguous()
         return self._cache[key]
-
-    def encode(self, images: torch.Tensor) -> torch.Tensor:
-        check_images("images", images)
-        return 2 * images - 1
-
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        return (z + 1) / 2
-
-    def embed_prompts(self, prompts: list[str]) -> torch.Tensor:
-        if isinstance(prompts, str):
-            raise TypeError("prompts must be a list of strings")
-        return torch.ones(len(prompts), 1, device=self.alphas_cumprod.device)
 
     def predict_noise(self, z_t, t, cond, c2w=None, K=None) -> torch.Tensor:
         if c2w is None or K is None:
