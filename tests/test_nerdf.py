@@ -242,3 +242,18 @@ def test_encoding_is_validated():
         NerdfConfig(encoding="fourier").validate()
     with pytest.raises(ValueError, match="depth must be a positive integer"):
         NerdfConfig(depth=0).validate()
+
+
+def test_forward_facing_distillation_in_ndc(tmp_path):
+    """An LLFF (forward-facing, NDC) teacher: the student works in the teacher's NDC box, the
+    online poses stay inside the camera envelope, and distillation improves on the teacher."""
+    data = make_scene(tmp_path / "llff", "llff", size=24, views=6, seed=2)
+    t = NerfTrainer(str(data), NerfConfig(sampler="occgrid", steps=30, **TEACHER))
+    t.train(progress=False)
+    t.save_checkpoint(tmp_path / "teacher.pt")
+    s = Trainer(str(data), NerdfConfig(teacher=str(tmp_path / "teacher.pt"), steps=60, **HASH_STUDENT))
+    assert s.info.forward_facing and (s.near, s.far) == (0.0, 1.0)
+    before = s.psnr_vs_teacher()
+    s.train(progress=False)
+    after = s.psnr_vs_teacher()
+    assert after > before + 3.0, (before, after)
