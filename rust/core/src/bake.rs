@@ -261,18 +261,7 @@ pub fn dilate<T: Real>(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn lcg(n: usize, seed: u64) -> Vec<f64> {
-        let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
-        (0..n)
-            .map(|_| {
-                s = s
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                ((s >> 11) as f64) / (1u64 << 53) as f64
-            })
-            .collect()
-    }
+    use crate::distribution::tests::lcg;
 
     /// Brute force: one texel at a time, over all pixels.
     fn brute(colors: &[f64], uv: &[f64], wts: &[f64], h: usize, w: usize, c: usize) -> Baked<f64> {

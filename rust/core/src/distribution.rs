@@ -772,10 +772,12 @@ fn backward_chunk<T: Real>(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn lcg(n: usize, seed: u64) -> Vec<f64> {
+    /// `n` deterministic pseudo-random values in `[0, 1)` (a 64-bit LCG seeded by `seed`); also
+    /// used by the bake kernel's tests.
+    pub(crate) fn lcg(n: usize, seed: u64) -> Vec<f64> {
         let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
         (0..n)
             .map(|_| {
