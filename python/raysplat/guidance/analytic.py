@@ -37,7 +37,9 @@ def _mixture_logits(z_t, t, alphas_cumprod, means, std):
     var = a2 * std**2 + (1 - a2)  # [B]
     x = z_t.to(torch.float64).flatten(1)
     m = means.to(torch.float64).flatten(1)
-    d2 = (x * x).sum(1, keepdim=True) - 2 * a2.sqrt()[:, None] * (x @ m.T) + a2[:, None] * (m * m).sum(1)[None]
+    d2 = (
+        (x * x).sum(1, keepdim=True) - 2 * a2.sqrt()[:, None] * (x @ m.T) + a2[:, None] * (m * m).sum(1)[None]
+    )
     return -d2 / (2 * var[:, None])
 
 
@@ -454,9 +456,13 @@ class TextureMixturePrior(_CameraAwarePixelPrior):
             log_w = torch.zeros(1, nk, dtype=torch.float64)
             if refs and bank.weight > 0:
                 log_w = log_w + bank.weight * sum(r[i : i + 1] for r in refs)
-            eps.append(_mixture_eps(z_t[i : i + 1], t[i : i + 1], self.alphas_cumprod, means, log_w, self.std))
+            eps.append(
+                _mixture_eps(z_t[i : i + 1], t[i : i + 1], self.alphas_cumprod, means, log_w, self.std)
+            )
             if bank is not None:
-                own.append(_mixture_logits(z_t[i : i + 1], t[i : i + 1], self.alphas_cumprod, means, self.std))
+                own.append(
+                    _mixture_logits(z_t[i : i + 1], t[i : i + 1], self.alphas_cumprod, means, self.std)
+                )
         if bank is not None and bank.recording:
             bank.store.setdefault("texture_posterior", []).append(torch.cat(own).cpu())
         return torch.cat(eps)

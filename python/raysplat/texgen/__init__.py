@@ -39,9 +39,9 @@ independent baseline uses). Views are processed in azimuth order from the front.
        ``Û_t^i``.
     2. **T²GR** (text-and-texture-guided resampling): after all views, each view's noise is
        re-estimated: when views are shared, the prior is called again for every view with the
-       complete bank of the step (``reestimate=True``: view ``i`` now shares the information of *all* the other views, the
-       later ones included, where AGVS could only see the earlier ones; one more prior call a
-       view), and guided by the complete texture ``Û_t = Û_t^N``:
+       complete bank of the step (``reestimate=True``: view ``i`` now shares the information of
+       *all* the other views, the later ones included, where AGVS could only see the earlier
+       ones; one more prior call a view), and guided by the complete texture ``Û_t = Û_t^N``:
        ``ε̃ = ε_u + w_y (ε_y − ε_u) + w_tex · m ⊙ (ε_tex − ε_u)`` (``w_y = guidance_scale`` 7.5,
        ``w_tex = texture_guidance`` 0.5, ``m`` the view's pixels covered by ``Û_t``;
        research/algorithms.md §6.2's hypothesis). ``ε̃`` takes the DDIM step to ``t−1``.

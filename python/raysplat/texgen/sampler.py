@@ -291,8 +291,9 @@ class _Sampler:
                 eps_final = torch.cat(eps_view)
                 if cfg.method == "texgen" and cfg.reestimate and self.bank is not None:
                     eps_u, eps_y = self._reestimate(z, t)
+                    pairs = zip(eps_u, eps_y, strict=True)
                     eps_final = torch.cat(
-                        [multi_cfg(eu, ey, None, cfg.guidance_scale, 0.0) for eu, ey in zip(eps_u, eps_y)]
+                        [multi_cfg(eu, ey, None, cfg.guidance_scale, 0.0) for eu, ey in pairs]
                     )
                 if cfg.method == "texgen" and cfg.texture_guidance > 0:
                     full = num / den.clamp(min=1e-12)[..., None]
