@@ -199,3 +199,44 @@ def test_orientation_and_opacity_regularisers():
     trainer.train(progress=False)
     loss = trainer.particles[0].orient_loss
     assert loss is not None and loss.requires_grad and torch.isfinite(loss) and loss.item() >= 0
+
+
+def test_proposal_sampler_nerf(tmp_path):
+    """``sampler="proposal"``: proposal fields in the optimiser, trained by the interlevel loss, the
+    orientation loss on the dense samples, resume, and the CLI's ``--set``."""
+    prior = RenderedMeshPrior("sample")
+    cfg = _config(
+        steps=3,
+        background="white",
+        sampler="proposal",
+        prop_samples=[16],
+        num_samples=8,
+        lambda_orient=1.0,
+        prior="mesh:sample",
+    )
+    trainer = Trainer(prior, "mesh", cfg)
+    p = trainer.particles[0]
+    before = [q.detach().clone() for q in p.sampler.parameters()]
+    in_opt = {id(q) for g in trainer.optimizers[0].param_groups for q in g["params"]}
+    assert before and all(id(q) in in_opt for q in p.sampler.parameters())
+    trainer.train(progress=False)
+    assert p.aux_loss is not None and torch.isfinite(p.aux_loss)
+    assert p.orient_loss is not None and torch.isfinite(p.orient_loss)
+    assert any(not torch.equal(a, b) for a, b in zip(before, p.sampler.parameters(), strict=True))
+    ev = trainer.evaluate()
+    assert 0 < ev["psnr"] < 60
+    trainer.save_checkpoint(tmp_path / "ck.pt")
+    again = load_checkpoint(tmp_path / "ck.pt", prior)
+    assert again.config.sampler == "proposal" and again.config.prop_samples == (16,)
+    with pytest.raises(ValueError, match="sampler"):
+        Text3DConfig(sampler="pronerf")
+    with pytest.raises(ValueError, match="prop_samples"):
+        Text3DConfig(prop_samples=[0])
+    from raysplat.cli import main
+
+    out = tmp_path / "cli"
+    sets = [x for k, v in TINY.items() for x in ("--set", f"{k}={v}")]
+    sets += ["--set", "sampler=proposal", "--set", "prop_samples=[16]", "--set", "num_samples=8"]
+    args = ["text-to-3d", "--prior", "mesh:sample", "--steps", "2", "--frames", "1", "--out", str(out), "-q"]
+    assert main(args + sets) == 0
+    assert load_checkpoint(out / "checkpoint.pt").config.sampler == "proposal"

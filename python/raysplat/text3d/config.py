@@ -10,6 +10,7 @@ from raysplat.training.config import TrainingConfig, option
 
 METHODS = ("sds", "vsd")
 REPRESENTATIONS = ("nerf", "gs")
+SAMPLERS = ("occgrid", "proposal")
 BACKGROUNDS = ("learned", "random", "white", "black")
 SHADINGS = ("albedo", "random")
 
@@ -37,6 +38,11 @@ class Text3DConfig(TrainingConfig):
     )
     method: str = option("sds", "'sds' (DreamFusion) or 'vsd' (ProlificDreamer)")
     representation: str = option("nerf", "'nerf' (hash grid + occupancy grid) or 'gs' (3D Gaussians)")
+    sampler: str = option(
+        "occgrid", "NeRF sample placement: 'occgrid' (nerfacc) or 'proposal' (Mip-NeRF 360)"
+    )
+    prop_samples: tuple[int, ...] = option((64,), "samples of each proposal level (sampler='proposal')")
+    num_samples: int = option(32, "samples of the radiance field per ray (sampler='proposal')")
     guidance_scale: float | None = option(None, "CFG scale, diffusers convention (None: 100 SDS, 7.5 VSD)")
     cfg_convention: str = option("diffusers", "'diffusers' or 'threestudio' (its s = diffusers s - 1)")
     weighting: str = option("sds", "w(t): 'sds' (1 - alphā), 'uniform' or 'fantasia3d'")
@@ -94,6 +100,11 @@ class Text3DConfig(TrainingConfig):
             raise ValueError(
                 f"representation must be one of {', '.join(REPRESENTATIONS)}, got {self.representation!r}"
             )
+        if self.sampler not in SAMPLERS:
+            raise ValueError(f"sampler must be one of {', '.join(SAMPLERS)}, got {self.sampler!r}")
+        from raysplat.nerf.trainer import _positive_ints
+
+        self.prop_samples = _positive_ints("prop_samples", self.prop_samples)
         if self.background not in BACKGROUNDS:
             raise ValueError(f"background must be one of {', '.join(BACKGROUNDS)}, got {self.background!r}")
         if self.shading not in SHADINGS:
@@ -106,7 +117,14 @@ class Text3DConfig(TrainingConfig):
             )
         if self.n_particles < 1:
             raise ValueError(f"n_particles must be >= 1, got {self.n_particles}")
-        for name in ("render_size", "eval_size", "eval_views", "n_gaussians", "mesh_resolution"):
+        for name in (
+            "render_size",
+            "eval_size",
+            "eval_views",
+            "n_gaussians",
+            "mesh_resolution",
+            "num_samples",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.render_size_late is not None and self.render_size_late < 1:

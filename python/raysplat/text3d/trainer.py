@@ -41,7 +41,7 @@ from raysplat.distill import (
 from raysplat.guidance.base import DiffusionPrior
 from raysplat.metrics import psnr
 from raysplat.nerf.field import RadianceField, trunc_exp
-from raysplat.nerf.samplers import OccGridSampler, Rays
+from raysplat.nerf.samplers import OccGridSampler, ProposalSampler, Rays
 from raysplat.rays import generate_rays
 from raysplat.text3d.config import Text3DConfig
 from raysplat.training.config import check_device
@@ -172,7 +172,10 @@ class _Shaded(nn.Module):
 
 
 class NerfParticle(nn.Module):
-    """One NeRF particle: hash-grid field + occupancy-grid sampler."""
+    """One NeRF particle: hash-grid field + occupancy-grid sampler (``sampler="occgrid"``) or
+    Mip-NeRF 360 proposal sampler (``"proposal"``: density-only hash-grid proposal fields trained
+    with the interlevel loss, :class:`~raysplat.nerf.samplers.ProposalSampler`; rays run between
+    the camera's entry into and exit from the bounding sphere of the scene box)."""
 
     def __init__(self, cfg: Text3DConfig, generator: torch.Generator):
         super().__init__()
@@ -188,34 +191,60 @@ class NerfParticle(nn.Module):
             hidden=cfg.hidden,
             generator=generator,
         )
-        self.sampler = OccGridSampler(
-            aabb, resolution=cfg.grid_resolution, render_step_size=2 * r * math.sqrt(3) / 256
-        )
+        self.radius = r
+        if cfg.sampler == "proposal":
+            self.sampler = ProposalSampler(
+                aabb, None, cfg.prop_samples, cfg.num_samples, "uniform", generator=generator
+            )
+        else:
+            self.sampler = OccGridSampler(
+                aabb, resolution=cfg.grid_resolution, render_step_size=2 * r * math.sqrt(3) / 256
+            )
+        self.step = 0
+        #: the proposal sampler's interlevel loss of the last training render (else None)
+        self.aux_loss = None
 
     def param_groups(self, cfg):
         grid = [p for n, p in self.field.named_parameters() if "grid" in n]
         mlp = [p for n, p in self.field.named_parameters() if "grid" not in n]
-        return [{"params": grid, "lr": cfg.lr}, {"params": mlp, "lr": cfg.mlp_lr}]
+        groups = [{"params": grid, "lr": cfg.lr}, {"params": mlp, "lr": cfg.mlp_lr}]
+        props = list(self.sampler.parameters())
+        if props:  # the proposal fields: hash grids + tiny MLPs, at the grid's learning rate
+            groups.append({"params": props, "lr": cfg.lr})
+        return groups
 
     def update(self, step, generator):
+        self.step = step
         self.sampler.update(step, self.field, generator=generator)
 
     def render(self, c2w, K, size, train, generator=None, shading="albedo", light=None, orient=False):
         """``(rgb [B, H, W, 3] without background, opacity [B, H, W, 1])``; with ``orient`` the
-        orientation loss is left in :attr:`orient_loss` (weights detached, threestudio)."""
+        orientation loss is left in :attr:`orient_loss` (weights detached, threestudio); with
+        the proposal sampler its interlevel loss in :attr:`aux_loss` (training renders)."""
         o, d = generate_rays(c2w[:, :3], K, size, size)
         o, d = o.reshape(-1, 3), d.reshape(-1, 3)
         fld = _Shaded(self.field, shading, light, orient=orient)
-        rays = Rays(o, d, F.normalize(d, dim=-1), 0.0, 1e10)
-        out = self.sampler.render(fld, rays, None, train=train, generator=generator)
+        near, far = 0.0, 1e10
+        if isinstance(self.sampler, ProposalSampler):  # bounded rays: the scene box's bounding sphere
+            dist = c2w[:, :3, 3].norm(dim=-1)
+            reach = self.radius * math.sqrt(3)
+            near, far = max(float(dist.min()) - reach, 0.0), float(dist.max()) + reach
+        rays = Rays(o, d, F.normalize(d, dim=-1), near, far)
+        out = self.sampler.render(fld, rays, None, train=train, generator=generator, step=self.step)
+        self.aux_loss = out.aux_loss if train else None
         b = c2w.shape[0]
         self.orient_loss = None
-        if orient and fld.orient_terms is not None and out.packed is not None:
+        if orient and fld.orient_terms is not None:
             from raysplat.volrend import render_weight_from_density
 
-            ri, t0, t1 = out.packed
             sigma, term = fld.orient_terms
-            w = render_weight_from_density(t0, t1, sigma.detach(), ri, len(rays))[0]
+            if out.packed is not None:
+                ri, t0, t1 = out.packed
+                w = render_weight_from_density(t0, t1, sigma.detach(), ri, len(rays))[0]
+            else:  # dense samples between the last edges (proposal sampler)
+                t = out.edges[-1]
+                s = sigma.detach().reshape(t.shape[0], -1)
+                w = render_weight_from_density(t[:, :-1], t[:, 1:], s)[0].reshape(-1)
             self.orient_loss = (w * term).sum() / out.opacity.detach().gt(0).sum().clamp(min=1)
         return out.rgb.reshape(b, size, size, 3), out.opacity.reshape(b, size, size, 1)
 
@@ -484,6 +513,8 @@ class Trainer(BaseTrainer):
             loss = loss + cfg.lambda_sparsity * alpha.mean()
         if orient and particle.orient_loss is not None:
             loss = loss + cfg.lambda_orient * particle.orient_loss
+        if getattr(particle, "aux_loss", None) is not None:  # proposal sampler's interlevel loss
+            loss = loss + particle.aux_loss
         if cfg.lambda_opaque:
             a = alpha.clamp(1e-5, 1 - 1e-5)
             loss = loss + cfg.lambda_opaque * (-(a * a.log() + (1 - a) * (1 - a).log())).mean()
