@@ -11,6 +11,8 @@ online on the particles as in ProlificDreamer except the oracle:
 * ``vsd``: ``distill_images``' default for such priors, a learned Gaussian mixture
   (:class:`raysplat.distill.MixtureScore`, one component per particle, means started at
   N(0, 0.1²), trained at the particles' learning rate);
+* ``vsd-k4``: the same with 4 ε_φ steps per particle step (the paper takes 1), so ε_φ tracks
+  the particles more closely;
 * ``vsd-conv``: the camera-conditioned convolutional :class:`raysplat.distill.ResidualScore`
   (text-to-3D's generic ε_φ, lr 1e-3);
 * ``vsd-oracle``: the exact score of the current particle cloud (a Gaussian mixture of std 0.05
@@ -126,11 +128,12 @@ def main() -> None:
             ("sds", 100.0),
             ("sds", 7.5),
             ("vsd", 7.5),
+            ("vsd-k4", 7.5),
             ("vsd-conv", 7.5),
             ("vsd-oracle", 7.5),
         ]:
             kw, probe = {}, None
-            if method == "vsd":
+            if method in ("vsd", "vsd-k4"):
                 phi = make_variational_score(
                     prior,
                     kind="mixture",
@@ -139,7 +142,7 @@ def main() -> None:
                     generator=torch.Generator().manual_seed(seed),
                 )
                 probe = FitProbe(prior, phi, args.steps // 4)
-                kw = {"phi": phi, "callback": probe}
+                kw = {"phi": phi, "callback": probe, "lora_steps": 4 if method == "vsd-k4" else 1}
             elif method == "vsd-conv":
                 phi = make_variational_score(prior, channels=3, kind="residual")
                 probe = FitProbe(prior, phi, args.steps // 4)

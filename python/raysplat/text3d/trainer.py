@@ -250,7 +250,10 @@ class NerfParticle(nn.Module):
 
 
 class GSParticle(nn.Module):
-    """One 3D-Gaussian particle (SH degree 0, fixed count: no densification)."""
+    """One 3D-Gaussian particle (SH degree 0). With ``config.densify`` its Gaussians are cloned,
+    split and pruned by the 3DGS trainer's :class:`~raysplat.gs.strategy.DensityControl` (the
+    statistics come from the distillation loss's gradient on the projected means); otherwise
+    the count stays ``n_gaussians``."""
 
     def __init__(self, cfg: Text3DConfig, generator: torch.Generator):
         super().__init__()
@@ -280,8 +283,29 @@ class GSParticle(nn.Module):
 
     def render(self, c2w, K, size, train, generator=None, shading="albedo", light=None, orient=False):
         self.orient_loss = None
-        img, alpha, _ = self.model.render(c2w_to_viewmat(c2w), K, size, size)
+        img, alpha, meta = self.model.render(c2w_to_viewmat(c2w), K, size, size)
+        #: the rasterization metadata of the last training render (densification statistics)
+        self.meta = meta if train else None
+        if train and self.density is not None:
+            self.density.pre_backward(meta)
         return img, alpha
+
+    density = None  #: the DensityControl (set by the trainer when densifying)
+
+    def enable_densify(self, cfg: Text3DConfig, optimizer: torch.optim.Optimizer, generator) -> None:
+        """Attaches a :class:`~raysplat.gs.strategy.DensityControl` (extent: the scene radius)
+        working on ``optimizer`` (one Adam, one param group per parameter)."""
+        from raysplat.gs.strategy import DensityControl
+
+        opts = dict.fromkeys(self.model.params, optimizer)
+        self.density = DensityControl(self.model, opts, cfg.densify, cfg.radius, generator)
+
+    def resize_like(self, params: dict) -> None:
+        """Replaces the parameters by empty ones of the sizes in ``params`` (before loading a
+        densified checkpoint)."""
+        for k, v in params.items():
+            name = k.split(".")[-1]
+            self.model.params[name] = nn.Parameter(torch.empty_like(v, device=self.model.means.device))
 
 
 class Background(nn.Module):
@@ -348,9 +372,7 @@ class Trainer(BaseTrainer):
         cls = NerfParticle if cfg.representation == "nerf" else GSParticle
         self.particles = nn.ModuleList([cls(cfg, init) for _ in range(cfg.n_particles)]).to(self.device)
         self.background = Background().to(self.device)
-        self.optimizers = [
-            torch.optim.Adam(p.param_groups(cfg), betas=(0.9, 0.99), eps=1e-15) for p in self.particles
-        ]
+        self._make_optimizers()
         self.bg_optimizer = torch.optim.Adam(
             self.background.parameters(), lr=cfg.mlp_lr, betas=(0.9, 0.99), eps=1e-15
         )
@@ -368,6 +390,17 @@ class Trainer(BaseTrainer):
             self._attach(prior)
         elif isinstance(prior, str) and not lazy_prior:
             self._attach(load_prior(prior, self.device))
+
+    def _make_optimizers(self) -> None:
+        cfg = self.config
+        self.optimizers = [
+            torch.optim.Adam(p.param_groups(cfg), betas=(0.9, 0.99), eps=1e-15) for p in self.particles
+        ]
+        if cfg.representation == "gs" and cfg.densify is not None:
+            #: the generator of the Gaussians' splits (checkpointed)
+            self.densify_gen = torch.Generator().manual_seed(cfg.seed + 2)
+            for p, opt in zip(self.particles, self.optimizers, strict=True):
+                p.enable_densify(cfg, opt, self.densify_gen)
 
     @property
     def prior(self) -> DiffusionPrior | None:
@@ -527,6 +560,11 @@ class Trainer(BaseTrainer):
             if cfg.background == "learned":
                 self.bg_optimizer.step()
         stats = {"loss": float(out.loss.detach()), "t": float(t[0]), "particle": float(i)}
+        density = getattr(particle, "density", None)
+        if density is not None:  # step + 1: DensityControl's steps are 1-based
+            info = density.post_backward(self.step + 1, particle.meta)
+            stats.update(n_gaussians=float(len(particle.model)), cloned=float(info["cloned"]))
+            stats.update(split=float(info["split"]), pruned=float(info["pruned"]))
         if cfg.method == "vsd":
             self.phi_optimizer.zero_grad(set_to_none=True)
             l_phi = cfg.lambda_lora * lora_loss(
@@ -683,10 +721,19 @@ class Trainer(BaseTrainer):
             "phi_optimizer": None if self.phi_optimizer is None else self.phi_optimizer.state_dict(),
             "rng": self.gen.get_state(),
             "device_rng": self.device_gen.get_state(),
+            "density": [None if p.density is None else p.density.state_dict() for p in self.particles]
+            if self.config.representation == "gs"
+            else None,
+            "densify_rng": self.densify_gen.get_state() if hasattr(self, "densify_gen") else None,
             "torch_rng": torch.get_rng_state(),
         }
 
     def load_state_dict(self, state: dict) -> None:
+        if self.config.representation == "gs":  # densified particles: match the saved counts first
+            for i, p in enumerate(self.particles):
+                pre = f"{i}.model.params."
+                p.resize_like({k: v for k, v in state["particles"].items() if k.startswith(pre)})
+            self._make_optimizers()
         self.particles.load_state_dict(state["particles"])
         self.background.load_state_dict(state["background"])
         for o, s in zip(self.optimizers, state["optimizers"], strict=True):
@@ -700,6 +747,11 @@ class Trainer(BaseTrainer):
                 self._pending_phi = (state["phi"], state["phi_optimizer"])
         self.gen.set_state(state["rng"])
         self.device_gen.set_state(state["device_rng"])
+        for p, d in zip(self.particles, state.get("density") or [], strict=False):
+            if d is not None and p.density is not None:
+                p.density.load_state_dict(d)
+        if state.get("densify_rng") is not None and hasattr(self, "densify_gen"):
+            self.densify_gen.set_state(state["densify_rng"])
         torch.set_rng_state(state["torch_rng"])
 
     @classmethod
