@@ -21,7 +21,8 @@ online on the particles as in ProlificDreamer except the oracle:
 For the learned ε_φ the bench also measures how well it fits the score it should learn: a quarter
 into the run, on fresh noisy particles, ``‖ε_φ − ε_q‖ / ‖ε_pre(y) − ε_q‖`` per t with ε_q the
 exact score of the particles (Diracs): 1 means ε_φ learned nothing beyond its starting point
-ε_pre(y) (the conv net) or an equally wrong guess, 0 a perfect fit.
+ε_pre(y) (the conv net) or an equally wrong guess, 0 a perfect fit; and ("cos") the cosine between
+the VSD update it gives, ε̂_cfg − ε_φ, and the one the exact score would give, ε̂_cfg − ε_q.
 
 Reported per method, in one run: RMSE of each particle to its nearest mode (mean), how many of
 the four modes hold a particle within RMSE ``--tol`` (coverage), the distinct nearest modes,
@@ -40,7 +41,7 @@ import json
 import time
 
 import torch
-from raysplat.distill import distill_images, make_variational_score
+from raysplat.distill import distill_images, guidance_eps, make_variational_score
 from raysplat.guidance import GaussianMixturePrior, procedural_targets
 from raysplat.guidance.analytic import _mixture_eps
 from raysplat.guidance.base import add_noise
@@ -68,7 +69,7 @@ class FitProbe:
     """Callback measuring ε_φ against the exact particle score at step ``at``."""
 
     def __init__(self, prior, phi, at: int, seed: int = 123):
-        self.prior, self.phi, self.at, self.rel = prior, phi, at, None
+        self.prior, self.phi, self.at, self.rel, self.cos = prior, phi, at, None, None
         self.gen = torch.Generator().manual_seed(seed)
 
     @torch.no_grad()
@@ -77,13 +78,19 @@ class FitProbe:
             return
         n = z.shape[0]
         cond = self.prior.embed_prompts(["shapes"]).expand(n, -1)
-        ac, self.rel = self.prior.alphas_cumprod, []
+        uncond = self.prior.embed_prompts([""]).expand(n, -1)
+        ac, self.rel, self.cos = self.prior.alphas_cumprod, [], []
         for tt in FIT_T:
             t = torch.full((n,), tt)
             z_t = add_noise(ac, z, torch.randn(z.shape, generator=self.gen), t)
             eq = _mixture_eps(z_t, t, ac, z, torch.zeros(n, n), 0.0)
             e0 = self.prior.predict_noise(z_t, t, cond)
-            self.rel.append(float((self.phi(z_t, t, cond) - eq).norm() / (e0 - eq).norm()))
+            ephi = self.phi(z_t, t, cond)
+            self.rel.append(float((ephi - eq).norm() / (e0 - eq).norm()))
+            # agreement of the VSD update direction with the one an exact ε_φ would give
+            ecfg = guidance_eps(self.prior, z_t, t, cond, uncond, 7.5)
+            cos = torch.nn.functional.cosine_similarity((ecfg - ephi).flatten(1), (ecfg - eq).flatten(1), 1)
+            self.cos.append(float(cos.mean()))
 
 
 def stats(x: torch.Tensor, modes: torch.Tensor, tol: float) -> dict:
@@ -166,13 +173,26 @@ def main() -> None:
             sec = time.perf_counter() - t0
             s = stats(x, modes, args.tol)
             fit = probe.rel if probe is not None else None
+            cos = probe.cos if probe is not None else None
             rows.append(
-                {"seed": seed, "method": method, "guidance_scale": cfg, "seconds": sec, "fit": fit, **s}
+                {
+                    "seed": seed,
+                    "method": method,
+                    "guidance_scale": cfg,
+                    "seconds": sec,
+                    "fit": fit,
+                    "update_cos": cos,
+                    **s,
+                }
             )
             print(
                 f"{seed:4d} {method:10s} {cfg:5.1f} {s['nearest_rmse']:8.3f} {s['coverage']:4d}/4 "
                 f"{s['distinct_nearest']:7d}/4 {s['diversity']:7.3f} {s['saturated']:6.2f} {sec:6.1f}  "
-                + (" ".join(f"{r:.2f}" for r in fit) if fit else "-")
+                + (
+                    " ".join(f"{r:.2f}" for r in fit) + " | cos " + " ".join(f"{c:.2f}" for c in cos)
+                    if fit
+                    else "-"
+                )
                 + f"   nearest modes {s['assignment']}",
                 flush=True,
             )

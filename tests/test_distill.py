@@ -280,6 +280,15 @@ def test_distill_images_moves_particles_to_modes():
         distill_images(prior, "cat", "sds", steps=1, size=8)
 
 
+@pytest.fixture
+def one_thread():
+    """Small tensors: one torch thread is several times faster than two on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _particle_fit(prior, phi, z, t, seed=0):
     """``‖ε_φ − ε_q‖ / ‖ε_pre(y) − ε_q‖`` with ε_q the exact score of the particles ``z`` (Diracs)."""
     n = z.shape[0]
@@ -292,7 +301,7 @@ def _particle_fit(prior, phi, z, t, seed=0):
         return float((phi(z_t, tt, cond) - eq).norm() / (prior.predict_noise(z_t, tt, cond) - eq).norm())
 
 
-def test_mixture_score_is_the_particle_score_and_learns_it():
+def test_mixture_score_is_the_particle_score_and_learns_it(one_thread):
     prior = GaussianMixturePrior(size=8)
     z = 2 * torch.rand(4, 3, 8, 8, generator=torch.Generator().manual_seed(0)) - 1
     phi = make_variational_score(prior, kind="mixture", shape=(3, 8, 8), components=4, std=1e-3)
@@ -322,7 +331,7 @@ def test_mixture_score_is_the_particle_score_and_learns_it():
 
 
 @pytest.mark.slow
-def test_vsd_spreads_particles_over_modes_where_sds_collapses():
+def test_vsd_spreads_particles_over_modes_where_sds_collapses(one_thread):
     """ProlificDreamer's 2D claim on the 4-mode analytic prior (benches/distill_2d.py, seed 0):
     VSD (CFG 7.5, learned mixture ε_φ) puts particles on 3+ modes, SDS (CFG 100) on 1 at most."""
     base = procedural_targets(16)
