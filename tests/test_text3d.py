@@ -278,3 +278,5 @@ def test_gs_densification_and_exact_resume(tmp_path):
     assert len(off.particles[0].model) == 200
     with pytest.raises(ValueError, match="unknown DensifyConfig key"):
         Text3DConfig(representation="gs", densify={"grow": 1})
+    with pytest.raises(ValueError, match="densify applies to representation='gs'"):
+        Text3DConfig(densify={})

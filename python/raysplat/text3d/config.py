@@ -55,7 +55,7 @@ class Text3DConfig(TrainingConfig):
         "how to rebuild the prior on resume: 'tiny', 'mixture:NAME', 'mesh:PATH|sample' or a diffusers path",
     )
     method: str = option("sds", "'sds' (DreamFusion) or 'vsd' (ProlificDreamer)")
-    representation: str = option("nerf", "'nerf' (hash grid + occupancy grid) or 'gs' (3D Gaussians)")
+    representation: str = option("nerf", "'nerf' (hash grid, see `sampler`) or 'gs' (3D Gaussians)")
     sampler: str = option(
         "occgrid", "NeRF sample placement: 'occgrid' (nerfacc) or 'proposal' (Mip-NeRF 360)"
     )
@@ -162,6 +162,8 @@ class Text3DConfig(TrainingConfig):
             self.densify = DensifyConfig.from_dict({**TEXT3D_DENSIFY, **self.densify})
         if self.densify is not None and not isinstance(self.densify, DensifyConfig):
             raise ValueError(f"densify must be None or a dict of DensifyConfig fields, got {self.densify!r}")
+        if self.densify is not None and self.representation != "gs":
+            raise ValueError("densify applies to representation='gs' only (NeRF has no Gaussians)")
         self.camera_distance = _pair("camera_distance", self.camera_distance, 1e-3)
         self.elevation_range = _pair("elevation_range", self.elevation_range, -90, 90)
         self.azimuth_range = _pair("azimuth_range", self.azimuth_range, -360, 360)

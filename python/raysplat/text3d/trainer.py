@@ -1,6 +1,7 @@
 """Text-to-3D by score distillation (DreamFusion SDS, ProlificDreamer VSD) on the shared training
 layer: :class:`Trainer` optimises ``n_particles`` 3D models — hash-grid NeRFs with an occupancy
-grid (:mod:`raysplat.nerf`) or 3D Gaussians (:func:`raysplat.rasterization`) — so that their
+grid or a proposal sampler (:mod:`raysplat.nerf`) or 3D Gaussians (:func:`raysplat.rasterization`,
+optionally densified by :mod:`raysplat.gs.strategy`) — so that their
 renders from random cameras look like samples of a :class:`~raysplat.guidance.DiffusionPrior`.
 
 Each step (threestudio's loop, batch 1): draw a particle uniformly; draw a camera on a sphere
