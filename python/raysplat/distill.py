@@ -19,8 +19,7 @@ timestep embedding; for other priors a small residual network on top of the prio
 prediction (zero-initialised, so ε_φ starts equal to ε_pre(y) exactly as a fresh LoRA does).
 For 2D distillation (:func:`distill_images`, no cameras) the default ε_φ of such priors is a
 learned Gaussian mixture (:class:`MixtureScore`): the residual network does not learn the score
-of a few particles (its VSD update stays close to the CFG direction it starts from, shared by all
-particles) and VSD then collapses to one mode (``benches/distill_2d.py``).
+of a few particles and VSD then collapses to one mode (``benches/distill_2d.py`` measures both).
 Timesteps are drawn from [20, 980] and annealed to [20, 500] after ``anneal_step``.
 """
 
@@ -391,8 +390,8 @@ class MixtureScore(nn.Module):
     The score of ``n`` particles is the score of a mixture of ``n`` Diracs, so with
     ``components >= n`` this family contains the optimum of ε_φ's loss. A small convolutional
     :class:`ResidualScore` fits it worse: at small t ε_φ must recognise which particle a
-    noisy image came from (a global, instance-level map), and the VSD update it gives stays
-    close to its starting CFG direction (``benches/distill_2d.py`` measures both). The means
+    noisy image came from (a global, instance-level map), and the VSD update it gives agrees
+    less with the exact one (``benches/distill_2d.py`` measures both). The means
     start at ``N(0, init_scale²)`` (nothing about the prior or the particles is given to it);
     they live in the particles' space, so they are best trained at the particles' learning rate.
     It ignores the prompt and the camera: it models the particles of one prompt in 2D
