@@ -141,11 +141,20 @@ def explore_samples(
         j = torch.arange(n_mult, device=dev, dtype=t.dtype) / n_mult
         t = (t[..., None] + sign * j * gap[..., None]).flatten(1)
         t, _ = torch.sort(t, dim=-1)
+    return jitter_samples(t, near, far, generator), n_mult
+
+
+def jitter_samples(t: torch.Tensor, near: float, far: float, generator: torch.Generator | None = None):
+    """The exploration jitter of sorted depths ``t`` [R, S] (§1.2 step 2, also the refinement
+    stage's): ``t ± η gap`` with ``η = min(|N(0,1)| / 5, 0.99)`` per sample, towards the next
+    sample (or ``far``) for the whole batch with probability ½, else towards the previous one (or
+    ``near``), so samples never cross. Differentiable in ``t``."""
+    dev = t.device
     forward = bool(torch.rand((1,), generator=generator, device=dev) < 0.5)
     sign = 1.0 if forward else -1.0
     gap = _gaps(t, near, far, forward)
     eta = (torch.randn(t.shape, generator=generator, device=dev, dtype=t.dtype).abs() / 5).clamp_max(0.99)
-    return t + sign * eta * gap, n_mult
+    return t + sign * eta * gap
 
 
 def modulated_alpha(
@@ -243,6 +252,8 @@ class ProNerfSampler(torch.nn.Module):
         self.register_buffer("ref_c2w", torch.zeros(0, 3, 4))
         self.register_buffer("ref_K", torch.zeros(0, 3, 3))
         self.register_buffer("_ref", torch.zeros(0, 1, 1, channels), persistent=False)
+        #: first step of the refinement stage (None: stage 1); the trainer sets and saves it
+        self.refine_from: int | None = None
         self.reset_timing()
 
     # ------------------------------------------------------------------ references
@@ -269,8 +280,15 @@ class ProNerfSampler(torch.nn.Module):
 
     @staticmethod
     def explores(step: int) -> bool:
-        """Whether training step ``step`` (0-based) explores: odd 1-based iterations."""
+        """Whether stage-1 training step ``step`` (0-based) explores: odd 1-based iterations."""
         return step % 2 == 0
+
+    def phase(self, step: int) -> str:
+        """What training step ``step`` does: ``"refine"`` from :attr:`refine_from` on (the
+        refinement stage, set by the trainer when it starts), else ``"explore"`` / ``"exploit"``."""
+        if self.refine_from is not None and step >= self.refine_from:
+            return "refine"
+        return "explore" if self.explores(step) else "exploit"
 
     def update(self, step, fld, generator=None) -> None:
         pass
@@ -328,16 +346,19 @@ class ProNerfSampler(torch.nn.Module):
     def render(
         self, fld: RadianceField, rays, bkgd=None, train=False, generator=None, step=0, stratified=None
     ):
-        """Renders ``rays`` (``rays.view_ids`` required). ``stratified`` is accepted for the
-        samplers' common interface: the exploration jitter is part of the method and always on
-        in training; exploitation and test renders are deterministic."""
+        """Renders ``rays`` (``rays.view_ids`` required); in training, what :meth:`phase` says
+        step ``step`` does. ``stratified`` is accepted for the samplers' common interface: the
+        exploration and refinement jitter is part of the method and always on in training;
+        exploitation and test renders are deterministic. Exploitation returns ``c_f`` and
+        ``c_A`` in ``aux_rgb`` (supervised too); refinement supervises the rendered colour only."""
         from raysplat.nerf.samplers import RenderOut
 
         view_ids = rays.view_ids
         if view_ids is None:
             raise ValueError("rays.view_ids: the pronerf sampler needs reference views per ray")
         n_rays = len(rays)
-        if train and self.explores(step):
+        phase = self.phase(step) if train else "test"
+        if phase == "explore":
             with torch.no_grad():
                 (_, _, _, _), (tr, _, _) = self.pas(rays, view_ids)
                 te, _ = explore_samples(tr, self.near, self.far, generator)
@@ -350,6 +371,8 @@ class ProNerfSampler(torch.nn.Module):
         (t, a, m, c_a), (tr, delta, c_f) = self.pas(rays, view_ids)
         nets = time.perf_counter() - tic - self._proj_s
         tic = time.perf_counter()
+        if phase == "refine":  # stage 2: the refined samples jittered inside their gaps
+            tr = jitter_samples(tr, self.near, self.far, generator)
         x = rays.origins[:, None] + tr[..., None] * rays.directions[:, None] + delta
         raw, inside, rgb = self._field(fld, rays, x)
         alpha = modulated_alpha(raw, self._deltas(rays, tr), a, m, inside)
@@ -359,5 +382,5 @@ class ProNerfSampler(torch.nn.Module):
             self.timing["sampler_nets_s"] += nets
             self.timing["projection_s"] += self._proj_s
             self.timing["rays"] += n_rays
-        aux = [c_f, c_a] if train else []
+        aux = [c_f, c_a] if phase == "exploit" else []
         return RenderOut(color, acc, depth, tr.numel(), aux_rgb=aux, edges=[t, tr])
