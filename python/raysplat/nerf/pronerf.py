@@ -26,6 +26,19 @@ Training alternates (§1.2, :meth:`ProNerfSampler.explores`): odd iterations (1-
 everything learns end to end on the exact ``N`` samples with the three colour losses
 (``C``, ``c_f``, ``c_A``).
 
+Refinement stage (the released code's stage 2, ``run_S_eS_eN_alter_base_refine2.py``; the
+trainer's ``pronerf_refine`` share of the budget, at the end; :meth:`ProNerfSampler.phase`
+``"refine"``): a fresh optimiser over the field and both PAS networks (the code's new NeRF is
+initialised from stage 1's, i.e. training simply continues from it), every step end to end on the
+refined samples jittered inside their gaps (:func:`jitter_samples`, no densification), offsets
+and density modulation on, the rendered colour's loss only (``c_f``/``c_A`` unsupervised), at
+``3e-4 / 5e-4 = 0.6`` times stage 1's learning rates on a schedule restarted over the stage.
+Choices where the code has no counterpart: raysplat's schedule (warm-up, then step decays) instead
+of the code's exponential decay, and no density noise (the code adds ``N(0, 1)`` to its ``relu``
+density input; raysplat's field takes ``trunc_exp`` of a logit, where the same noise would scale
+the density by ``e^N(0,1)``, and no other raysplat sampler uses density noise). The code trains
+stage 2 as long as stage 1 (500k iterations each); the paper does not describe the stage.
+
 Spaces. Forward-facing (LLFF) scenes: NDC, ``t ∈ [0, 1]`` as in the paper; for the projection a
 sample's NDC point is mapped back to the world exactly (the inverse of :func:`raysplat.ndc_rays`),
 which puts it at metric depth ``z = near / (1 - t)`` along the camera's ``-z``. 360° object scenes
