@@ -171,6 +171,9 @@ def test_explore_and_exploit_steps(llff):
     assert out.n_samples == 64 * 8 and len(out.aux_rgb) == 2
     out = s.render(t.field, rays, train=True, generator=t.gen, step=2)
     assert out.n_samples % (64 * 8) == 0 and not out.aux_rgb
+    s.explore_max = 16  # pronerf_explore_samples: n_mult <= 16 // 8
+    counts = {s.render(t.field, rays, train=True, generator=t.gen, step=0).n_samples for _ in range(12)}
+    assert counts == {64 * 8, 64 * 16}
 
 
 def test_training_views_exclude_the_target(llff, monkeypatch):
@@ -260,6 +263,8 @@ def test_config_and_cli_errors(llff_dir, tmp_path, capsys):
     args = ["train", "nerf", str(llff_dir), "--sampler", "occgrid", "--samples", "12", "--out", str(out)]
     assert main(args) == 2
     assert "--samples" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="pronerf_explore_samples"):
+        NerfConfig(sampler="pronerf", pronerf_samples=12, pronerf_explore_samples=8)
     for bad in (-0.1, 1.0):
         with pytest.raises(ValueError, match="pronerf_refine"):
             NerfConfig(sampler="pronerf", pronerf_refine=bad)

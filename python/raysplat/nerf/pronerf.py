@@ -225,6 +225,7 @@ class ProNerfSampler(torch.nn.Module):
         freqs: sinusoidal frequencies of the Plücker encoding.
         offset_bound: ``|Δ|`` bound as a fraction of ``far - near``.
         channels: channels of the reference images (3, or 4 with alpha).
+        explore_samples: the most field samples a ray gets while exploring (the paper's 64).
     """
 
     name = "pronerf"
@@ -241,12 +242,14 @@ class ProNerfSampler(torch.nn.Module):
         freqs: int = 4,
         offset_bound: float = 0.01,
         channels: int = 3,
+        explore_samples: int = MAX_EXPLORE_SAMPLES,
         generator: torch.Generator | None = None,
     ):
         super().__init__()
         if n_samples < 2:
             raise ValueError(f"n_samples must be >= 2, got {n_samples}")
         self.n, self.n_views, self.freqs = n_samples, n_views, freqs
+        self.explore_max = int(explore_samples)
         self.near, self.far, self.ndc = float(near), float(far), ndc
         self.bound = offset_bound * (self.far - self.near)
         enc = 6 + 12 * freqs
@@ -374,7 +377,7 @@ class ProNerfSampler(torch.nn.Module):
         if phase == "explore":
             with torch.no_grad():
                 (_, _, _, _), (tr, _, _) = self.pas(rays, view_ids)
-                te, _ = explore_samples(tr, self.near, self.far, generator)
+                te, _ = explore_samples(tr, self.near, self.far, generator, self.explore_max)
             x = rays.origins[:, None] + te[..., None] * rays.directions[:, None]
             raw, inside, rgb = self._field(fld, rays, x)
             alpha = modulated_alpha(raw, self._deltas(rays, te), inside=inside)

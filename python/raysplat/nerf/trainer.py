@@ -84,6 +84,11 @@ class NerfConfig(TrainingConfig):
         3, "hidden layers of each PAS network (pronerf; 3 + the head = 4 layers; paper: 6)"
     )
     pronerf_lr: float = option(1e-3, "Adam learning rate of the PAS networks (pronerf)")
+    pronerf_explore_samples: int = option(
+        64,
+        "the most field samples a ray gets in an exploration step (pronerf; the paper's 64: every "
+        "sample is replicated n ~ U{1..this // pronerf_samples} times)",
+    )
     pronerf_refine: float = option(
         0.0,
         "share of the training budget (steps or seconds) spent in ProNeRF's refinement stage at the "
@@ -115,6 +120,11 @@ class NerfConfig(TrainingConfig):
             )
         if self.pronerf_views < 1 or self.pronerf_width < 1 or self.pronerf_layers < 1:
             raise ValueError("pronerf_views, pronerf_width and pronerf_layers must be >= 1")
+        if self.pronerf_explore_samples < self.pronerf_samples:
+            raise ValueError(
+                f"pronerf_explore_samples must be >= pronerf_samples ({self.pronerf_samples}), "
+                f"got {self.pronerf_explore_samples}"
+            )
         if not 0.0 <= self.pronerf_refine < 1.0:
             raise ValueError(f"pronerf_refine must be in [0, 1), got {self.pronerf_refine}")
         if not self.pronerf_refine_lr > 0.0:
@@ -268,6 +278,7 @@ class Trainer(BaseTrainer):
                 width=cfg.pronerf_width,
                 layers=cfg.pronerf_layers,
                 channels=4 if inf.rgba else 3,
+                explore_samples=cfg.pronerf_explore_samples,
                 generator=init_gen,
             )
             if scene is not None:
