@@ -9,7 +9,8 @@ ray and render time a frame at the scene's resolution: the median wall time over
 loaded machine). ProNeRF rows add where their render time goes (field, PAS networks,
 projections).
 
-Methods: ProNeRF-8 and -12; the hierarchical sampler with the same field evaluations a ray
+Methods: ProNeRF-8 and -12 (and -12 with the last quarter of the budget in the refinement
+stage, ``pronerf-12-refine``); the hierarchical sampler with the same field evaluations a ray
 (4+4, 6+6), at raysplat's default (32+48) and at NeRF's 64+128; the occupancy grid; proposal.
 
 Run: ``python benches/pronerf.py --seconds 60 --json benches/results/pronerf.json``
@@ -27,6 +28,7 @@ from harness import in_subprocess, set_threads, write_json
 METHODS = {
     "pronerf-8": {"sampler": "pronerf", "pronerf_samples": 8},
     "pronerf-12": {"sampler": "pronerf", "pronerf_samples": 12},
+    "pronerf-12-refine": {"sampler": "pronerf", "pronerf_samples": 12, "pronerf_refine": 0.25},
     "hierarchical-4+4": {"sampler": "hierarchical", "n_coarse": 4, "n_fine": 4},
     "hierarchical-6+6": {"sampler": "hierarchical", "n_coarse": 6, "n_fine": 6},
     "hierarchical-32+48": {"sampler": "hierarchical"},
