@@ -26,6 +26,12 @@ Training alternates (§1.2, :meth:`ProNerfSampler.explores`): odd iterations (1-
 everything learns end to end on the exact ``N`` samples with the three colour losses
 (``C``, ``c_f``, ``c_A``).
 
+Gradients. The depths ``t'`` and offsets ``Δ`` learn end to end mostly through the field's
+derivative with respect to the sample position (the paper's NeRF is an MLP, differentiable in its
+input). raysplat's hash-grid encoding passes that gradient (Rust ``backward_x``) whenever the
+points require it; without it only the interval lengths ``δ`` carried a signal, ``Δ`` none, and
+the PAS samples stayed where they were initialised (measured: README).
+
 Refinement stage (the released code's stage 2, ``run_S_eS_eN_alter_base_refine2.py``; the
 trainer's ``pronerf_refine`` share of the budget, at the end; :meth:`ProNerfSampler.phase`
 ``"refine"``): a fresh optimiser over the field and both PAS networks (the code's new NeRF is
