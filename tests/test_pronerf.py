@@ -231,7 +231,8 @@ def test_refinement_stage(llff, tmp_path):
     t.save_checkpoint(tmp_path / "stage1.pt")
     before = [p.detach().clone() for _, p in t.named_parameters()]
     t.train_step()  # progress 3/6 reaches the stage's share: refinement from step 3 on
-    assert s.refine_from == 3 and [s.phase(k) for k in (1, 2, 3, 9)] == ["exploit", "explore", "refine", "refine"]
+    assert s.refine_from == 3
+    assert [s.phase(k) for k in (1, 2, 3, 9)] == ["exploit", "explore", "refine", "refine"]
     assert t.r_optimizer.state and len(t.r_optimizer.state) == len(before)  # one fresh optimiser, all
     after = [p.detach() for _, p in t.named_parameters()]
     assert all(not torch.equal(p, q) for p, q in zip(before, after, strict=True))

@@ -43,10 +43,9 @@ class HashGridEncode(torch.autograd.Function):
         xs, gs = chk.to_numpy("x", x, dt), chk.to_numpy("v_out", v_out, dt)
         v_x = v_table = None
         if ctx.needs_input_grad[0]:
-            v_x = chk.from_numpy(
-                _core.hashgrid_backward_x(xs, chk.to_numpy("table", table, dt), gs, resolutions, shape[1], shape[2]),
-                x.shape,
-            ).to(x.dtype)
+            ts = chk.to_numpy("table", table, dt)
+            v_x = _core.hashgrid_backward_x(xs, ts, gs, resolutions, shape[1], shape[2])
+            v_x = chk.from_numpy(v_x, x.shape).to(x.dtype)
         if ctx.needs_input_grad[1]:
             v_table = chk.from_numpy(_core.hashgrid_backward(xs, gs, resolutions, shape[1], shape[2]), shape)
         return v_x, v_table, None
