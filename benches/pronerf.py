@@ -9,7 +9,8 @@ ray and render time a frame at the scene's resolution: the median wall time over
 loaded machine). ProNeRF rows add where their render time goes (field, PAS networks,
 projections).
 
-Methods: ProNeRF-8 and -12; the hierarchical sampler with the same field evaluations a ray
+Methods: ProNeRF-8 and -12 (and -12 with the last quarter of the budget in the refinement
+stage, ``pronerf-12-refine``); the hierarchical sampler with the same field evaluations a ray
 (4+4, 6+6), at raysplat's default (32+48) and at NeRF's 64+128; the occupancy grid; proposal.
 
 Run: ``python benches/pronerf.py --seconds 60 --json benches/results/pronerf.json``
@@ -27,6 +28,7 @@ from harness import in_subprocess, set_threads, write_json
 METHODS = {
     "pronerf-8": {"sampler": "pronerf", "pronerf_samples": 8},
     "pronerf-12": {"sampler": "pronerf", "pronerf_samples": 12},
+    "pronerf-12-refine": {"sampler": "pronerf", "pronerf_samples": 12, "pronerf_refine": 0.25},
     "hierarchical-4+4": {"sampler": "hierarchical", "n_coarse": 4, "n_fine": 4},
     "hierarchical-6+6": {"sampler": "hierarchical", "n_coarse": 6, "n_fine": 6},
     "hierarchical-32+48": {"sampler": "hierarchical"},
@@ -37,13 +39,14 @@ METHODS = {
 
 
 def run_one(
-    scene_name: str, method: str, seconds: float, clock: str, threads: int, views: int, queue
+    scene_name: str, method: str, seconds: float, clock: str, threads: int, views: int, sets: dict, queue
 ) -> None:
     torch, rs = set_threads(threads)
     from raysplat.nerf import NerfConfig, Trainer, load_scene
 
     scene = load_scene(rs.datasets.sample_scene(scene_name))
-    cfg = NerfConfig(steps=None, seconds=seconds, clock=clock, seed=0, eval_views=views, **METHODS[method])
+    kw = {**METHODS[method], **(sets if METHODS[method]["sampler"] == "pronerf" else {})}
+    cfg = NerfConfig(steps=None, seconds=seconds, clock=clock, seed=0, eval_views=views, **kw)
     trainer = Trainer(scene, cfg)
     trainer.train(progress=False)
     c0 = time.process_time()
@@ -159,11 +162,21 @@ def main() -> None:
     ap.add_argument("--eval-views", type=int, default=4, help="test views scored and timed (default 4)")
     ap.add_argument("--json", help="also write the rows here")
     ap.add_argument(
+        "--set",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="NerfConfig overrides for the pronerf methods (ablations, e.g. pronerf_lr=0.001)",
+    )
+    ap.add_argument(
         "--render-timing",
         action="store_true",
         help="only time rendering on one thread (untrained models, process CPU time; no training)",
     )
     args = ap.parse_args()
+    from raysplat.cli import parse_sets
+
+    sets = parse_sets(args.set)
     if args.render_timing:
         render_timing(args)
         return
@@ -176,7 +189,15 @@ def main() -> None:
     for scene in args.scenes:
         for method in args.methods:
             r = in_subprocess(
-                run_one, scene, method, args.seconds, args.clock, args.threads, args.eval_views, timeout=7200
+                run_one,
+                scene,
+                method,
+                args.seconds,
+                args.clock,
+                args.threads,
+                args.eval_views,
+                sets,
+                timeout=7200,
             )
             rows.append(r)
             print(json.dumps(r), flush=True)
@@ -191,7 +212,7 @@ def main() -> None:
     print()
     for c in checks:
         print(f"{c['scene']}: {c['claim']}: {c['value']:.2f} -> {'holds' if c['holds'] else 'MISSED'}")
-    write_json(args.json, head, rows, claims=checks, seconds=args.seconds, clock=args.clock)
+    write_json(args.json, head, rows, claims=checks, seconds=args.seconds, clock=args.clock, sets=sets)
 
 
 if __name__ == "__main__":

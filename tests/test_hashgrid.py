@@ -34,6 +34,29 @@ def test_hashgrid_gradcheck(gen):
     assert torch.autograd.gradcheck(lambda t: hashgrid_encode(x, t, RES), (table,))
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_hashgrid_point_gradient_matches_twin(dtype, gen):
+    x = (torch.rand(300, 3, generator=gen, dtype=dtype) * 1.2 - 0.1).requires_grad_()  # some clamped
+    table = (torch.rand(3, 64, 2, generator=gen, dtype=dtype) - 0.5).requires_grad_()
+    out = hashgrid_encode(x, table, RES)
+    g = torch.randn(out.shape, generator=gen, dtype=dtype)
+    gx, gt = torch.autograd.grad(out, (x, table), g)
+    gx_t, gt_t = torch.autograd.grad(hashgrid_twin(x, table, RES), (x, table), g)
+    torch.testing.assert_close(gx, gx_t)
+    torch.testing.assert_close(gt, gt_t)
+    outside = (x.detach() < 0) | (x.detach() > 1)
+    assert bool(outside.any()) and bool((gx[outside] == 0).all())
+    (only_x,) = torch.autograd.grad(hashgrid_encode(x, table.detach(), RES), x, g)  # table constant
+    torch.testing.assert_close(only_x, gx)
+
+
+def test_hashgrid_gradcheck_points(gen):
+    x = (torch.rand(7, 3, generator=gen, dtype=torch.float64) * 0.9 + 0.05).requires_grad_()
+    table = torch.rand(3, 64, 2, generator=gen, dtype=torch.float64).requires_grad_()
+    # piecewise trilinear: finite differences of a small step stay inside the points' cells
+    assert torch.autograd.gradcheck(lambda p, t: hashgrid_encode(p, t, RES), (x, table), eps=1e-7)
+
+
 def test_hashgrid_rejects_bad_input():
     with pytest.raises(ValueError, match="power of two"):
         hashgrid_encode(torch.rand(4, 3), torch.zeros(1, 100, 2), [4])

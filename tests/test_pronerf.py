@@ -171,6 +171,9 @@ def test_explore_and_exploit_steps(llff):
     assert out.n_samples == 64 * 8 and len(out.aux_rgb) == 2
     out = s.render(t.field, rays, train=True, generator=t.gen, step=2)
     assert out.n_samples % (64 * 8) == 0 and not out.aux_rgb
+    s.explore_max = 16  # pronerf_explore_samples: n_mult <= 16 // 8
+    counts = {s.render(t.field, rays, train=True, generator=t.gen, step=0).n_samples for _ in range(12)}
+    assert counts == {64 * 8, 64 * 16}
 
 
 def test_training_views_exclude_the_target(llff, monkeypatch):
@@ -219,6 +222,41 @@ def test_resume_is_exact_and_checkpoint_self_contained(llff, tmp_path):
     assert torch.equal(a, b)
 
 
+def test_refinement_stage(llff, tmp_path):
+    cfg = NerfConfig(sampler="pronerf", steps=6, pronerf_refine=0.5, **TINY)
+    t = Trainer(llff, cfg)
+    t.train(steps=3, progress=False)  # stage 1: steps 0-2
+    s = t.sampler
+    assert s.refine_from is None and not t.r_optimizer.state
+    t.save_checkpoint(tmp_path / "stage1.pt")
+    before = [p.detach().clone() for _, p in t.named_parameters()]
+    t.train_step()  # progress 3/6 reaches the stage's share: refinement from step 3 on
+    assert s.refine_from == 3
+    assert [s.phase(k) for k in (1, 2, 3, 9)] == ["exploit", "explore", "refine", "refine"]
+    assert t.r_optimizer.state and len(t.r_optimizer.state) == len(before)  # one fresh optimiser, all
+    after = [p.detach() for _, p in t.named_parameters()]
+    assert all(not torch.equal(p, q) for p, q in zip(before, after, strict=True))
+    rays = t.make_rays(s.ref_c2w[:1], t.info.K[:1], torch.arange(64))
+    rays.view_ids = torch.tensor([[1, 2, 3, 4]]).expand(64, 4)
+    out = s.render(t.field, rays, train=True, generator=torch.Generator().manual_seed(0), step=4)
+    assert out.n_samples == 64 * 8 and not out.aux_rgb  # the rendered colour's loss only
+    (tr,) = s.render(t.field, rays, train=False).edges[1:]
+    tj = out.edges[1]  # jittered refined samples: sorted, inside (near, far), not the exact ones
+    assert bool((tj[:, 1:] >= tj[:, :-1]).all()) and bool(((tj >= 0) & (tj <= 1)).all())
+    assert not torch.equal(tj, tr)
+    t.train(progress=False)
+    for name in ("stage1.pt", "refine.pt"):  # resume exactly before and inside the stage
+        if name == "refine.pt":
+            half = Trainer(llff, cfg)
+            half.train(steps=5, progress=False)
+            half.save_checkpoint(tmp_path / name)
+        resumed = Trainer.load_checkpoint(tmp_path / name, llff)
+        resumed.train(progress=False)
+        assert resumed.sampler.refine_from == 3
+        for (n, p), (_, q) in zip(t.named_parameters(), resumed.named_parameters(), strict=True):
+            assert torch.equal(p, q), (name, n)
+
+
 def test_config_and_cli_errors(llff_dir, tmp_path, capsys):
     with pytest.raises(ValueError, match="pronerf_samples"):
         NerfConfig(sampler="pronerf", pronerf_samples=1)
@@ -226,6 +264,14 @@ def test_config_and_cli_errors(llff_dir, tmp_path, capsys):
     args = ["train", "nerf", str(llff_dir), "--sampler", "occgrid", "--samples", "12", "--out", str(out)]
     assert main(args) == 2
     assert "--samples" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="pronerf_explore_samples"):
+        NerfConfig(sampler="pronerf", pronerf_samples=12, pronerf_explore_samples=8)
+    for bad in (-0.1, 1.0):
+        with pytest.raises(ValueError, match="pronerf_refine"):
+            NerfConfig(sampler="pronerf", pronerf_refine=bad)
+    args = ["train", "nerf", str(llff_dir), "--sampler", "hierarchical", "--refine", "0.5", "--out", str(out)]
+    assert main(args) == 2
+    assert "--refine" in capsys.readouterr().err
 
 
 def test_pronerf_rejects_unbounded_scenes(tmp_path):

@@ -277,6 +277,11 @@ def hashgrid_backward(
     x: Float, v_out: Float, resolutions: list[int], table_size: int, n_feat: int
 ) -> Float: ...
 
+# Gradient `[N * 3]` of `hashgrid_forward` w.r.t. the points `x`.
+def hashgrid_backward_x(
+    x: Float, table: Float, v_out: Float, resolutions: list[int], table_size: int, n_feat: int
+) -> Float: ...
+
 # distribution (NeRDF)
 def render_distribution(
     coeffs: Float,

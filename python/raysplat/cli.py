@@ -318,6 +318,10 @@ def _nerf_config(args: argparse.Namespace):
                 "its counts from --set (e.g. --set n_coarse=32 n_fine=48)"
             )
         kw["pronerf_samples"] = args.samples
+    if args.refine is not None:
+        if args.sampler != "pronerf":
+            raise ValueError(f"--refine is the pronerf sampler's refinement stage; not for {args.sampler}")
+        kw["pronerf_refine"] = args.refine
     return NerfConfig.from_dict({**kw, **parse_sets(args.set)})
 
 
@@ -346,6 +350,14 @@ def _add_train_nerf(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="field samples a ray of the pronerf sampler (ProNeRF-8 / ProNeRF-12; default 12); "
         "an error with other samplers",
+    )
+    p.add_argument(
+        "--refine",
+        type=float,
+        default=None,
+        metavar="SHARE",
+        help="share of the budget in ProNeRF's refinement stage at the end (e.g. 0.25; default 0: "
+        "none); an error with other samplers",
     )
     p.set_defaults(func=_train_nerf)
 

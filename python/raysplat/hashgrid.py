@@ -6,8 +6,10 @@ are blended trilinearly. A vertex indexes level ``l``'s table of ``T`` rows dens
 ``i + j (r_l + 1) + k (r_l + 1)^2``, when ``(r_l + 1)^3 <= T``, otherwise by the spatial hash
 ``(i * 1 ^ j * 2654435761 ^ k * 805459861) mod T`` (``T`` a power of two, uint32 arithmetic).
 The encoding concatenates the levels: ``[N, L * F]``. CPU tensors run the Rust kernel
-(``rust/core/src/hashgrid.rs``; gradients reach the table only), other devices the torch twin
-:func:`raysplat.reference.hashgrid.hashgrid_encode`.
+(``rust/core/src/hashgrid.rs``), other devices the torch twin
+:func:`raysplat.reference.hashgrid.hashgrid_encode`. Gradients reach the table and, when ``x``
+requires them (ProNeRF's learned sample positions), the points: the derivative of the trilinear
+blend inside each point's cell (zero along an axis where the point is clamped).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from raysplat.reference.hashgrid import hashgrid_encode as hashgrid_encode_torch
 
 
 class HashGridEncode(torch.autograd.Function):
-    """Rust forward / backward; gradients reach the table only (positions are constants)."""
+    """Rust forward / backward (to the table, and to the points when they require it)."""
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, table: torch.Tensor, resolutions: list[int]):
@@ -29,26 +31,32 @@ class HashGridEncode(torch.autograd.Function):
         n_levels, table_size, n_feat = table.shape
         xs = chk.to_numpy("x", x, dt)
         out = _core.hashgrid_forward(xs, chk.to_numpy("table", table, dt), resolutions, table_size, n_feat)
-        ctx.save_for_backward(x)
+        ctx.save_for_backward(x, table)
         ctx.meta = (resolutions, table.shape, dt)
         return chk.from_numpy(out, (x.shape[0], n_levels * n_feat))
 
     @staticmethod
     @once_differentiable
     def backward(ctx, v_out: torch.Tensor):
-        (x,) = ctx.saved_tensors
+        x, table = ctx.saved_tensors
         resolutions, shape, dt = ctx.meta
-        v_table = _core.hashgrid_backward(
-            chk.to_numpy("x", x, dt), chk.to_numpy("v_out", v_out, dt), resolutions, shape[1], shape[2]
-        )
-        return None, chk.from_numpy(v_table, shape), None
+        xs, gs = chk.to_numpy("x", x, dt), chk.to_numpy("v_out", v_out, dt)
+        v_x = v_table = None
+        if ctx.needs_input_grad[0]:
+            ts = chk.to_numpy("table", table, dt)
+            v_x = _core.hashgrid_backward_x(xs, ts, gs, resolutions, shape[1], shape[2])
+            v_x = chk.from_numpy(v_x, x.shape).to(x.dtype)
+        if ctx.needs_input_grad[1]:
+            v_table = chk.from_numpy(_core.hashgrid_backward(xs, gs, resolutions, shape[1], shape[2]), shape)
+        return v_x, v_table, None
 
 
 def hashgrid_encode(x: torch.Tensor, table: torch.Tensor, resolutions: list[int]) -> torch.Tensor:
     """Multi-resolution hash-grid encoding (Instant-NGP) of points ``x`` [N, 3] in [0, 1]^3.
 
     Args:
-        x: [N, 3] positions (clamped to the unit cube). No gradient flows to ``x``.
+        x: [N, 3] positions (clamped to the unit cube); differentiable (zero gradient where
+            clamped).
         table: [L, T, F] feature tables (``T`` a power of two), float32 or float64.
         resolutions: L per-level resolutions.
 
@@ -64,5 +72,5 @@ def hashgrid_encode(x: torch.Tensor, table: torch.Tensor, resolutions: list[int]
         )
     chk.same_device(x=x, table=table)
     if chk.use_rust(x, table):
-        return HashGridEncode.apply(x.detach(), table, [int(r) for r in resolutions])
-    return hashgrid_encode_torch(x.detach(), table, [int(r) for r in resolutions])
+        return HashGridEncode.apply(x, table, [int(r) for r in resolutions])
+    return hashgrid_encode_torch(x, table, [int(r) for r in resolutions])

@@ -26,6 +26,25 @@ Training alternates (§1.2, :meth:`ProNerfSampler.explores`): odd iterations (1-
 everything learns end to end on the exact ``N`` samples with the three colour losses
 (``C``, ``c_f``, ``c_A``).
 
+Gradients. The depths ``t'`` and offsets ``Δ`` learn end to end mostly through the field's
+derivative with respect to the sample position (the paper's NeRF is an MLP, differentiable in its
+input). raysplat's hash-grid encoding passes that gradient (Rust ``backward_x``) whenever the
+points require it; without it only the interval lengths ``δ`` carried a signal, ``Δ`` none, and
+the PAS samples stayed where they were initialised (measured: README).
+
+Refinement stage (the released code's stage 2, ``run_S_eS_eN_alter_base_refine2.py``; the
+trainer's ``pronerf_refine`` share of the budget, at the end; :meth:`ProNerfSampler.phase`
+``"refine"``): a fresh optimiser over the field and both PAS networks (the code's new NeRF is
+initialised from stage 1's, i.e. training simply continues from it), every step end to end on the
+refined samples jittered inside their gaps (:func:`jitter_samples`, no densification), offsets
+and density modulation on, the rendered colour's loss only (``c_f``/``c_A`` unsupervised), at
+``3e-4 / 5e-4 = 0.6`` times stage 1's learning rates on a schedule restarted over the stage.
+Choices where the code has no counterpart: raysplat's schedule (warm-up, then step decays) instead
+of the code's exponential decay, and no density noise (the code adds ``N(0, 1)`` to its ``relu``
+density input; raysplat's field takes ``trunc_exp`` of a logit, where the same noise would scale
+the density by ``e^N(0,1)``, and no other raysplat sampler uses density noise). The code trains
+stage 2 as long as stage 1 (500k iterations each); the paper does not describe the stage.
+
 Spaces. Forward-facing (LLFF) scenes: NDC, ``t ∈ [0, 1]`` as in the paper; for the projection a
 sample's NDC point is mapped back to the world exactly (the inverse of :func:`raysplat.ndc_rays`),
 which puts it at metric depth ``z = near / (1 - t)`` along the camera's ``-z``. 360° object scenes
@@ -141,11 +160,20 @@ def explore_samples(
         j = torch.arange(n_mult, device=dev, dtype=t.dtype) / n_mult
         t = (t[..., None] + sign * j * gap[..., None]).flatten(1)
         t, _ = torch.sort(t, dim=-1)
+    return jitter_samples(t, near, far, generator), n_mult
+
+
+def jitter_samples(t: torch.Tensor, near: float, far: float, generator: torch.Generator | None = None):
+    """The exploration jitter of sorted depths ``t`` [R, S] (§1.2 step 2, also the refinement
+    stage's): ``t ± η gap`` with ``η = min(|N(0,1)| / 5, 0.99)`` per sample, towards the next
+    sample (or ``far``) for the whole batch with probability ½, else towards the previous one (or
+    ``near``), so samples never cross. Differentiable in ``t``."""
+    dev = t.device
     forward = bool(torch.rand((1,), generator=generator, device=dev) < 0.5)
     sign = 1.0 if forward else -1.0
     gap = _gaps(t, near, far, forward)
     eta = (torch.randn(t.shape, generator=generator, device=dev, dtype=t.dtype).abs() / 5).clamp_max(0.99)
-    return t + sign * eta * gap, n_mult
+    return t + sign * eta * gap
 
 
 def modulated_alpha(
@@ -203,6 +231,7 @@ class ProNerfSampler(torch.nn.Module):
         freqs: sinusoidal frequencies of the Plücker encoding.
         offset_bound: ``|Δ|`` bound as a fraction of ``far - near``.
         channels: channels of the reference images (3, or 4 with alpha).
+        explore_samples: the most field samples a ray gets while exploring (the paper's 64).
     """
 
     name = "pronerf"
@@ -219,12 +248,14 @@ class ProNerfSampler(torch.nn.Module):
         freqs: int = 4,
         offset_bound: float = 0.01,
         channels: int = 3,
+        explore_samples: int = MAX_EXPLORE_SAMPLES,
         generator: torch.Generator | None = None,
     ):
         super().__init__()
         if n_samples < 2:
             raise ValueError(f"n_samples must be >= 2, got {n_samples}")
         self.n, self.n_views, self.freqs = n_samples, n_views, freqs
+        self.explore_max = int(explore_samples)
         self.near, self.far, self.ndc = float(near), float(far), ndc
         self.bound = offset_bound * (self.far - self.near)
         enc = 6 + 12 * freqs
@@ -243,6 +274,8 @@ class ProNerfSampler(torch.nn.Module):
         self.register_buffer("ref_c2w", torch.zeros(0, 3, 4))
         self.register_buffer("ref_K", torch.zeros(0, 3, 3))
         self.register_buffer("_ref", torch.zeros(0, 1, 1, channels), persistent=False)
+        #: first step of the refinement stage (None: stage 1); the trainer sets and saves it
+        self.refine_from: int | None = None
         self.reset_timing()
 
     # ------------------------------------------------------------------ references
@@ -269,8 +302,15 @@ class ProNerfSampler(torch.nn.Module):
 
     @staticmethod
     def explores(step: int) -> bool:
-        """Whether training step ``step`` (0-based) explores: odd 1-based iterations."""
+        """Whether stage-1 training step ``step`` (0-based) explores: odd 1-based iterations."""
         return step % 2 == 0
+
+    def phase(self, step: int) -> str:
+        """What training step ``step`` does: ``"refine"`` from :attr:`refine_from` on (the
+        refinement stage, set by the trainer when it starts), else ``"explore"`` / ``"exploit"``."""
+        if self.refine_from is not None and step >= self.refine_from:
+            return "refine"
+        return "explore" if self.explores(step) else "exploit"
 
     def update(self, step, fld, generator=None) -> None:
         pass
@@ -328,19 +368,22 @@ class ProNerfSampler(torch.nn.Module):
     def render(
         self, fld: RadianceField, rays, bkgd=None, train=False, generator=None, step=0, stratified=None
     ):
-        """Renders ``rays`` (``rays.view_ids`` required). ``stratified`` is accepted for the
-        samplers' common interface: the exploration jitter is part of the method and always on
-        in training; exploitation and test renders are deterministic."""
+        """Renders ``rays`` (``rays.view_ids`` required); in training, what :meth:`phase` says
+        step ``step`` does. ``stratified`` is accepted for the samplers' common interface: the
+        exploration and refinement jitter is part of the method and always on in training;
+        exploitation and test renders are deterministic. Exploitation returns ``c_f`` and
+        ``c_A`` in ``aux_rgb`` (supervised too); refinement supervises the rendered colour only."""
         from raysplat.nerf.samplers import RenderOut
 
         view_ids = rays.view_ids
         if view_ids is None:
             raise ValueError("rays.view_ids: the pronerf sampler needs reference views per ray")
         n_rays = len(rays)
-        if train and self.explores(step):
+        phase = self.phase(step) if train else "test"
+        if phase == "explore":
             with torch.no_grad():
                 (_, _, _, _), (tr, _, _) = self.pas(rays, view_ids)
-                te, _ = explore_samples(tr, self.near, self.far, generator)
+                te, _ = explore_samples(tr, self.near, self.far, generator, self.explore_max)
             x = rays.origins[:, None] + te[..., None] * rays.directions[:, None]
             raw, inside, rgb = self._field(fld, rays, x)
             alpha = modulated_alpha(raw, self._deltas(rays, te), inside=inside)
@@ -350,6 +393,8 @@ class ProNerfSampler(torch.nn.Module):
         (t, a, m, c_a), (tr, delta, c_f) = self.pas(rays, view_ids)
         nets = time.perf_counter() - tic - self._proj_s
         tic = time.perf_counter()
+        if phase == "refine":  # stage 2: the refined samples jittered inside their gaps
+            tr = jitter_samples(tr, self.near, self.far, generator)
         x = rays.origins[:, None] + tr[..., None] * rays.directions[:, None] + delta
         raw, inside, rgb = self._field(fld, rays, x)
         alpha = modulated_alpha(raw, self._deltas(rays, tr), a, m, inside)
@@ -359,5 +404,5 @@ class ProNerfSampler(torch.nn.Module):
             self.timing["sampler_nets_s"] += nets
             self.timing["projection_s"] += self._proj_s
             self.timing["rays"] += n_rays
-        aux = [c_f, c_a] if train else []
+        aux = [c_f, c_a] if phase == "exploit" else []
         return RenderOut(color, acc, depth, tr.numel(), aux_rgb=aux, edges=[t, tr])

@@ -67,6 +67,13 @@ impl HashGrid {
     /// Table rows and trilinear weights of the 8 vertices around `x` in level `lvl`.
     #[inline]
     fn corners<T: Real>(&self, lvl: usize, x: &[T]) -> ([usize; 8], [T; 8]) {
+        let (rows, ws, _) = self.cell(lvl, x);
+        (rows, ws)
+    }
+
+    /// [`HashGrid::corners`] plus the position of `x` inside its cell (`[0, 1]^3`).
+    #[inline]
+    fn cell<T: Real>(&self, lvl: usize, x: &[T]) -> ([usize; 8], [T; 8], [T; 3]) {
         let res = self.resolutions[lvl];
         let rf = T::lit(f64::from(res));
         let top = T::lit(f64::from(res - 1));
@@ -103,7 +110,7 @@ impl HashGrid {
             let wz = if dz == 1 { frac[2] } else { T::one() - frac[2] };
             *w = wx * wy * wz;
         }
-        (rows, ws)
+        (rows, ws, frac)
     }
 
     fn check_points<T: Real>(&self, x: &[T]) -> Result<usize> {
@@ -181,6 +188,72 @@ impl HashGrid {
         });
         Ok(grad)
     }
+
+    /// Gradient of [`HashGrid::forward`] w.r.t. the points `x` `[N, 3]`, given the `table` and
+    /// `v_out` `[N, L * n_feat]`: the derivative of each level's trilinear blend inside the cell
+    /// that holds the point (the encoding is continuous, piecewise trilinear; on a cell face
+    /// the cell [`HashGrid::forward`] uses). Zero along an axis where `x` lies outside `[0, 1]`
+    /// (clamped there).
+    pub fn backward_x<T: Real>(&self, x: &[T], table: &[T], v_out: &[T]) -> Result<Vec<T>> {
+        let n = self.check_points(x)?;
+        expect_len("table", table.len(), self.table_len())?;
+        let (nl, nf, ts) = (self.n_levels(), self.n_feat, self.table_size);
+        let width = nl * nf;
+        expect_len("v_out", v_out.len(), n * width)?;
+        let mut v_x = vec![T::zero(); n * 3];
+        if width == 0 || n == 0 {
+            return Ok(v_x);
+        }
+        crate::parallel::install(|| {
+            v_x.par_chunks_mut(CHUNK * 3)
+                .zip(x.par_chunks(CHUNK * 3))
+                .zip(v_out.par_chunks(CHUNK * width))
+                .for_each(|((gx, xs), gos)| {
+                    for lvl in 0..nl {
+                        let tab = &table[lvl * ts * nf..(lvl + 1) * ts * nf];
+                        let rf = T::lit(f64::from(self.resolutions[lvl]));
+                        let rows_in = gx
+                            .chunks_exact_mut(3)
+                            .zip(xs.chunks_exact(3))
+                            .zip(gos.chunks_exact(width));
+                        for ((g, p), go) in rows_in {
+                            let src = &go[lvl * nf..(lvl + 1) * nf];
+                            if src.iter().all(|v| *v == T::zero()) {
+                                continue;
+                            }
+                            let (rows, _, f) = self.cell(lvl, p);
+                            let mut d = [T::zero(); 3];
+                            for (c, r) in rows.iter().enumerate() {
+                                // v_out · table row: how the output moves with this corner's weight
+                                let gc = tab[r * nf..(r + 1) * nf]
+                                    .iter()
+                                    .zip(src)
+                                    .fold(T::zero(), |acc, (t, v)| acc + *t * *v);
+                                let bits = [(c >> 2) & 1, (c >> 1) & 1, c & 1];
+                                let w: [T; 3] = std::array::from_fn(|a| {
+                                    if bits[a] == 1 {
+                                        f[a]
+                                    } else {
+                                        T::one() - f[a]
+                                    }
+                                });
+                                let s: [T; 3] =
+                                    std::array::from_fn(|a| if bits[a] == 1 { gc } else { -gc });
+                                d[0] += s[0] * w[1] * w[2];
+                                d[1] += s[1] * w[0] * w[2];
+                                d[2] += s[2] * w[0] * w[1];
+                            }
+                            for a in 0..3 {
+                                if p[a] >= T::zero() && p[a] <= T::one() {
+                                    g[a] += d[a] * rf;
+                                }
+                            }
+                        }
+                    }
+                });
+        });
+        Ok(v_x)
+    }
 }
 
 #[cfg(test)]
@@ -211,6 +284,38 @@ mod tests {
         let x = [0.1, 0.7, 0.33, 1.0, 0.0, 0.5, -2.0, 3.0, 0.999];
         let out = g.forward(&x, &table).unwrap();
         assert!(out.iter().all(|v| (v - 0.25).abs() < 1e-12));
+    }
+
+    #[test]
+    fn backward_x_matches_finite_differences() {
+        let g = grid();
+        let table: Vec<f64> = (0..g.table_len())
+            .map(|i| ((i * 7919) % 113) as f64 / 113.0 - 0.5)
+            .collect();
+        // inside cells (away from faces, where the blend is smooth), and one coordinate clamped
+        let x = [
+            0.123, 0.711, 0.337, 0.907, 0.052, 0.521, 1.3, 0.4331, 0.2713,
+        ];
+        let go: Vec<f64> = (0..3 * 6).map(|i| (i as f64 * 0.37).sin()).collect();
+        let grad = g.backward_x(&x, &table, &go).unwrap();
+        let loss = |p: &[f64]| -> f64 {
+            let o = g.forward(p, &table).unwrap();
+            o.iter().zip(&go).map(|(a, b)| a * b).sum()
+        };
+        for i in 0..x.len() {
+            let (mut xp, mut xm) = (x, x);
+            xp[i] += 1e-7;
+            xm[i] -= 1e-7;
+            let fd = (loss(&xp) - loss(&xm)) / 2e-7;
+            assert!(
+                (fd - grad[i]).abs() < 1e-5,
+                "coordinate {i}: {fd} vs {}",
+                grad[i]
+            );
+        }
+        assert_eq!(grad[6], 0.0); // clamped
+        assert!(g.backward_x(&x, &table, &go[1..]).is_err());
+        assert!(g.backward_x(&x[..0], &table, &[]).unwrap().is_empty());
     }
 
     #[test]

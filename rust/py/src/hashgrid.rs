@@ -40,3 +40,22 @@ pub fn hashgrid_backward<'py>(
         Ok(out_any(py, detached(py, || g.backward(xs, gs))?))
     })
 }
+
+/// Gradient `[N * 3]` of `hashgrid_forward` w.r.t. the points `x`.
+#[pyfunction]
+pub fn hashgrid_backward_x<'py>(
+    py: Python<'py>,
+    x: Any<'py>,
+    table: Any<'py>,
+    v_out: Any<'py>,
+    resolutions: Vec<u32>,
+    table_size: usize,
+    n_feat: usize,
+) -> PyResult<Any<'py>> {
+    let g = HashGrid::new(resolutions, table_size, n_feat).map_err(to_py)?;
+    with_float!(float_dtype(&x, "x")?, T => {
+        let (xa, ta, ga) = (borrow::<T>(&x, "x")?, borrow::<T>(&table, "table")?, borrow::<T>(&v_out, "v_out")?);
+        let (xs, ts, gs) = (slice(&xa, "x")?, slice(&ta, "table")?, slice(&ga, "v_out")?);
+        Ok(out_any(py, detached(py, || g.backward_x(xs, ts, gs))?))
+    })
+}

@@ -66,7 +66,7 @@ mod _core {
     use crate::grid::march;
 
     #[pymodule_export]
-    use crate::hashgrid::{hashgrid_backward, hashgrid_forward};
+    use crate::hashgrid::{hashgrid_backward, hashgrid_backward_x, hashgrid_forward};
 
     #[pymodule_export]
     use crate::knn::knn;
