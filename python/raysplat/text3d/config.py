@@ -29,6 +29,7 @@ class Text3DConfig(TrainingConfig):
     """Score-distillation text-to-3D (SDS / VSD) of a NeRF or 3D Gaussians."""
 
     DEFAULT_STEPS: ClassVar[int] = 1000
+    PRECISIONS: ClassVar[tuple[str, ...]] = ("fp32", "bf16", "fp16")
 
     prompt: str = option("", "the text prompt (analytic priors: a target name)")
     prior: str | None = option(
