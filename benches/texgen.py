@@ -36,11 +36,14 @@ from raysplat.texgen import TexGenConfig, chart_mask, generate_texture, load_mes
 from raysplat.texgen.atlas import texel_positions
 from raysplat.texgen.quality import consistency_psnr, seam_energy
 
-#: name -> (method, TexGenConfig overrides); "texgen (view noise)" is the ablation of the UV-space
-#: noise initialisation
+#: name -> (method, TexGenConfig overrides); the "texgen (...)" rows are ablations: of the UV-space
+#: noise initialisation, of the resampling's re-estimate against all the views of the step, and of
+#: the view sharing (the prior's counterpart of shared self-attention) altogether
 METHODS = {
     "texgen": ("texgen", {}),
     "texgen (view noise)": ("texgen", {"noise": "view"}),
+    "texgen (no re-estimate)": ("texgen", {"reestimate": False}),
+    "texgen (no view sharing)": ("texgen", {"kv_share": 0.0}),
     "sequential": ("sequential", {}),
     "independent": ("independent", {}),
 }
@@ -177,7 +180,7 @@ def main() -> None:
             r = quality(mesh, textures, m, seed, cfg)
             rows.append(r)
             print(
-                f"  seed {seed} {m:20s} modes {r['view_modes']} tex PSNR {r['tex_psnr']:6.2f} dB  "
+                f"  seed {seed} {m:24s} modes {r['view_modes']} tex PSNR {r['tex_psnr']:6.2f} dB  "
                 f"seam {r['seam']:.4f}  "
                 f"consistency {r['consistency']:6.2f} dB  ({r['seconds']:.1f} s)",
                 flush=True,

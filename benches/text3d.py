@@ -9,11 +9,12 @@ against the mesh's renders, after a budget of process CPU time (``--cpu-seconds`
 the torch thread count: what the run would take on an idle machine with that many cores).
 
 Runs (``--runs``, default all): ``sds-nerf`` (the headline: SDS + NeRF, white background,
-albedo shading, default settings), ``sds-gs``, ``vsd-nerf``; then seconds per step of NeRF and GS
-at the default 64 x 64 render size.
+albedo shading, default settings), ``sds-gs``, ``vsd-nerf``, ``sds-nerf-proposal`` (the proposal
+sampler instead of the occupancy grid), ``sds-gs-densify`` (3DGS with text3d's densification
+defaults); then seconds per step of NeRF and GS at the default 64 x 64 render size.
 
 Usage: python benches/text3d.py [--cpu-seconds 420] [--short-cpu-seconds 120]
-       [--runs sds-nerf sds-gs vsd-nerf]
+       [--runs sds-nerf sds-gs vsd-nerf sds-nerf-proposal sds-gs-densify]
        [--threads 2] [--json out.json]
 """
 
@@ -32,6 +33,8 @@ RUNS = {
     "sds-nerf": {"method": "sds", "representation": "nerf"},
     "sds-gs": {"method": "sds", "representation": "gs"},
     "vsd-nerf": {"method": "vsd", "representation": "nerf"},
+    "sds-nerf-proposal": {"method": "sds", "representation": "nerf", "sampler": "proposal"},
+    "sds-gs-densify": {"method": "sds", "representation": "gs", "densify": {}},
 }
 
 
@@ -56,6 +59,7 @@ def run(prior, name: str, cpu_seconds: float, eval_every: int, threads: int) -> 
         "psnr": curve[-1][2],
         "best_psnr": max(c[2] for c in curve),
         "curve": curve,
+        "n_gaussians": len(tr.particles[0].model) if cfg.representation == "gs" else None,
     }
 
 
@@ -84,10 +88,11 @@ def main() -> None:
         budget = args.cpu_seconds if name == "sds-nerf" else args.short_cpu_seconds
         print(f"{name}: {budget:.0f} CPU seconds / {args.threads} threads", flush=True)
         rows.append(run(prior, name, budget, args.eval_every, args.threads))
-    print("\nrun        steps   cpu s   PSNR dB (best)")
+    print("\nrun                steps   cpu s   PSNR dB (best)")
     for r in rows:
         print(
-            f"{r['run']:9s} {r['steps']:6d} {r['cpu_seconds']:7.1f}   {r['psnr']:6.2f} ({r['best_psnr']:.2f})"
+            f"{r['run']:17s} {r['steps']:6d} {r['cpu_seconds']:7.1f}   "
+            f"{r['psnr']:6.2f} ({r['best_psnr']:.2f})"
         )
     sps = {rep: seconds_per_step(prior, rep) for rep in ("nerf", "gs")}
     print(f"\nseconds per step (64 x 64, CPU time / threads): nerf {sps['nerf']:.3f}, gs {sps['gs']:.3f}")

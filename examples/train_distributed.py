@@ -57,8 +57,10 @@ def main() -> None:
                 f"{m['train_seconds']:.1f} s ({m['steps'] / max(m['train_seconds'], 1e-9):.1f} steps/s), "
                 f"test PSNR {m['psnr']:.2f} dB -> {args.out}/"
             )
-    finally:
+    except BaseException:
         distributed.shutdown(created)
+        raise
+    distributed.finish_worker(created)  # exits a torchrun worker once every output is written
 
 
 if __name__ == "__main__":

@@ -56,7 +56,7 @@ def main() -> None:
     dist.all_gather_object(report["raised"], raised)
     if r == 0:
         (out / "report.json").write_text(json.dumps(report, default=float))
-    distributed.shutdown(created)
+    distributed.finish_worker(created)
 
 
 if __name__ == "__main__":

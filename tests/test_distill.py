@@ -8,6 +8,7 @@ import pytest
 import torch
 from raysplat.distill import (
     LoRAScore,
+    MixtureScore,
     ResidualScore,
     TimestepSchedule,
     cfg_combine,
@@ -20,7 +21,14 @@ from raysplat.distill import (
     sds_weight,
     vsd_loss,
 )
-from raysplat.guidance import DiffusionPrior, GaussianMixturePrior, scaled_linear_alphas_cumprod
+from raysplat.guidance import (
+    DiffusionPrior,
+    GaussianMixturePrior,
+    procedural_targets,
+    scaled_linear_alphas_cumprod,
+)
+from raysplat.guidance.analytic import _mixture_eps
+from raysplat.guidance.base import add_noise
 
 
 class StubPrior(DiffusionPrior):
@@ -270,3 +278,73 @@ def test_distill_images_moves_particles_to_modes():
         distill_images(prior, "shapes", "dds")
     with pytest.raises(ValueError, match="prompt 'cat' is not a target"):
         distill_images(prior, "cat", "sds", steps=1, size=8)
+
+
+@pytest.fixture
+def one_thread():
+    """Small tensors: one torch thread is several times faster than two on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _particle_fit(prior, phi, z, t, seed=0):
+    """``‖ε_φ − ε_q‖ / ‖ε_pre(y) − ε_q‖`` with ε_q the exact score of the particles ``z`` (Diracs)."""
+    n = z.shape[0]
+    g = torch.Generator().manual_seed(seed)
+    tt = torch.full((n,), t)
+    z_t = add_noise(prior.alphas_cumprod, z, torch.randn(z.shape, generator=g), tt)
+    eq = _mixture_eps(z_t, tt, prior.alphas_cumprod, z, torch.zeros(n, n), 0.0)
+    cond = prior.embed_prompts(["shapes"]).expand(n, -1)
+    with torch.no_grad():
+        return float((phi(z_t, tt, cond) - eq).norm() / (prior.predict_noise(z_t, tt, cond) - eq).norm())
+
+
+def test_mixture_score_is_the_particle_score_and_learns_it(one_thread):
+    prior = GaussianMixturePrior(size=8)
+    z = 2 * torch.rand(4, 3, 8, 8, generator=torch.Generator().manual_seed(0)) - 1
+    phi = make_variational_score(prior, kind="mixture", shape=(3, 8, 8), components=4, std=1e-3)
+    assert isinstance(phi, MixtureScore)
+    with torch.no_grad():
+        phi.means.copy_(z)
+    assert _particle_fit(prior, phi, z, 50) < 1e-3 and _particle_fit(prior, phi, z, 600) < 1e-3
+    # trained from N(0, 0.1²) means by the ε_φ loss alone, it learns the particles' score
+    phi = make_variational_score(
+        prior, kind="mixture", shape=(3, 8, 8), components=4, generator=torch.Generator().manual_seed(1)
+    )
+    before = _particle_fit(prior, phi, z, 50)
+    opt = torch.optim.Adam(phi.parameters(), lr=0.03)
+    g = torch.Generator().manual_seed(2)
+    cond = prior.embed_prompts(["shapes"]).expand(4, -1)
+    for _ in range(100):
+        opt.zero_grad()
+        lora_loss(prior, phi, z, cond, generator=g).backward()
+        opt.step()
+    assert _particle_fit(prior, phi, z, 50) < 0.5 * before
+    with pytest.raises(ValueError, match="shape"):
+        phi(torch.zeros(1, 3, 4, 4), torch.tensor([10]))
+    with pytest.raises(ValueError, match="kind"):
+        make_variational_score(prior, 3, kind="unet")
+    with pytest.raises(ValueError, match="shape is required"):
+        make_variational_score(prior, kind="mixture")
+
+
+@pytest.mark.slow
+def test_vsd_spreads_particles_over_modes_where_sds_collapses(one_thread):
+    """ProlificDreamer's 2D claim on the 4-mode analytic prior (benches/distill_2d.py, seed 0):
+    VSD (CFG 7.5, learned mixture ε_φ) puts particles on 3+ modes, SDS (CFG 100) on 1 at most."""
+    base = procedural_targets(16)
+    prior = GaussianMixturePrior({"shapes": base["shapes"], "colors": base["colors"]}, std=0.05)
+    modes = prior.modes("shapes")
+    x0 = torch.rand(8, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+
+    def coverage(x):
+        d = ((x[:, None] - modes[None]) ** 2).flatten(2).mean(-1).sqrt()
+        return int((d < 0.15).any(0).sum()), float(d.min(1).values.mean())
+
+    kw = dict(n_particles=8, steps=400, size=16, seed=0, init=x0)
+    cover_vsd, near_vsd = coverage(distill_images(prior, "shapes", "vsd", lora_steps=4, **kw))
+    cover_sds, near_sds = coverage(distill_images(prior, "shapes", "sds", **kw))
+    assert cover_vsd >= 3 and near_vsd < 0.1
+    assert cover_sds <= 1 and near_sds > 0.15

@@ -96,6 +96,35 @@ def test_losses_zero_and_target_unchanged_when_source_agrees():
     assert torch.equal(res.model.params["sh0"][: len(m)], m.params["sh0"].detach())
 
 
+def test_offset_propagation_shifts_the_colour_and_keeps_the_texture():
+    # the 'shade' demo's source is the target plus one colour offset (its texture lies on the grey
+    # axis, which the hue rotation keeps): "offset" moves the boundary's chroma by that offset
+    # for every Gaussian alike (texture kept) and leaves the interior; "copy" replaces the
+    # boundary colours by blurred source colours (texture lost)
+    target, source, sel, tf = demo_problem(1500, seed=12)
+    cfg = {**FAST, "steps": 60, "lr": 0.1, "lambda_tune": 0.0, "progress": False}
+    grey = torch.ones(3) / math.sqrt(3)
+    rgb0 = sh_to_rgb(target.params["sh0"].detach()[:, 0])
+    source_rgb = sh_to_rgb(source.params["sh0"].detach()[:, 0])
+    want = (source_rgb - rgb0).mean(0)
+    want = want - (want @ grey) * grey  # the offset's chroma
+    spread = {}
+    for mode in ("offset", "copy"):
+        res = stitch(target, source, sel, tf, StitchConfig(**cfg, propagate=mode))
+        n_t = len(target)
+        d = sh_to_rgb(res.model.params["sh0"].detach()[:n_t, 0]) - rgb0
+        b = res.boundary
+        lum = d[b] @ grey
+        spread[mode] = float(lum.std())
+        if mode == "offset":
+            chroma = d[b] - lum[:, None] * grey
+            assert float((chroma.mean(0) - want).norm()) < 0.25 * float(want.norm())
+            dist = torch.cdist(target.means, target.means[b]).min(1).values
+            far = dist > res.metrics["config"]["prop_radius"] * res.metrics["L"]
+            assert far.sum() > 100 and float(d[far].abs().mean()) < 0.01  # the interior is pinned
+    assert spread["offset"] < 0.5 * spread["copy"], spread
+
+
 def test_palette_idempotent_and_one_cluster_is_the_mean():
     g = torch.Generator().manual_seed(5)
     cols = [torch.rand(300, 3, generator=g) for _ in range(6)]

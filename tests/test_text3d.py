@@ -199,3 +199,84 @@ def test_orientation_and_opacity_regularisers():
     trainer.train(progress=False)
     loss = trainer.particles[0].orient_loss
     assert loss is not None and loss.requires_grad and torch.isfinite(loss) and loss.item() >= 0
+
+
+def test_proposal_sampler_nerf(tmp_path):
+    """``sampler="proposal"``: proposal fields in the optimiser, trained by the interlevel loss, the
+    orientation loss on the dense samples, resume, and the CLI's ``--set``."""
+    prior = RenderedMeshPrior("sample")
+    cfg = _config(
+        steps=3,
+        background="white",
+        sampler="proposal",
+        prop_samples=[16],
+        num_samples=8,
+        lambda_orient=1.0,
+        prior="mesh:sample",
+    )
+    trainer = Trainer(prior, "mesh", cfg)
+    p = trainer.particles[0]
+    before = [q.detach().clone() for q in p.sampler.parameters()]
+    in_opt = {id(q) for g in trainer.optimizers[0].param_groups for q in g["params"]}
+    assert before and all(id(q) in in_opt for q in p.sampler.parameters())
+    trainer.train(progress=False)
+    assert p.aux_loss is not None and torch.isfinite(p.aux_loss)
+    assert p.orient_loss is not None and torch.isfinite(p.orient_loss)
+    assert any(not torch.equal(a, b) for a, b in zip(before, p.sampler.parameters(), strict=True))
+    ev = trainer.evaluate()
+    assert 0 < ev["psnr"] < 60
+    trainer.save_checkpoint(tmp_path / "ck.pt")
+    again = load_checkpoint(tmp_path / "ck.pt", prior)
+    assert again.config.sampler == "proposal" and again.config.prop_samples == (16,)
+    with pytest.raises(ValueError, match="sampler"):
+        Text3DConfig(sampler="pronerf")
+    with pytest.raises(ValueError, match="prop_samples"):
+        Text3DConfig(prop_samples=[0])
+    from raysplat.cli import main
+
+    out = tmp_path / "cli"
+    sets = [x for k, v in TINY.items() for x in ("--set", f"{k}={v}")]
+    sets += ["--set", "sampler=proposal", "--set", "prop_samples=[16]", "--set", "num_samples=8"]
+    args = ["text-to-3d", "--prior", "mesh:sample", "--steps", "2", "--frames", "1", "--out", str(out), "-q"]
+    assert main(args + sets) == 0
+    assert load_checkpoint(out / "checkpoint.pt").config.sampler == "proposal"
+
+
+def test_gs_densification_and_exact_resume(tmp_path):
+    """``densify``: the 3DGS trainer's DensityControl clones / splits / prunes the Gaussians of a
+    text-to-3D particle, the optimizer follows, and a densified checkpoint resumes exactly."""
+    prior = RenderedMeshPrior("sample")
+    dens = {
+        "refine_start": 2,
+        "refine_every": 2,
+        "grow_grad2d": 1e-6,
+        "prune_opa": 0.09,
+        "max_gaussians": 600,
+    }
+    cfg = _config(steps=6, representation="gs", background="white", densify=dens)
+    assert cfg.densify.refine_every == 2 and cfg.densify.reset_every == 0  # text3d's defaults below
+    full = Trainer(prior, "mesh", cfg)
+    full.train(progress=False)
+    model = full.particles[0].model
+    n = len(model)
+    assert n != 200 and n <= 600
+    opt_params = {id(q) for g in full.optimizers[0].param_groups for q in g["params"]}
+    assert all(id(p) in opt_params for p in model.params.values())
+    assert all(v.shape[0] == n for v in full.particles[0].density.state_dict().values())
+    half = Trainer(prior, "mesh", cfg)
+    half.train(steps=5, progress=False)
+    assert len(half.particles[0].model) != 200  # the checkpoint holds a densified particle
+    half.save_checkpoint(tmp_path / "ck.pt")
+    resumed = Trainer.load_checkpoint(tmp_path / "ck.pt", prior)
+    resumed.train(progress=False)
+    for (k, a), (_, b) in zip(
+        full.particles.state_dict().items(), resumed.particles.state_dict().items(), strict=True
+    ):
+        assert torch.equal(a, b), k
+    off = Trainer(prior, "mesh", _config(steps=3, representation="gs", background="white"))
+    off.train(progress=False)
+    assert len(off.particles[0].model) == 200
+    with pytest.raises(ValueError, match="unknown DensifyConfig key"):
+        Text3DConfig(representation="gs", densify={"grow": 1})
+    with pytest.raises(ValueError, match="densify applies to representation='gs'"):
+        Text3DConfig(densify={})

@@ -100,6 +100,10 @@ def test_precision_field_and_the_methods_that_refuse_it():
         GSConfig(precision="bf16")
     with pytest.raises(ValueError, match="precision 'fp16': StitchConfig supports 'fp32' only"):
         StitchConfig(precision="fp16")
+    from raysplat.text3d import Text3DConfig
+
+    with pytest.raises(ValueError, match="precision 'fp16' with densify"):
+        Text3DConfig(representation="gs", densify={}, precision="fp16")
 
 
 def test_precision_helpers():

@@ -173,7 +173,6 @@ def set_threads(args: argparse.Namespace, torch_default: int | None = None) -> N
     ``--threads`` is not given). Under torchrun with several processes per machine and no
     ``--threads``, each process's Rust pool gets its share of the cores (torchrun already sets
     ``OMP_NUM_THREADS=1`` for torch)."""
-    import os
 
     import torch
 
@@ -212,18 +211,11 @@ def run_training(args: argparse.Namespace, method: str, make_config) -> int:
     created = distributed.init_from_env(args.device)
     try:
         rc = _run_training(args, method, make_config)
-    finally:
+    except BaseException:
         distributed.shutdown(created)
-    if created:
-        # Every output is written and closed, and the group is gone. Interpreter finalisation
-        # after a gloo group can still abort the process (SIGABRT, "terminate called without an
-        # active exception": gloo's worker threads outlive the group, pytorch/pytorch#179291),
-        # which torchrun reports as a failed run; a worker launched by torchrun therefore ends
-        # here, with its real exit status.
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(rc)
-    return rc
+        raise
+    # a torchrun worker ends here, with its real exit status (see distributed.finish_worker)
+    return distributed.finish_worker(created, rc)
 
 
 def _run_training(args: argparse.Namespace, method: str, make_config) -> int:

@@ -17,6 +17,9 @@ the camera dropped (zeroed) with probability 0.1. For diffusers UNets ε_φ is a
 prior's own UNet plus a camera MLP (16-D flattened c2w -> Linear -> SiLU -> Linear) added to the
 timestep embedding; for other priors a small residual network on top of the prior's conditional
 prediction (zero-initialised, so ε_φ starts equal to ε_pre(y) exactly as a fresh LoRA does).
+For 2D distillation (:func:`distill_images`, no cameras) the default ε_φ of such priors is a
+learned Gaussian mixture (:class:`MixtureScore`): the residual network does not learn the score
+of a few particles and VSD then collapses to one mode (``benches/distill_2d.py`` measures both).
 Timesteps are drawn from [20, 980] and annealed to [20, 500] after ``anneal_step``.
 """
 
@@ -32,9 +35,11 @@ from torch import nn
 from raysplat.guidance.base import DiffusionPrior, add_noise, check_images
 
 __all__ = [
+    "SCORE_KINDS",
     "WEIGHTINGS",
     "DistillOutput",
     "LoRAScore",
+    "MixtureScore",
     "ResidualScore",
     "TimestepSchedule",
     "cfg_combine",
@@ -377,14 +382,87 @@ class ResidualScore(nn.Module):
         return base + (a2 / (1 - a2)).sqrt() * f
 
 
-def make_variational_score(prior: DiffusionPrior, channels: int | None = None, **kwargs) -> nn.Module:
-    """ε_φ for ``prior``: ``prior.variational_score()`` if it gives one, a :class:`LoRAScore` for
-    diffusers-UNet priors, else a :class:`ResidualScore` (``channels``: of the model space)."""
-    own = prior.variational_score()
-    if own is not None:
-        return own
-    if hasattr(prior, "unet") and hasattr(prior, "unet_eps"):
+class MixtureScore(nn.Module):
+    """A learned Gaussian-mixture ε_φ: the exact ε of ``Σ_k π_k N(μ_k, τ² I)`` (see
+    :mod:`raysplat.guidance.analytic`) with the means ``μ [components, *shape]`` (in the prior's
+    space), the log-weights and ``log τ`` trained by the usual ε_φ loss (:func:`lora_loss`).
+
+    The score of ``n`` particles is the score of a mixture of ``n`` Diracs, so with
+    ``components >= n`` this family contains the optimum of ε_φ's loss. A small convolutional
+    :class:`ResidualScore` fits it worse: at small t ε_φ must recognise which particle a
+    noisy image came from (a global, instance-level map), and the VSD update it gives agrees
+    less with the exact one (``benches/distill_2d.py`` measures both). The means
+    start at ``N(0, init_scale²)`` (nothing about the prior or the particles is given to it);
+    they live in the particles' space, so they are best trained at the particles' learning rate.
+    It ignores the prompt and the camera: it models the particles of one prompt in 2D
+    (:func:`distill_images`); text-to-3D renders depend on the camera and use
+    :class:`ResidualScore` / :class:`LoRAScore`.
+    """
+
+    def __init__(
+        self,
+        prior: DiffusionPrior,
+        shape: tuple[int, ...],
+        components: int = 8,
+        std: float = 0.05,
+        init_scale: float = 0.1,
+        generator: torch.Generator | None = None,
+    ):
+        super().__init__()
+        if components < 1:
+            raise ValueError(f"components must be >= 1, got {components}")
+        if not std > 0:
+            raise ValueError(f"std must be > 0, got {std}")
+        self.prior = prior
+        self.shape = tuple(int(v) for v in shape)
+        device = prior.alphas_cumprod.device
+        mu = init_scale * torch.randn(components, *self.shape, generator=generator)
+        self.means = nn.Parameter(mu.to(device))
+        self.log_weights = nn.Parameter(torch.zeros(components, device=device))
+        self.log_std = nn.Parameter(torch.tensor(math.log(std), device=device))
+
+    def forward(self, z_t, t, cond=None, c2w=None, K=None, keep=None):
+        from raysplat.guidance.analytic import _mixture_eps
+
+        if tuple(z_t.shape[1:]) != self.shape:
+            raise ValueError(
+                f"z_t must have shape [B, {', '.join(map(str, self.shape))}], got {tuple(z_t.shape)}"
+            )
+        b = z_t.shape[0]
+        logw = self.log_weights.log_softmax(0).expand(b, -1)
+        t = torch.as_tensor(t, device=z_t.device).long().reshape(-1).expand(b)
+        return _mixture_eps(z_t, t, self.prior.alphas_cumprod, self.means, logw, self.log_std.exp()).float()
+
+
+#: the kinds of ε_φ :func:`make_variational_score` builds
+SCORE_KINDS = ("auto", "lora", "residual", "mixture")
+
+
+def make_variational_score(
+    prior: DiffusionPrior,
+    channels: int | None = None,
+    *,
+    kind: str = "auto",
+    shape: tuple[int, ...] | None = None,
+    **kwargs,
+) -> nn.Module:
+    """ε_φ for ``prior``. ``kind="auto"``: ``prior.variational_score()`` if it gives one, a
+    :class:`LoRAScore` for diffusers-UNet priors, else a :class:`ResidualScore` (``channels``:
+    of the model space). ``"lora"``, ``"residual"`` or ``"mixture"`` (a :class:`MixtureScore`
+    over model-space tensors of ``shape``) force one; ``kwargs`` go to its constructor."""
+    if kind not in SCORE_KINDS:
+        raise ValueError(f"kind must be one of {', '.join(SCORE_KINDS)}, got {kind!r}")
+    if kind == "auto":
+        own = prior.variational_score()
+        if own is not None:
+            return own
+        kind = "lora" if hasattr(prior, "unet") and hasattr(prior, "unet_eps") else "residual"
+    if kind == "lora":
         return LoRAScore(prior, **kwargs)
+    if kind == "mixture":
+        if shape is None:
+            raise ValueError("shape is required to build a MixtureScore")
+        return MixtureScore(prior, shape, **kwargs)
     if channels is None:
         raise ValueError("channels is required to build a ResidualScore")
     return ResidualScore(prior, channels, **kwargs).to(prior.alphas_cumprod.device)
@@ -475,7 +553,7 @@ def distill_images(
     *,
     negative_prompt: str = "",
     lr: float = 0.03,
-    lora_lr: float = 1e-3,
+    lora_lr: float | None = None,
     lambda_lora: float = 1.0,
     lora_steps: int = 1,
     lora_warmup: int = 0,
@@ -485,6 +563,8 @@ def distill_images(
     grad_clip: float | None = None,
     init: torch.Tensor | None = None,
     phi: nn.Module | None = None,
+    score: str = "auto",
+    components: int | None = None,
     callback=None,
 ) -> torch.Tensor:
     """ProlificDreamer's 2D experiment: ``n_particles`` images optimised directly by SDS or VSD.
@@ -493,7 +573,15 @@ def distill_images(
     uniform noise images (or ``init``), optimised with Adam (``lr``); every step updates all
     particles (batch = ``n_particles``) and, for VSD, takes ``lora_steps`` ε_φ steps (its own
     Adam, ``lora_lr``, loss scaled by ``lambda_lora``; official K = 1), after ``lora_warmup``
-    ε_φ steps on the initial particles (0 in the paper). Works with any :class:`DiffusionPrior`;
+    ε_φ steps on the initial particles (0 in the paper).
+
+    ε_φ (VSD): ``phi`` if given, else ``make_variational_score(prior, kind=score)`` where
+    ``score="auto"`` is the prior's own ε_φ, a LoRA for diffusers UNets, and otherwise a
+    :class:`MixtureScore` with ``components`` (default ``n_particles``) Gaussians — the camera-
+    conditioned :class:`ResidualScore` of text-to-3D (``score="residual"``) cannot fit the score
+    of a few particles and lets them collapse to one mode (``benches/distill_2d.py``).
+    ``lora_lr`` defaults to ``lr`` for a :class:`MixtureScore` (its means live in the particles'
+    space) and to 1e-3 otherwise. Works with any :class:`DiffusionPrior`;
     no cameras are passed. ``guidance_scale`` defaults to 100 (SDS) / 7.5 (VSD). Returns
     ``decode(z)`` clamped: ``[n_particles, 3, size, size]`` in [0, 1].
     """
@@ -520,7 +608,15 @@ def distill_images(
     uncond = prior.embed_prompts([negative_prompt])
     if method == "vsd":
         if phi is None:
-            phi = make_variational_score(prior, channels=z.shape[1])
+            kind = score
+            if kind == "auto" and prior.variational_score() is None:
+                kind = "lora" if hasattr(prior, "unet") and hasattr(prior, "unet_eps") else "mixture"
+            kw = {}
+            if kind == "mixture":
+                kw = dict(shape=tuple(z.shape[1:]), components=components or n_particles, generator=gen)
+            phi = make_variational_score(prior, channels=z.shape[1], kind=kind, **kw)
+        if lora_lr is None:
+            lora_lr = lr if isinstance(phi, MixtureScore) else 1e-3
         phi_opt = torch.optim.Adam([p for p in phi.parameters() if p.requires_grad], lr=lora_lr)
 
     def fit_phi(n: int) -> None:

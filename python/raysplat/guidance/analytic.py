@@ -17,6 +17,7 @@ view's camera (``τ = 0`` by default: a Dirac at the render).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 
@@ -29,6 +30,19 @@ from raysplat.guidance.base import DiffusionPrior, check_images, scaled_linear_a
 __all__ = ["GaussianMixturePrior", "RenderedMeshPrior", "procedural_targets"]
 
 
+def _mixture_logits(z_t, t, alphas_cumprod, means, std):
+    """Per-component log-likelihoods ``-‖z_t - a m_k‖² / (2 (a²τ² + s²))`` ``[B, N]`` (float64;
+    ``means [N, C, H, W]``), up to a per-row constant."""
+    a2 = alphas_cumprod.to(z_t.device)[t.long()].to(torch.float64)
+    var = a2 * std**2 + (1 - a2)  # [B]
+    x = z_t.to(torch.float64).flatten(1)
+    m = means.to(torch.float64).flatten(1)
+    d2 = (
+        (x * x).sum(1, keepdim=True) - 2 * a2.sqrt()[:, None] * (x @ m.T) + a2[:, None] * (m * m).sum(1)[None]
+    )
+    return -d2 / (2 * var[:, None])
+
+
 def _mixture_eps(z_t, t, alphas_cumprod, means, log_weights, std):
     """ε* of a Gaussian mixture; ``means [N, C, H, W]``, ``log_weights [B, N]``."""
     a2 = alphas_cumprod.to(z_t.device)[t.long()].to(torch.float64)
@@ -36,8 +50,8 @@ def _mixture_eps(z_t, t, alphas_cumprod, means, log_weights, std):
     var = a2 * std**2 + (1 - a2)  # [B]
     x = z_t.to(torch.float64).flatten(1)
     m = means.to(torch.float64).flatten(1)
-    d2 = (x * x).sum(1, keepdim=True) - 2 * a[:, None] * (x @ m.T) + a2[:, None] * (m * m).sum(1)[None]
-    r = torch.softmax(log_weights.to(torch.float64) - d2 / (2 * var[:, None]), dim=1)  # [B, N]
+    logits = _mixture_logits(z_t, t, alphas_cumprod, means, std)
+    r = torch.softmax(log_weights.to(torch.float64) + logits, dim=1)  # [B, N]
     mean = r @ m  # [B, D]
     eps = (s / var)[:, None] * (x - a[:, None] * mean)
     return eps.reshape(z_t.shape).to(z_t.dtype)
@@ -381,6 +395,7 @@ class TextureMixturePrior(_CameraAwarePixelPrior):
             else torch.as_tensor(alphas_cumprod).float()
         )
         self._cache: dict[bytes, torch.Tensor] = {}
+        self._bank = None
 
     @torch.no_grad()
     def renders(self, c2w: torch.Tensor, K: torch.Tensor, width: int, height: int) -> torch.Tensor:
@@ -404,6 +419,23 @@ class TextureMixturePrior(_CameraAwarePixelPrior):
             self._cache[key] = torch.stack(out).permute(0, 3, 1, 2).contiguous()
         return self._cache[key]
 
+    @contextlib.contextmanager
+    def shared_views(self, bank):
+        """TexGen's attention guidance for this prior, its counterpart of the UNet's shared
+        self-attention keys / values (:mod:`raysplat.texgen.attention`): while installed, every
+        :meth:`predict_noise` records its views' per-texture log-likelihoods in ``bank`` (a
+        :class:`raysplat.texgen.KVBank`, cleared by the sampler at every step), and the
+        posterior of a view adds ``λ`` times those of the views recorded before it
+        (``λ = bank.weight``). ``λ = 1`` is the exact posterior of one texture shared by all the
+        views so far (noise treated as independent across views), ``λ = 0`` the plain prior.
+        Yields the names of the shared terms."""
+        previous = self._bank
+        self._bank = bank
+        try:
+            yield ["texture_posterior"]
+        finally:
+            self._bank = previous
+
     def predict_noise(self, z_t, t, cond, c2w=None, K=None) -> torch.Tensor:
         if c2w is None or K is None:
             raise ValueError("c2w and K are required: TextureMixturePrior is camera-aware")
@@ -416,12 +448,21 @@ class TextureMixturePrior(_CameraAwarePixelPrior):
         t = torch.as_tensor(t).long().reshape(-1).expand(z_t.shape[0])
         h, w = z_t.shape[-2:]
         nk = self.textures.shape[0]
-        eps = []
+        bank = self._bank
+        refs = bank.refs("texture_posterior", z_t.shape[0]) if bank is not None else []
+        eps, own = [], []
         for i in range(z_t.shape[0]):
             means = 2 * self.renders(c2w[i], K[i], w, h).to(z_t.device, z_t.dtype) - 1
+            log_w = torch.zeros(1, nk, dtype=torch.float64)
+            if refs and bank.weight > 0:
+                log_w = log_w + bank.weight * sum(r[i : i + 1] for r in refs)
             eps.append(
-                _mixture_eps(
-                    z_t[i : i + 1], t[i : i + 1], self.alphas_cumprod, means, torch.zeros(1, nk), self.std
-                )
+                _mixture_eps(z_t[i : i + 1], t[i : i + 1], self.alphas_cumprod, means, log_w, self.std)
             )
+            if bank is not None:
+                own.append(
+                    _mixture_logits(z_t[i : i + 1], t[i : i + 1], self.alphas_cumprod, means, self.std)
+                )
+        if bank is not None and bank.recording:
+            bank.store.setdefault("texture_posterior", []).append(torch.cat(own).cpu())
         return torch.cat(eps)

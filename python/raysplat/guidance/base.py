@@ -97,8 +97,11 @@ class DiffusionPrior(ABC):
     Optional members (defaults here): ``accepts_control`` (``False``; priors that take geometry
     conditioning set it and accept ``control=`` in :meth:`predict_noise`), ``camera_aware``
     (``False``; the prior uses ``c2w``/``K``), ``named_prompts`` (``False``; prompts are names of
-    targets rather than text, so text-to-3D turns view-dependent prompts off), and
-    :meth:`variational_score` (``None``: VSD builds its own ε_φ).
+    targets rather than text, so text-to-3D turns view-dependent prompts off),
+    :meth:`variational_score` (``None``: VSD builds its own ε_φ), and ``shared_views(bank)``
+    (not defined here: a context manager through which :mod:`raysplat.texgen` shares the views
+    denoised so far with the next one; a diffusers UNet gets shared self-attention instead, see
+    :class:`raysplat.guidance.TextureMixturePrior` for an analytic one).
     """
 
     #: ``[T]`` ᾱ_t of the training noise schedule (a plain attribute)

@@ -30,6 +30,7 @@ from raysplat.stitch.compose import (
     clone_model,
     load_model,
     merge,
+    parse_selection,
     quat_to_matrix,
     transform_model,
 )
@@ -47,20 +48,41 @@ class Editor:
         self.keep = torch.ones(len(self.target), dtype=torch.bool)
         self.stitched: GaussianModel | None = None
         self.lock = threading.Lock()
+        self._cache: tuple | None = None  # (model, labels, render parts) until the next edit
+
+    def _changed(self) -> None:
+        """Drops the cached composite (call with the lock held, after every edit)."""
+        self._cache = None
+
+    def _build(self) -> tuple[GaussianModel, torch.Tensor]:
+        if self.stitched is not None:
+            return self.stitched, self._labels
+        tgt = clone_model(self.target, self.keep.nonzero()[:, 0])
+        if self.source is None:
+            return tgt, torch.zeros(len(tgt), dtype=torch.uint8)
+        mask = self.selection.mask(self.source.means)
+        if not mask.any():
+            return tgt, torch.zeros(len(tgt), dtype=torch.uint8)
+        part = transform_model(clone_model(self.source, mask.nonzero()[:, 0]), self.transform)
+        return merge(tgt, part)
+
+    def _current(self) -> tuple:
+        with self.lock:
+            if self._cache is None:
+                model, labels = self._build()
+                with torch.no_grad():
+                    parts = (
+                        model.means.detach(), model.params["quats"].detach(), model.scales.detach(),
+                        model.opacities.detach(), model.colors.detach(), model.sh_degree,
+                    )  # fmt: skip
+                self._cache = (model, labels, parts)
+            return self._cache
 
     def composite(self) -> tuple[GaussianModel, torch.Tensor]:
-        """The current model (stitched result if any, else the paste) and its labels."""
-        with self.lock:
-            if self.stitched is not None:
-                return self.stitched, self._labels
-            tgt = clone_model(self.target, self.keep.nonzero()[:, 0])
-            if self.source is None:
-                return tgt, torch.zeros(len(tgt), dtype=torch.uint8)
-            mask = self.selection.mask(self.source.means)
-            if not mask.any():
-                return tgt, torch.zeros(len(tgt), dtype=torch.uint8)
-            part = transform_model(clone_model(self.source, mask.nonzero()[:, 0]), self.transform)
-            return merge(tgt, part)
+        """The current model (stitched result if any, else the paste) and its labels; built once
+        per edit, so rendering a new camera costs only the rasterization."""
+        model, labels, _ = self._current()
+        return model, labels
 
     def set_box(self, lo, hi) -> None:
         v = (*map(float, lo), *map(float, hi))
@@ -68,12 +90,21 @@ class Editor:
             raise ValueError("box: min must be <= max on every axis")
         with self.lock:
             self.selection, self.stitched = Selection("box", v), None
+            self._changed()
+
+    def set_selection(self, selection: str | Selection) -> None:
+        """Selects the source part by a selection string (``box:...``, ``sphere:...``, ...)."""
+        sel = parse_selection(selection)
+        with self.lock:
+            self.selection, self.stitched = sel, None
+            self._changed()
 
     def set_transform(self, wxyz, position, scale: float = 1.0) -> None:
         rot = quat_to_matrix(torch.as_tensor(wxyz, dtype=torch.float64))
         with self.lock:
             self.transform = Similarity(rot, torch.as_tensor(position, dtype=torch.float64), float(scale))
             self.stitched = None
+            self._changed()
 
     def erase(self, centre, radius: float) -> int:
         """Erases the target Gaussians within ``radius`` of ``centre``; returns how many."""
@@ -81,6 +112,7 @@ class Editor:
         with self.lock:
             self.keep &= ~hit
             self.stitched = None
+            self._changed()
         return int(hit.sum())
 
     def stitch(self, config=None) -> dict:
@@ -91,6 +123,7 @@ class Editor:
         res = stitch(tgt, self.source, self.selection, self.transform, config or StitchConfig(progress=False))
         with self.lock:
             self.stitched, self._labels = res.model, res.labels
+            self._changed()
         return res.metrics
 
     def save(self, path: str | os.PathLike) -> Path:
@@ -105,14 +138,13 @@ class Editor:
 
     def render(self, viewmat: torch.Tensor, fov_y: float, width: int, height: int) -> np.ndarray:
         """``[H, W, 3]`` uint8 render for an OpenCV world-to-camera ``viewmat`` [4, 4]."""
-        model, _ = self.composite()
+        means, quats, scales, opacities, colors, degree = self._current()[2]
         f = 0.5 * height / math.tan(fov_y / 2)
         K = torch.tensor([[f, 0, width / 2], [0, f, height / 2], [0, 0, 1]], dtype=torch.float32)
         with torch.no_grad():
             img, _, _ = rasterization(
-                model.means.detach(), model.params["quats"].detach(), model.scales.detach(),
-                model.opacities.detach(), model.colors.detach(), viewmat[None].float(), K[None],
-                width, height, sh_degree=model.sh_degree, backgrounds=torch.ones(1, 3),
+                means, quats, scales, opacities, colors, viewmat[None].float(), K[None],
+                width, height, sh_degree=degree, backgrounds=torch.ones(1, 3),
             )  # fmt: skip
         return (img[0].clamp(0, 1).numpy() * 255 + 0.5).astype(np.uint8)
 

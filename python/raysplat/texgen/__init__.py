@@ -28,7 +28,9 @@ independent baseline uses). Views are processed in azimuth order from the front.
        image when the prior ``accepts_control``; cameras as ``c2w=`` / ``K=``). When the prior
        is a diffusers UNet, its self-attention shares keys / values with the views already
        denoised at this step (:mod:`raysplat.texgen.attention`: every ``attn1``, output
-       ``(1−λ)·self + λ·extended``, λ = ``kv_share`` = 0.5). Then the partial texture
+       ``(1−λ)·self + λ·extended``, λ = ``kv_share`` = 0.5); a prior that defines its own
+       ``shared_views(bank)`` context (e.g. ``TextureMixturePrior``) shares through it instead.
+       Then the partial texture
        ``Û_t^{i−1}`` (views 0..i−1 baked) guides view ``i``: it is rendered into the view, encoded
        (the view's own x̂₀ fills pixels the texture does not cover yet), turned into the noise it
        implies, ``ε_tex = (z_t − sqrt(ᾱ_t) z_tex) / sqrt(1 − ᾱ_t)``, and mixed in by the
@@ -36,22 +38,29 @@ independent baseline uses). Views are processed in azimuth order from the front.
        only (mask average-pooled to the latent grid). The result's x̂₀ is decoded and baked into
        ``Û_t^i``.
     2. **T²GR** (text-and-texture-guided resampling): after all views, each view's noise is
-       re-estimated against the complete ``Û_t = Û_t^N``:
+       re-estimated: when views are shared, the prior is called again for every view with the
+       complete bank of the step (``reestimate=True``: view ``i`` now shares the information of
+       *all* the other views, the later ones included, where AGVS could only see the earlier
+       ones; one more prior call a view), and guided by the complete texture ``Û_t = Û_t^N``:
        ``ε̃ = ε_u + w_y (ε_y − ε_u) + w_tex · m ⊙ (ε_tex − ε_u)`` (``w_y = guidance_scale`` 7.5,
-       ``w_tex = texture_guidance`` 1.0, ``m`` the view's pixels covered by ``Û_t``;
-       research/algorithms.md §6.2's hypothesis). The UNet terms ``ε_u``, ``ε_y`` are reused
-       from AGVS (the re-estimate changes the texture term only: one encode per view, no extra
-       UNet call). ``ε̃`` takes the DDIM step to ``t−1``.
+       ``w_tex = texture_guidance`` 0.5, ``m`` the view's pixels covered by ``Û_t``;
+       research/algorithms.md §6.2's hypothesis). ``ε̃`` takes the DDIM step to ``t−1``.
+       ``reestimate=False`` reuses AGVS's ``ε_u``, ``ε_y`` (no extra call) and changes the
+       texture term only.
     Because x̂₀ is affine in ε, the texture term moves x̂₀ towards the texture's render on the
-    covered pixels by the fraction ``w_tex`` (exactly so when ``ε_u = ε_y``).
+    covered pixels by the fraction ``w_tex`` (exactly so when ``ε_u = ε_y``). ``w_tex = 1`` would
+    replace the prior's re-estimate by the texture on every covered pixel, so that the first
+    view, which AGVS shows no other view, keeps whatever it chose alone; 0.5 lets the
+    re-estimate, informed by every view, move it.
 
     After the last step the final view images are baked (exponent 6) and holes filled.
 
 Measured (``benches/texgen.py``, README): on a camera-aware prior with three exact answers
-(``TextureMixturePrior``), TexGen gives the highest cross-view consistency and the lowest seam
-energy of the three methods, but the views still settle on their answers at the same noise level
-from their own evidence, so it does not land on one answer everywhere: the resampling averages
-the disagreeing views into a consistent blend where they overlap.
+(``TextureMixturePrior``, whose ``shared_views`` is its counterpart of shared self-attention: a
+view's posterior over the textures adds λ times the evidence of the shared views), TexGen lands
+on one texture in every view on every seed, with the lowest seam energy and the highest
+cross-view consistency; without the re-estimate, or without view sharing, or with either
+baseline, views settle on different textures.
 
 Baselines in the same module (``method=``): ``"independent"`` (each view sampled alone with
 text CFG, baked once at the end: per-view generate-then-bake) and ``"sequential"`` (AGVS only:

@@ -26,7 +26,7 @@ import contextlib
 import torch
 import torch.nn.functional as F
 
-__all__ = ["KVBank", "SharedSelfAttnProcessor", "shared_attention"]
+__all__ = ["KVBank", "SharedSelfAttnProcessor", "share_views", "shared_attention", "supports_view_sharing"]
 
 
 class KVBank:
@@ -38,12 +38,15 @@ class KVBank:
         self.weight, self.max_refs = float(weight), max_refs
         self.store: dict[str, list[torch.Tensor]] = {}
         self.recording = True
+        #: index (in recording order) of a view to leave out of :meth:`refs`: the view itself,
+        #: when the resampling re-estimates it against all the views of the step
+        self.exclude: int | None = None
 
     def clear(self) -> None:
         self.store = {}
 
     def refs(self, name: str, batch: int) -> list[torch.Tensor]:
-        got = [r for r in self.store.get(name, []) if r.shape[0] == batch]
+        got = [r for j, r in enumerate(self.store.get(name, [])) if r.shape[0] == batch and j != self.exclude]
         return got if self.max_refs is None else got[-self.max_refs :]
 
 
@@ -112,3 +115,18 @@ def shared_attention(unet, bank: KVBank):
         yield shared
     finally:
         unet.set_attn_processor(previous)
+
+
+def supports_view_sharing(prior) -> bool:
+    """Whether ``prior`` can share information across views: a diffusers UNet (``prior.unet``,
+    shared self-attention) or a prior with its own ``shared_views(bank)`` context manager (e.g.
+    :class:`raysplat.guidance.TextureMixturePrior`)."""
+    return callable(getattr(prior, "shared_views", None)) or hasattr(prior, "unet")
+
+
+def share_views(prior, bank: KVBank):
+    """The context that shares the views denoised so far at a step with the next one: the
+    prior's own ``shared_views(bank)`` when it defines one, else :func:`shared_attention` on its
+    UNet."""
+    own = getattr(prior, "shared_views", None)
+    return own(bank) if callable(own) else shared_attention(prior.unet, bank)

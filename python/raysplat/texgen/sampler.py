@@ -14,7 +14,7 @@ from raysplat.bake import bake, cosine_exponent, fill_holes, render_texture
 from raysplat.guidance.base import DiffusionPrior
 from raysplat.mesh import sample_texture
 from raysplat.texgen.atlas import UVMesh, ViewBuffers, camera_ring, view_buffers
-from raysplat.texgen.attention import KVBank, shared_attention
+from raysplat.texgen.attention import KVBank, share_views, supports_view_sharing
 
 __all__ = [
     "METHODS",
@@ -108,8 +108,9 @@ class TexGenConfig:
     eta: float = 0.0
     guidance_scale: float = 7.5
     view_guidance: float = 0.75
-    texture_guidance: float = 1.0
+    texture_guidance: float = 0.5
     kv_share: float = 0.5
+    reestimate: bool = True
     exponent_start: float = 0.0
     exponent_end: float = 6.0
     noise: str = "auto"
@@ -201,7 +202,7 @@ class _Sampler:
         self.T = prior.num_train_timesteps
         self.ac = prior.alphas_cumprod.detach().cpu().double()
         self.bank = None
-        if cfg.method != "independent" and cfg.kv_share > 0 and hasattr(prior, "unet"):
+        if cfg.method != "independent" and cfg.kv_share > 0 and supports_view_sharing(prior):
             self.bank = KVBank(cfg.kv_share)
 
     # ------------------------------------------------------------------ model calls
@@ -253,11 +254,7 @@ class _Sampler:
         z = self._initial_noise(n, shape)
         steps = ddim_timesteps(cfg.steps, self.T)
         stats = {"agvs_coverage": [], "t2gr_coverage": []}
-        ctx = (
-            shared_attention(self.prior.unet, self.bank)
-            if self.bank is not None
-            else contextlib.nullcontext()
-        )
+        ctx = share_views(self.prior, self.bank) if self.bank is not None else contextlib.nullcontext()
         with ctx as shared:
             for k, t in enumerate(steps):
                 a_t = float(self.ac[t])
@@ -292,6 +289,12 @@ class _Sampler:
                     if self.progress is not None:
                         self.progress.update(1, t=t)
                 eps_final = torch.cat(eps_view)
+                if cfg.method == "texgen" and cfg.reestimate and self.bank is not None:
+                    eps_u, eps_y = self._reestimate(z, t)
+                    pairs = zip(eps_u, eps_y, strict=True)
+                    eps_final = torch.cat(
+                        [multi_cfg(eu, ey, None, cfg.guidance_scale, 0.0) for eu, ey in pairs]
+                    )
                 if cfg.method == "texgen" and cfg.texture_guidance > 0:
                     full = num / den.clamp(min=1e-12)[..., None]
                     new = []
@@ -336,6 +339,23 @@ class _Sampler:
             config=cfg,
             info=info,
         )
+
+    def _reestimate(self, z: torch.Tensor, t: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """T²GR's re-estimate of every view's ``(ε_u, ε_y)`` with the complete bank of the step:
+        view ``i`` now shares the information of all the other views (before and after it), not
+        only of the earlier ones; nothing new is recorded."""
+        bank = self.bank
+        bank.recording = False
+        eps_u, eps_y = [], []
+        try:
+            for i in range(self.cfg.views):
+                bank.exclude = i
+                eu, ey = self._eps(z[i : i + 1], t, i)
+                eps_u.append(eu)
+                eps_y.append(ey)
+        finally:
+            bank.recording, bank.exclude = True, None
+        return eps_u, eps_y
 
     def _initial_noise(self, n: int, shape) -> torch.Tensor:
         """Independent Gaussian latents per view (``noise="view"``), or one Gaussian noise

@@ -1,6 +1,7 @@
 """Text-to-3D by score distillation (DreamFusion SDS, ProlificDreamer VSD) on the shared training
 layer: :class:`Trainer` optimises ``n_particles`` 3D models — hash-grid NeRFs with an occupancy
-grid (:mod:`raysplat.nerf`) or 3D Gaussians (:func:`raysplat.rasterization`) — so that their
+grid or a proposal sampler (:mod:`raysplat.nerf`) or 3D Gaussians (:func:`raysplat.rasterization`,
+optionally densified by :mod:`raysplat.gs.strategy`) — so that their
 renders from random cameras look like samples of a :class:`~raysplat.guidance.DiffusionPrior`.
 
 Each step (threestudio's loop, batch 1): draw a particle uniformly; draw a camera on a sphere
@@ -41,7 +42,7 @@ from raysplat.distill import (
 from raysplat.guidance.base import DiffusionPrior
 from raysplat.metrics import psnr
 from raysplat.nerf.field import RadianceField, trunc_exp
-from raysplat.nerf.samplers import OccGridSampler, Rays
+from raysplat.nerf.samplers import OccGridSampler, ProposalSampler, Rays
 from raysplat.rays import generate_rays
 from raysplat.text3d.config import Text3DConfig
 from raysplat.training.config import check_device
@@ -179,7 +180,10 @@ class _Shaded(nn.Module):
 
 
 class NerfParticle(nn.Module):
-    """One NeRF particle: hash-grid field + occupancy-grid sampler."""
+    """One NeRF particle: hash-grid field + occupancy-grid sampler (``sampler="occgrid"``) or
+    Mip-NeRF 360 proposal sampler (``"proposal"``: density-only hash-grid proposal fields trained
+    with the interlevel loss, :class:`~raysplat.nerf.samplers.ProposalSampler`; rays run between
+    the camera's entry into and exit from the bounding sphere of the scene box)."""
 
     def __init__(self, cfg: Text3DConfig, generator: torch.Generator):
         super().__init__()
@@ -195,40 +199,69 @@ class NerfParticle(nn.Module):
             hidden=cfg.hidden,
             generator=generator,
         )
-        self.sampler = OccGridSampler(
-            aabb, resolution=cfg.grid_resolution, render_step_size=2 * r * math.sqrt(3) / 256
-        )
+        self.radius = r
+        if cfg.sampler == "proposal":
+            self.sampler = ProposalSampler(
+                aabb, None, cfg.prop_samples, cfg.num_samples, "uniform", generator=generator
+            )
+        else:
+            self.sampler = OccGridSampler(
+                aabb, resolution=cfg.grid_resolution, render_step_size=2 * r * math.sqrt(3) / 256
+            )
+        self.step = 0
+        #: the proposal sampler's interlevel loss of the last training render (else None)
+        self.aux_loss = None
 
     def param_groups(self, cfg):
         grid = [p for n, p in self.field.named_parameters() if "grid" in n]
         mlp = [p for n, p in self.field.named_parameters() if "grid" not in n]
-        return [{"params": grid, "lr": cfg.lr}, {"params": mlp, "lr": cfg.mlp_lr}]
+        groups = [{"params": grid, "lr": cfg.lr}, {"params": mlp, "lr": cfg.mlp_lr}]
+        props = list(self.sampler.parameters())
+        if props:  # the proposal fields: hash grids + tiny MLPs, at the grid's learning rate
+            groups.append({"params": props, "lr": cfg.lr})
+        return groups
 
     def update(self, step, generator):
+        self.step = step
         self.sampler.update(step, self.field, generator=generator)
 
     def render(self, c2w, K, size, train, generator=None, shading="albedo", light=None, orient=False):
         """``(rgb [B, H, W, 3] without background, opacity [B, H, W, 1])``; with ``orient`` the
-        orientation loss is left in :attr:`orient_loss` (weights detached, threestudio)."""
+        orientation loss is left in :attr:`orient_loss` (weights detached, threestudio); with
+        the proposal sampler its interlevel loss in :attr:`aux_loss` (training renders)."""
         o, d = generate_rays(c2w[:, :3], K, size, size)
         o, d = o.reshape(-1, 3), d.reshape(-1, 3)
         fld = _Shaded(self.field, shading, light, orient=orient)
-        rays = Rays(o, d, F.normalize(d, dim=-1), 0.0, 1e10)
-        out = self.sampler.render(fld, rays, None, train=train, generator=generator)
+        near, far = 0.0, 1e10
+        if isinstance(self.sampler, ProposalSampler):  # bounded rays: the scene box's bounding sphere
+            dist = c2w[:, :3, 3].norm(dim=-1)
+            reach = self.radius * math.sqrt(3)
+            near, far = max(float(dist.min()) - reach, 0.0), float(dist.max()) + reach
+        rays = Rays(o, d, F.normalize(d, dim=-1), near, far)
+        out = self.sampler.render(fld, rays, None, train=train, generator=generator, step=self.step)
+        self.aux_loss = out.aux_loss if train else None
         b = c2w.shape[0]
         self.orient_loss = None
-        if orient and fld.orient_terms is not None and out.packed is not None:
+        if orient and fld.orient_terms is not None:
             from raysplat.volrend import render_weight_from_density
 
-            ri, t0, t1 = out.packed
             sigma, term = fld.orient_terms
-            w = render_weight_from_density(t0, t1, sigma.detach(), ri, len(rays))[0]
+            if out.packed is not None:
+                ri, t0, t1 = out.packed
+                w = render_weight_from_density(t0, t1, sigma.detach(), ri, len(rays))[0]
+            else:  # dense samples between the last edges (proposal sampler)
+                t = out.edges[-1]
+                s = sigma.detach().reshape(t.shape[0], -1)
+                w = render_weight_from_density(t[:, :-1], t[:, 1:], s)[0].reshape(-1)
             self.orient_loss = (w * term).sum() / out.opacity.detach().gt(0).sum().clamp(min=1)
         return out.rgb.reshape(b, size, size, 3), out.opacity.reshape(b, size, size, 1)
 
 
 class GSParticle(nn.Module):
-    """One 3D-Gaussian particle (SH degree 0, fixed count: no densification)."""
+    """One 3D-Gaussian particle (SH degree 0). With ``config.densify`` its Gaussians are cloned,
+    split and pruned by the 3DGS trainer's :class:`~raysplat.gs.strategy.DensityControl` (the
+    statistics come from the distillation loss's gradient on the projected means); otherwise
+    the count stays ``n_gaussians``."""
 
     def __init__(self, cfg: Text3DConfig, generator: torch.Generator):
         super().__init__()
@@ -258,8 +291,29 @@ class GSParticle(nn.Module):
 
     def render(self, c2w, K, size, train, generator=None, shading="albedo", light=None, orient=False):
         self.orient_loss = None
-        img, alpha, _ = self.model.render(c2w_to_viewmat(c2w), K, size, size)
+        img, alpha, meta = self.model.render(c2w_to_viewmat(c2w), K, size, size)
+        #: the rasterization metadata of the last training render (densification statistics)
+        self.meta = meta if train else None
+        if train and self.density is not None:
+            self.density.pre_backward(meta)
         return img, alpha
+
+    density = None  #: the DensityControl (set by the trainer when densifying)
+
+    def enable_densify(self, cfg: Text3DConfig, optimizer: torch.optim.Optimizer, generator) -> None:
+        """Attaches a :class:`~raysplat.gs.strategy.DensityControl` (extent: the scene radius)
+        working on ``optimizer`` (one Adam, one param group per parameter)."""
+        from raysplat.gs.strategy import DensityControl
+
+        opts = dict.fromkeys(self.model.params, optimizer)
+        self.density = DensityControl(self.model, opts, cfg.densify, cfg.radius, generator)
+
+    def resize_like(self, params: dict) -> None:
+        """Replaces the parameters by empty ones of the sizes in ``params`` (before loading a
+        densified checkpoint)."""
+        for k, v in params.items():
+            name = k.split(".")[-1]
+            self.model.params[name] = nn.Parameter(torch.empty_like(v, device=self.model.means.device))
 
 
 class Background(Autocast, nn.Module):
@@ -333,9 +387,7 @@ class Trainer(BaseTrainer):
         self.scaling = GradScaling(cfg.precision, self.device)
         set_network_precision(self.particles, cfg.precision)
         set_network_precision(self.background, cfg.precision)
-        self.optimizers = [
-            torch.optim.Adam(p.param_groups(cfg), betas=(0.9, 0.99), eps=1e-15) for p in self.particles
-        ]
+        self._make_optimizers()
         self.bg_optimizer = torch.optim.Adam(
             self.background.parameters(), lr=cfg.mlp_lr, betas=(0.9, 0.99), eps=1e-15
         )
@@ -353,6 +405,17 @@ class Trainer(BaseTrainer):
             self._attach(prior)
         elif isinstance(prior, str) and not lazy_prior:
             self._attach(load_prior(prior, self.device))
+
+    def _make_optimizers(self) -> None:
+        cfg = self.config
+        self.optimizers = [
+            torch.optim.Adam(p.param_groups(cfg), betas=(0.9, 0.99), eps=1e-15) for p in self.particles
+        ]
+        if cfg.representation == "gs" and cfg.densify is not None:
+            #: the generator of the Gaussians' splits (checkpointed)
+            self.densify_gen = torch.Generator().manual_seed(cfg.seed + 2)
+            for p, opt in zip(self.particles, self.optimizers, strict=True):
+                p.enable_densify(cfg, opt, self.densify_gen)
 
     @property
     def prior(self) -> DiffusionPrior | None:
@@ -502,6 +565,8 @@ class Trainer(BaseTrainer):
             loss = loss + cfg.lambda_sparsity * alpha.mean()
         if orient and particle.orient_loss is not None:
             loss = loss + cfg.lambda_orient * particle.orient_loss
+        if getattr(particle, "aux_loss", None) is not None:  # proposal sampler's interlevel loss
+            loss = loss + particle.aux_loss
         if cfg.lambda_opaque:
             a = alpha.clamp(1e-5, 1 - 1e-5)
             loss = loss + cfg.lambda_opaque * (-(a * a.log() + (1 - a) * (1 - a).log())).mean()
@@ -514,6 +579,11 @@ class Trainer(BaseTrainer):
             if cfg.background == "learned":
                 self.scaling.step(self.bg_optimizer)
         stats = {"loss": float(out.loss.detach()), "t": float(t[0]), "particle": float(i)}
+        density = getattr(particle, "density", None)
+        if density is not None:  # step + 1: DensityControl's steps are 1-based
+            info = density.post_backward(self.step + 1, particle.meta)
+            stats.update(n_gaussians=float(len(particle.model)), cloned=float(info["cloned"]))
+            stats.update(split=float(info["split"]), pruned=float(info["pruned"]))
         if cfg.method == "vsd":
             self.phi_optimizer.zero_grad(set_to_none=True)
             with autocast(self.amp_dtype, self.device):
@@ -673,12 +743,21 @@ class Trainer(BaseTrainer):
             "phi_optimizer": None if self.phi_optimizer is None else self.phi_optimizer.state_dict(),
             "rng": self.gen.get_state(),
             "device_rng": self.device_gen.get_state(),
+            "density": [None if p.density is None else p.density.state_dict() for p in self.particles]
+            if self.config.representation == "gs"
+            else None,
+            "densify_rng": self.densify_gen.get_state() if hasattr(self, "densify_gen") else None,
             "torch_rng": torch.get_rng_state(),
             "grad_scaler": self.scaling.state_dict(),
         }
 
     def load_state_dict(self, state: dict) -> None:
         self.scaling.load_state_dict(state.get("grad_scaler"))
+        if self.config.representation == "gs":  # densified particles: match the saved counts first
+            for i, p in enumerate(self.particles):
+                pre = f"{i}.model.params."
+                p.resize_like({k: v for k, v in state["particles"].items() if k.startswith(pre)})
+            self._make_optimizers()
         self.particles.load_state_dict(state["particles"])
         self.background.load_state_dict(state["background"])
         for o, s in zip(self.optimizers, state["optimizers"], strict=True):
@@ -692,6 +771,11 @@ class Trainer(BaseTrainer):
                 self._pending_phi = (state["phi"], state["phi_optimizer"])
         self.gen.set_state(state["rng"])
         self.device_gen.set_state(state["device_rng"])
+        for p, d in zip(self.particles, state.get("density") or [], strict=False):
+            if d is not None and p.density is not None:
+                p.density.load_state_dict(d)
+        if state.get("densify_rng") is not None and hasattr(self, "densify_gen"):
+            self.densify_gen.set_state(state["densify_rng"])
         torch.set_rng_state(state["torch_rng"])
 
     @classmethod

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import sys
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -107,6 +108,22 @@ def shutdown(created: bool) -> None:
             dist.barrier()
         finally:
             dist.destroy_process_group()
+
+
+def finish_worker(created: bool, rc: int = 0) -> int:
+    """Ends a torchrun worker: :func:`shutdown`, then, when :func:`init_from_env` created the
+    group, flushes stdout/stderr and exits the process at once with status ``rc``.
+
+    Interpreter finalisation after a gloo group can abort the process (SIGABRT, "terminate called
+    without an active exception": gloo's worker threads outlive the group), which torchrun
+    reports as a failed run; call this last, after every output is written and closed. Without a
+    group it only returns ``rc``."""
+    shutdown(created)
+    if created:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(rc)
+    return rc
 
 
 def shard(n: int, r: int | None = None, world: int | None = None) -> slice:
