@@ -8,7 +8,8 @@ is gsplat for ``rasterization`` when gsplat is importable, else the twin), ``twi
 (``backend("torch")``), and ``nerfacc`` / ``gsplat`` called directly when importable. Sizes are
 the wave-1 bench sizes: 65,536 rays x 64 samples; 100k Gaussians at 256x256 forward + backward;
 1M Gaussians at 1920x1080 forward only; plus NeRF and 3DGS training throughput on a generated
-Blender scene. Every (case, implementation) is capped: it repeats until ``--time-cap`` seconds
+Blender scene, NeRF also with ``precision="bf16"`` and ``"fp16"`` (mixed precision: the field
+MLPs under autocast). Every (case, implementation) is capped: it repeats until ``--time-cap`` seconds
 (at most ``--repeats`` times) and one call longer than twice the cap is abandoned (SIGALRM);
 the whole run stops starting new cases after ``--budget`` seconds. Times are CUDA-synchronised
 wall times in ms (best and median); the ratio column is time / raysplat's time.
@@ -367,14 +368,17 @@ def bench_training(b: Bench, tiny: bool) -> None:
     root = Path(tempfile.mkdtemp(prefix="raysplat-gpu-bench-"))
     scene_dir = make_scene(root / "scene", "blender", size=size, views=views, seed=0)
     dev = str(b.dev)
-    for method in ("nerf", "gs"):
+    # NeRF at fp32, 3DGS, then NeRF with mixed precision (the field MLPs under autocast)
+    for method, precision in (("nerf", "fp32"), ("gs", "fp32"), ("nerf", "bf16"), ("nerf", "fp16")):
+        name = method if precision == "fp32" else f"{method} {precision}"
         if time.perf_counter() > b.deadline:
-            b.rows.append({"case": f"train {method}", "impl": "raysplat", "skipped": "run budget spent"})
+            b.rows.append({"case": f"train {name}", "impl": "raysplat", "skipped": "run budget spent"})
             continue
         try:
             if method == "nerf":
                 extra = dict(batch_rays=512, target_samples=1 << 14, grid_resolution=32) if tiny else {}
-                tr = NerfTrainer(load_scene(scene_dir), NerfConfig(steps=10_000, device=dev, **extra))
+                cfg = NerfConfig(steps=10_000, device=dev, precision=precision, **extra)
+                tr = NerfTrainer(load_scene(scene_dir), cfg)
             else:
                 tr = GSTrainer(load(scene_dir, background="none"), GSConfig.fast(steps=10_000, device=dev))
             tr.train(steps=3, progress=False)  # warm-up (allocations, first grid update)
@@ -384,13 +388,13 @@ def bench_training(b: Bench, tiny: bool) -> None:
                 tr.train(steps=tr.step + 5, progress=False)
             b.sync()
             dt, steps = time.perf_counter() - t0, tr.step - s0
-            row = {"case": f"train {method} {size}px", "impl": "raysplat", "steps_per_s": steps / dt,
+            row = {"case": f"train {name} {size}px", "impl": "raysplat", "steps_per_s": steps / dt,
                    "best_ms": 1e3 * dt / max(steps, 1), "median_ms": 1e3 * dt / max(steps, 1),
                    "ratio_to_raysplat": None}  # fmt: skip
-            print(f"train {method} {size}px: {steps / dt:.1f} steps/s ({steps} steps)", flush=True)
+            print(f"train {name} {size}px: {steps / dt:.1f} steps/s ({steps} steps)", flush=True)
         except Exception as e:  # noqa: BLE001
-            row = {"case": f"train {method}", "impl": "raysplat", "skipped": f"{type(e).__name__}: {e}"[:120]}
-            print(f"train {method}: skipped ({row['skipped']})", flush=True)
+            row = {"case": f"train {name}", "impl": "raysplat", "skipped": f"{type(e).__name__}: {e}"[:120]}
+            print(f"train {name}: skipped ({row['skipped']})", flush=True)
         b.rows.append(row)
         b.save()
 

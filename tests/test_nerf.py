@@ -113,9 +113,12 @@ def test_short_training_beats_mean_colour(scene, tmp_path):
     assert ev["render_ms_per_frame"] > 0
 
 
-@pytest.mark.parametrize("sampler", ["occgrid", "proposal"])
-def test_resume_continues_identically(scene, tmp_path, sampler):
+@pytest.mark.parametrize(
+    ("sampler", "precision"), [("occgrid", "fp32"), ("proposal", "fp32"), ("occgrid", "fp16")]
+)
+def test_resume_continues_identically(scene, tmp_path, sampler, precision):
     cfg = dict(TINY, warmup_steps=4, batch_rays=128, target_samples=4096, grid_resolution=16)
+    cfg["precision"] = precision  # fp16: the loss scaler's state resumes too
     straight = Trainer(scene, NerfConfig(sampler=sampler, steps=10, **cfg))
     losses = [straight.train_step()["loss"] for _ in range(10)]
     half = Trainer(scene, NerfConfig(sampler=sampler, steps=10, **cfg))
@@ -130,6 +133,9 @@ def test_resume_continues_identically(scene, tmp_path, sampler):
         assert torch.equal(a, b), n
     if sampler == "occgrid":
         assert torch.equal(straight.sampler.grid.occs, resumed.sampler.grid.occs)
+    assert resumed.config.precision == precision
+    assert straight.scaling.state_dict() == resumed.scaling.state_dict()
+    assert (resumed.scaling.state_dict() is not None) == (precision == "fp16")
 
 
 # ---------------------------------------------------------------- metrics

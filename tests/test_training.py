@@ -90,6 +90,68 @@ def test_budget_fields():
         GSConfig(device="gpu")
 
 
+def test_precision_field_and_the_methods_that_refuse_it():
+    from raysplat.stitch import StitchConfig
+
+    assert NerfConfig().precision == "fp32" and NerfConfig(precision="bf16").precision == "bf16"
+    with pytest.raises(ValueError, match="precision must be 'fp32', 'bf16' or 'fp16', got 'half'"):
+        NerfConfig(precision="half")
+    with pytest.raises(ValueError, match="precision 'bf16': GSConfig supports 'fp32' only.*SH evaluation"):
+        GSConfig(precision="bf16")
+    with pytest.raises(ValueError, match="precision 'fp16': StitchConfig supports 'fp32' only"):
+        StitchConfig(precision="fp16")
+    from raysplat.text3d import Text3DConfig
+
+    with pytest.raises(ValueError, match="precision 'fp16' with densify"):
+        Text3DConfig(representation="gs", densify={}, precision="fp16")
+
+
+def test_precision_helpers():
+    from raysplat.training.precision import (
+        Autocast,
+        GradScaling,
+        check_precision,
+        full_precision,
+        set_network_precision,
+    )
+
+    class Net(Autocast, torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = torch.nn.Linear(4, 4)
+
+        def forward(self, x):
+            with self.autocast(x):
+                return self.lin(x), self.lin(x).float()
+
+    net = torch.nn.Sequential(Net())
+    x = torch.randn(3, 4)
+    assert set_network_precision(net, "bf16") == 1 and net[0](x)[0].dtype == torch.bfloat16
+    assert net[0](x)[1].dtype == torch.float32  # the networks return fp32
+    with full_precision(net):
+        assert net[0](x)[0].dtype == torch.float32
+    assert net[0].amp_dtype == torch.bfloat16
+    set_network_precision(net, "fp32")
+    assert net[0](x)[0].dtype == torch.float32
+    with pytest.raises(ValueError, match="precision must be one of"):
+        set_network_precision(net, "int8")
+    assert check_precision("fp32", "cpu") is None and check_precision("bf16", "cpu") == torch.bfloat16
+    # fp16 loss scaling: an optimiser without gradients is skipped, the state round-trips
+    sc = GradScaling("fp16", "cpu")
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    sc.step(opt)
+    sc.update()
+    set_network_precision(net, "fp16")
+    sc.backward(net[0](x)[1].sum() * 1e-3)  # (x 65536 stays below the fp16 maximum)
+    sc.step(opt)
+    sc.update()
+    assert sc.enabled and sc.scale() == 65536.0
+    other = GradScaling("fp16", "cpu")
+    other.load_state_dict(sc.state_dict())
+    assert other.state_dict() == sc.state_dict()
+    assert GradScaling("bf16", "cpu").state_dict() is None and GradScaling("fp32", "cpu").scale() == 1.0
+
+
 def test_every_config_field_is_documented():
     for cls in (NerfConfig, GSConfig):
         docs = cls.field_docs()
@@ -195,6 +257,7 @@ def test_cli_user_mistakes_are_one_line_errors(data, other_data, gs_run, nerf_ru
         _fails(capsys, [*base, "--out", str(tmp_path / "b"), "--device", "cuda"], "CUDA")
     _fails(capsys, [*base, "--out", str(gs_run)], "not empty", "--force")
     _fails(capsys, [*base, "--out", str(tmp_path / "c"), "--set", "sh_degre=1"], "sh_degre")
+    _fails(capsys, [*base, "--out", str(tmp_path / "p"), "--precision", "bf16"], "precision", "3DGS")
     _fails(capsys, [*base, "--out", str(tmp_path / "d"), "--resume", str(nerf_run / "checkpoint.pt")], "nerf")
     resume = ["train", "gs", str(data), "--out", str(tmp_path / "e"), "-q", "--resume"]
     _fails(capsys, [*resume, str(gs_run / "checkpoint.pt"), "--steps", "3"], "below", "6")

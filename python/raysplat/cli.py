@@ -105,6 +105,13 @@ def add_run_flags(p: argparse.ArgumentParser, method: str, default_steps: int | 
     p.add_argument("--resume", default=None, help="continue from this checkpoint.pt (same data)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
     p.add_argument(
+        "--precision",
+        choices=("fp32", "bf16", "fp16"),
+        default=None,
+        help="precision of the networks: fp32 (default), bf16 or fp16 (torch.autocast, fp16 with "
+        "loss scaling; rendering and losses stay fp32). NeRF, NeRDF, text-to-3D; 3DGS is fp32 only",
+    )
+    p.add_argument(
         "--threads",
         type=_pos_int,
         default=None,
@@ -187,6 +194,11 @@ def budget(args: argparse.Namespace) -> dict:
     return {k: getattr(args, k) for k in ("steps", "seconds") if getattr(args, k) is not None}
 
 
+def precision(args: argparse.Namespace) -> dict:
+    """``--precision`` when the user gave it, as a config field."""
+    return {} if getattr(args, "precision", None) is None else {"precision": args.precision}
+
+
 def run_training(args: argparse.Namespace, method: str, make_config) -> int:
     """The ``train <method>`` flow: load the data, build the config (``make_config(args)``) or
     resume, train, write the outputs, print one summary line.
@@ -216,7 +228,7 @@ def _run_training(args: argparse.Namespace, method: str, make_config) -> int:
             raise ValueError(f"--resume {args.resume}: a {ck['method']} checkpoint, not {method}")
     scene = load_scene(args.data, downscale=args.downscale, holdout=args.holdout, background=args.background)
     if args.resume:
-        over = {**budget(args), "device": args.device, **parse_sets(args.set)}
+        over = {**budget(args), **precision(args), "device": args.device, **parse_sets(args.set)}
         trainer = cls.load_checkpoint(args.resume, scene, **over)
         out = distributed.run_on_main(outputs.prepare_dir, args.out, force=True)
     else:
@@ -253,6 +265,7 @@ def _gs_config(args: argparse.Namespace):
         "init": args.init,
         "eval_every": args.eval_every,
         **budget(args),
+        **precision(args),
     }
     if args.schedule == "fast":
         steps = kw.pop("steps", None)
@@ -310,7 +323,8 @@ def _add_train_gs(sub: argparse._SubParsersAction) -> None:
 def _nerf_config(args: argparse.Namespace):
     from raysplat.nerf import NerfConfig
 
-    kw = {"sampler": args.sampler, "device": args.device, "seed": args.seed, **budget(args)}
+    kw = {"sampler": args.sampler, "device": args.device, "seed": args.seed}
+    kw.update(budget(args), **precision(args))
     if args.samples is not None:
         if args.sampler != "pronerf":
             raise ValueError(
@@ -368,7 +382,8 @@ def _add_train_nerf(sub: argparse._SubParsersAction) -> None:
 def _nerdf_config(args: argparse.Namespace):
     from raysplat.nerdf import NerdfConfig
 
-    kw = {"teacher": args.teacher, "device": args.device, "seed": args.seed, **budget(args)}
+    kw = {"teacher": args.teacher, "device": args.device, "seed": args.seed}
+    kw.update(budget(args), **precision(args))
     return NerdfConfig.from_dict({**kw, **parse_sets(args.set)})
 
 
@@ -504,7 +519,7 @@ def _text_to_3d(args: argparse.Namespace) -> int:
         ck = read_checkpoint(args.resume)
         if ck["method"] != Trainer.method:
             raise ValueError(f"--resume {args.resume}: a {ck['method']} checkpoint, not text3d")
-        over = {**budget(args), "device": args.device, **parse_sets(args.set)}
+        over = {**budget(args), **precision(args), "device": args.device, **parse_sets(args.set)}
         trainer = Trainer.load_checkpoint(args.resume, args.prior, **over)
         out = outputs.prepare_dir(args.out, force=True)
     else:
@@ -518,6 +533,7 @@ def _text_to_3d(args: argparse.Namespace) -> int:
             "seed": args.seed,
             "device": args.device,
             **budget(args),
+            **precision(args),
             **parse_sets(args.set),
         }
         for key in ("n_particles", "guidance_scale"):

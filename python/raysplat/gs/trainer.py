@@ -33,6 +33,10 @@ class GSConfig(TrainingConfig):
     """3DGS training settings (defaults: 3DGS, scaled to ``steps`` where it has a schedule)."""
 
     DEFAULT_STEPS: ClassVar[int] = 7000
+    PRECISION_NOTE: ClassVar[str] = (
+        "3DGS has no network: projection, covariance inversion, SH evaluation and rasterisation "
+        "need fp32"
+    )
 
     sh_degree: int = option(3, "maximum SH degree, raised by one every `sh_every` steps")
     batch_cameras: int = option(

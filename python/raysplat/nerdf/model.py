@@ -27,6 +27,7 @@ import math
 import torch
 
 from raysplat.distribution import N_BASIS, N_CHANNELS, distribution_taus
+from raysplat.training.precision import Autocast
 
 #: points sampled along each ray for the input
 N_POINTS = 16
@@ -121,8 +122,10 @@ def ray_input(
     )
 
 
-class NerdfNetwork(torch.nn.Module):
-    """Residual MLP ("res_cat") from :func:`ray_input` to coefficients ``[R, 4, 24]``."""
+class NerdfNetwork(Autocast, torch.nn.Module):
+    """Residual MLP ("res_cat") from :func:`ray_input` to coefficients ``[R, 4, 24]`` (the
+    layers under :meth:`autocast`, ``config.precision``; the input encoding and the returned
+    coefficients are fp32)."""
 
     def __init__(
         self,
@@ -150,21 +153,24 @@ class NerdfNetwork(torch.nn.Module):
             self.head.bias[0] = 0.1  # a small positive density everywhere to start
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = torch.relu(self.layers[0](x))
-        for i, lin in enumerate(self.layers[1:], start=1):
-            if i % self.skip_every == 0:
-                h = torch.relu(lin(torch.cat([h, x], dim=-1)))
-            else:
-                h = torch.relu(lin(h)) + h
-        return self.head(h).reshape(-1, N_CHANNELS, N_BASIS)
+        with self.autocast(x):
+            h = torch.relu(self.layers[0](x))
+            for i, lin in enumerate(self.layers[1:], start=1):
+                if i % self.skip_every == 0:
+                    h = torch.relu(lin(torch.cat([h, x.to(h.dtype)], dim=-1)))
+                else:
+                    h = torch.relu(lin(h)) + h
+            out = self.head(h)
+        return out.float().reshape(-1, N_CHANNELS, N_BASIS)
 
 
-class NerdfHashNetwork(torch.nn.Module):
+class NerdfHashNetwork(Autocast, torch.nn.Module):
     """The hash-grid variant: the ray's :func:`ray_points` looked up in one multi-resolution
     hash grid (``raysplat.hashgrid``, the scene box of the teacher's field), their features
     concatenated in ray order with the SH (degree 4) of the view direction, then a plain ReLU MLP
     of ``depth`` layers and the 96-wide head. The points' order along the ray is what tells the
-    head where along the ray each feature lies, so no depth encoding is added.
+    head where along the ray each feature lies, so no depth encoding is added. The MLP runs under
+    :meth:`autocast` (``config.precision``); the hash-grid lookup and the output are fp32.
 
     Args:
         aabb, contraction: the teacher's scene box (:class:`raysplat.nerf.field.SceneBox`).
@@ -220,6 +226,8 @@ class NerdfHashNetwork(torch.nn.Module):
         feats = self.grid(u.clamp(0.0, 1.0)).reshape(r, -1)
         vd = torch.nn.functional.normalize(viewdirs, dim=-1)
         h = torch.cat([feats, sh_encode(vd, 4)], dim=-1)
-        for lin in self.layers:
-            h = torch.relu(lin(h))
-        return self.head(h).reshape(-1, N_CHANNELS, N_BASIS)
+        with self.autocast(h):
+            for lin in self.layers:
+                h = torch.relu(lin(h))
+            out = self.head(h)
+        return out.float().reshape(-1, N_CHANNELS, N_BASIS)

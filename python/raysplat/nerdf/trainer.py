@@ -37,6 +37,7 @@ from raysplat.nerf.trainer import NDC_AABB, SceneInfo
 from raysplat.rays import generate_rays, ndc_rays
 from raysplat.training.config import TrainingConfig, check_device, option
 from raysplat.training.data import load_scene
+from raysplat.training.precision import GradScaling, set_network_precision
 from raysplat.training.trainer import TestView, load_checkpoint, scene_test_views
 from raysplat.training.trainer import Trainer as BaseTrainer
 
@@ -47,6 +48,7 @@ class NerdfConfig(TrainingConfig):
     600k steps of 2048 rays)."""
 
     DEFAULT_STEPS: ClassVar[int] = 3000
+    PRECISIONS: ClassVar[tuple[str, ...]] = ("fp32", "bf16", "fp16")
 
     teacher: str | None = option(None, "path of the teacher NeRF checkpoint (raysplat train nerf)")
     width: int = option(128, "MLP width (see benches/nerdf.py for the width sweep)")
@@ -195,6 +197,8 @@ class Trainer(BaseTrainer):
                 generator=init_gen,
             )
         self.net.to(self.device)
+        self.scaling = GradScaling(cfg.precision, self.device)  # fp16 loss scaling
+        set_network_precision(self.net, cfg.precision)
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=cfg.lr)
         self.timing = {"network_s": 0.0, "integration_s": 0.0, "rays": 0}
 
@@ -319,8 +323,9 @@ class Trainer(BaseTrainer):
                 sig_t = teacher.field.density(pts.reshape(-1, 3)).reshape(out.t.shape)
             loss = loss + cfg.lambda_sigma * normalized_sigma_loss(out.sigmas, sig_t)
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
+        self.scaling.backward(loss)
+        self.scaling.step(self.optimizer)
+        self.scaling.update()
         return {
             "loss": float(loss.detach()),
             "psnr_teacher": -10 * math.log10(max(float(mse.detach()), 1e-10)),
@@ -383,9 +388,11 @@ class Trainer(BaseTrainer):
             "rng": self.gen.get_state(),
             "pose_rng": self.pose_gen.get_state(),
             "torch_rng": torch.get_rng_state(),
+            "grad_scaler": self.scaling.state_dict(),
         }
 
     def load_state_dict(self, state: dict) -> None:
+        self.scaling.load_state_dict(state.get("grad_scaler"))
         self.net.load_state_dict(state["net"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.gen.set_state(state["rng"])

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from raysplat.nerf.encoding import HashGrid, sh_encode
+from raysplat.training.precision import Autocast
 
 
 class _TruncExp(torch.autograd.Function):
@@ -77,10 +78,11 @@ def _mlp(d_in: int, hidden: int, layers: int, d_out: int) -> torch.nn.Sequential
     return torch.nn.Sequential(*mods)
 
 
-class RadianceField(torch.nn.Module):
+class RadianceField(Autocast, torch.nn.Module):
     """Hash grid -> small MLP -> (density, geometry features); features + SH-encoded view
     direction -> MLP -> RGB. ``density(x)`` is the density alone (occupancy updates, proposal
-    culling).
+    culling). The MLPs run under :meth:`autocast` (``config.precision``; the hash-grid lookup,
+    the SH encoding and the activations stay fp32, see :mod:`raysplat.training.precision`).
 
     Args:
         aabb: [6] box of the content (NDC box for forward-facing scenes).
@@ -115,9 +117,22 @@ class RadianceField(torch.nn.Module):
         self.color_mlp = _mlp(geo_feat + sh_degree**2, hidden, color_layers, 3)
         self.density_bias = density_bias
 
+    def density_net(self, u: torch.Tensor) -> torch.Tensor:
+        """The density MLP's fp32 output ``[N, 1 + geo_feat]`` at unit-cube positions ``u``."""
+        feats = self.grid(u)
+        with self.autocast(feats):
+            return self.density_mlp(feats).float()
+
+    def color_net(self, geo: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+        """Colours ``[N, 3]`` (sigmoid in fp32) of geometry features and unit directions."""
+        h = torch.cat([geo, sh_encode(F.normalize(d.reshape(-1, 3), dim=-1), self.sh_degree)], -1)
+        with self.autocast(h):
+            logits = self.color_mlp(h).float()
+        return torch.sigmoid(logits)
+
     def _geo(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         u, inside = self.box(x)
-        h = self.density_mlp(self.grid(u))
+        h = self.density_net(u)
         sigma = trunc_exp(h[:, 0] + self.density_bias) * inside
         return sigma, h[:, 1:]
 
@@ -128,21 +143,20 @@ class RadianceField(torch.nn.Module):
     def forward(self, x: torch.Tensor, d: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Densities [N] and colours [N, 3] of positions [N, 3] seen along unit directions [N, 3]."""
         sigma, geo = self._geo(x.reshape(-1, 3))
-        h = torch.cat([geo, sh_encode(F.normalize(d.reshape(-1, 3), dim=-1), self.sh_degree)], -1)
-        return sigma, torch.sigmoid(self.color_mlp(h))
+        return sigma, self.color_net(geo, d)
 
     def raw(self, x: torch.Tensor, d: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The density *logit* [N] (``density = trunc_exp(logit) * inside``), the in-box mask [N]
         (float) and colours [N, 3]: for samplers that modulate the density (ProNeRF)."""
         u, inside = self.box(x.reshape(-1, 3))
-        h = self.density_mlp(self.grid(u))
+        h = self.density_net(u)
         logit = h[:, 0] + self.density_bias
-        c = torch.cat([h[:, 1:], sh_encode(F.normalize(d.reshape(-1, 3), dim=-1), self.sh_degree)], -1)
-        return logit, inside.to(logit.dtype), torch.sigmoid(self.color_mlp(c))
+        return logit, inside.to(logit.dtype), self.color_net(h[:, 1:], d)
 
 
-class DensityField(torch.nn.Module):
-    """Density-only hash-grid field (a mip-NeRF 360 / nerfacc proposal network)."""
+class DensityField(Autocast, torch.nn.Module):
+    """Density-only hash-grid field (a mip-NeRF 360 / nerfacc proposal network; its MLP under
+    :meth:`autocast`, like :class:`RadianceField`'s)."""
 
     def __init__(
         self,
@@ -165,4 +179,7 @@ class DensityField(torch.nn.Module):
     def density(self, x: torch.Tensor) -> torch.Tensor:
         """Densities [N] of positions [N, 3]."""
         u, inside = self.box(x.reshape(-1, 3))
-        return trunc_exp(self.mlp(self.grid(u))[:, 0] + self.density_bias) * inside
+        feats = self.grid(u)
+        with self.autocast(feats):
+            h = self.mlp(feats).float()
+        return trunc_exp(h[:, 0] + self.density_bias) * inside

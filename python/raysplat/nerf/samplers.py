@@ -25,6 +25,7 @@ import torch
 from raysplat.grid import OccupancyGrid
 from raysplat.nerf.field import DensityField, RadianceField
 from raysplat.sampling import importance_sampling, interlevel_loss, stratified_samples
+from raysplat.training.precision import full_precision
 from raysplat.volrend import render_weight_from_density, volume_render
 
 
@@ -94,15 +95,18 @@ class OccGridSampler(torch.nn.Module):
 
     @torch.no_grad()
     def update(self, step: int, fld: RadianceField, generator=None) -> None:
-        """Refreshes the grid every ``update_every`` steps (opacity ``density * step size``)."""
+        """Refreshes the grid every ``update_every`` steps (opacity ``density * step size``; the
+        field in fp32 whatever ``config.precision``, see
+        :func:`~raysplat.training.precision.full_precision`)."""
         if step % self.update_every == 0:
-            self.grid.update(
-                step,
-                lambda x: torch.cat([fld.density(c) for c in x.split(1 << 16)]) * self.render_step_size,
-                threshold=self.occ_thre,
-                warmup_steps=self.warmup_steps,
-                generator=generator,
-            )
+            with full_precision(fld):
+                self.grid.update(
+                    step,
+                    lambda x: torch.cat([fld.density(c) for c in x.split(1 << 16)]) * self.render_step_size,
+                    threshold=self.occ_thre,
+                    warmup_steps=self.warmup_steps,
+                    generator=generator,
+                )
 
     def render(
         self, fld: RadianceField, rays: Rays, bkgd=None, train=False, generator=None, step=0, stratified=None

@@ -22,6 +22,7 @@ from raysplat.rays import generate_rays, ndc_rays
 from raysplat.training import distributed
 from raysplat.training.config import TrainingConfig, check_device, option
 from raysplat.training.data import load_scene
+from raysplat.training.precision import GradScaling, set_network_precision
 from raysplat.training.trainer import TestView, scene_test_views
 from raysplat.training.trainer import Trainer as BaseTrainer
 
@@ -47,6 +48,7 @@ class NerfConfig(TrainingConfig):
     """NeRF training settings (defaults: CPU-sized Instant-NGP-style training)."""
 
     DEFAULT_STEPS: ClassVar[int] = 2000
+    PRECISIONS: ClassVar[tuple[str, ...]] = ("fp32", "bf16", "fp16")
 
     sampler: str = option("occgrid", "sample placement: 'occgrid', 'proposal', 'hierarchical' or 'pronerf'")
     batch_rays: int = option(
@@ -300,6 +302,10 @@ class Trainer(BaseTrainer):
             )
         self.field.to(self.device)
         self.sampler.to(self.device)
+        #: fp16 loss scaling (a pass-through otherwise); the networks' autocast dtype is set below
+        self.scaling = GradScaling(cfg.precision, self.device)
+        set_network_precision(self.field, cfg.precision)
+        set_network_precision(self.sampler, cfg.precision)
         grids = [p for n, p in self.named_parameters() if n.endswith("grid.table")]
         others = [p for n, p in self.named_parameters() if not n.endswith("grid.table")]
         groups = [{"params": grids}, {"params": others, "weight_decay": cfg.weight_decay}]
@@ -444,17 +450,17 @@ class Trainer(BaseTrainer):
         if world > 1:
             share = len(idx) / n_rays  # every term is a mean over the rays
             loss, mse = loss * share, mse * share
-            if loss.requires_grad:
-                loss.backward()
+            self.scaling.backward(loss)  # the same loss scale on every rank (same reduced grads)
             params = [p for _, p in self.named_parameters()]
             stats = [float(loss.detach()), float(mse.detach()), float(n_samples)]
             loss, mse, n = distributed.all_reduce_grads(params, torch.tensor(stats, device=self.device))
             n_samples = int(round(float(n)))
             if any(p.grad is not None for p in params):
-                opt.step()
+                self.scaling.step(opt)
         elif loss.requires_grad:
-            loss.backward()
-            opt.step()
+            self.scaling.backward(loss)
+            self.scaling.step(opt)
+        self.scaling.update()
         self.stats["rays"] += n_rays
         self.stats["samples"] += n_samples
         if isinstance(self.sampler, OccGridSampler):  # nerfacc's dynamic batch size
@@ -603,7 +609,8 @@ class Trainer(BaseTrainer):
 
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict:
-        """Field, sampler (occupancy grid / proposal nets), optimiser, batch size and RNG states."""
+        """Field, sampler (occupancy grid / proposal nets), optimiser, batch size, RNG states and
+        the fp16 loss scaler's state."""
         return {
             "field": self.field.state_dict(),
             "sampler": self.sampler.state_dict(),
@@ -615,9 +622,11 @@ class Trainer(BaseTrainer):
             "stats": dict(self.stats),
             "rng": self.gen.get_state(),
             "torch_rng": torch.get_rng_state(),
+            "grad_scaler": self.scaling.state_dict(),
         }
 
     def load_state_dict(self, state: dict) -> None:
+        self.scaling.load_state_dict(state.get("grad_scaler"))
         self.field.load_state_dict(state["field"])
         self.sampler.load_state_dict(state["sampler"])
         self.optimizer.load_state_dict(state["optimizer"])

@@ -83,7 +83,7 @@ from raysplat.stitch.compose import (
     transform_model,
 )
 from raysplat.training import outputs
-from raysplat.training.config import TrainingConfig, option
+from raysplat.training.config import TrainingConfig, check_device, option
 from raysplat.training.progress import Progress
 
 LABELS_FILE = "labels.npy"
@@ -336,10 +336,11 @@ def stitch(
     doc). Inputs: 3DGS PLY paths or :class:`GaussianModel`. With ``out``, writes ``stitched.ply``
     (the only PLY), ``labels.npy`` (uint8, 0 target / 1 source, in PLY order), ``metrics.json``,
     ``renders/{before,after}_XX.png`` and ``video/turntable.{gif,mp4}``; all inputs are checked
-    before anything is written."""
+    before anything is written. ``config.device`` runs the renders and the optimisation on any
+    torch device (the boundary search, K-NN and colour targets on the CPU, then moved); the
+    result is on the CPU."""
     cfg = config or StitchConfig()
-    if torch.device(cfg.device).type != "cpu":
-        raise ValueError(f"device: stitching runs on the CPU for now, got {cfg.device!r}")
+    dev = check_device(cfg.device)
     torch.manual_seed(cfg.seed)
     t0 = time.perf_counter()
     pieces = prepare(target, source, selection, transform, cfg)
@@ -391,21 +392,28 @@ def stitch(
         c_weight = (1 - p_delta / max(rho, 1e-12)).clamp_min(0) ** 2
     n_col = max(int(near.sum()), 1)
 
+    # ---- on `cfg.device` from here: selection, boundary, K-NN and the targets above ran on the
+    # CPU (the Rust K-NN), the renders and the optimisation run on the device (the rasterizer
+    # dispatches by device), the palette clustering and the outputs on the CPU
+    feat_target, b_ids, c_ids, c_target, c_weight, strength = (
+        x.to(dev) for x in (feat_target, b_ids, c_ids, c_target, c_weight, strength)
+    )
+
     # ---- cameras, precomputed target-alone gradients, source palette
     w, h = cfg.width, cfg.height
-    K = intrinsics(w, h, cfg.fov_deg)[None]
+    K = intrinsics(w, h, cfg.fov_deg)[None].to(dev)
     allm = torch.cat([tgt.means.detach(), src.means.detach()])
     centre = (allm.min(0).values + allm.max(0).values) / 2
-    cams = view_cameras(centre, cfg.view_distance * length, cfg.views)
-    tparts = _parts(tgt)
+    cams = view_cameras(centre, cfg.view_distance * length, cfg.views).to(dev)
+    tparts = tuple(x.to(dev) for x in _parts(tgt))
     with torch.no_grad():
         t_img, t_alpha, _ = _render(tparts, cams, K, w, h)
         grad0 = sobel(t_img)
-        s_img, s_alpha, _ = _render(_parts(src), cams, K, w, h)
+        s_img, s_alpha, _ = _render(tuple(x.to(dev) for x in _parts(src)), cams, K, w, h)
         s_map, _, _ = rasterization(
             *tparts[:4], strength[:, None], c2w_to_viewmat(cams), K.expand(len(cams), 3, 3), w, h
         )  # the propagation strength seen in each view: where L_tune may act
-    batches = [s_img[i][s_alpha[i, ..., 0] > 0.95] for i in range(len(cams))]
+    batches = [s_img[i][s_alpha[i, ..., 0] > 0.95].cpu() for i in range(len(cams))]
     palette, props = streaming_palette(
         [b for _ in range(3) for b in batches],
         cfg.palette_bins,
@@ -414,10 +422,11 @@ def stitch(
         cfg.palette_expire,
         cfg.palette_min_votes,
     )
+    palette, props = palette.to(dev), props.to(dev)
 
     # ---- optimisation
-    sh0 = torch.nn.Parameter(tgt.params["sh0"].detach().clone())
-    shn = torch.nn.Parameter(tgt.params["shN"].detach().clone())
+    sh0 = torch.nn.Parameter(tgt.params["sh0"].detach().clone().to(dev))
+    shn = torch.nn.Parameter(tgt.params["shN"].detach().clone().to(dev))
     groups = [{"params": [sh0], "lr": cfg.lr}]
     if cfg.optimize == "sh" and shn.shape[1] > 0:
         groups.append({"params": [shn], "lr": cfg.lr / 20})
@@ -465,7 +474,8 @@ def stitch(
     t_opt = time.perf_counter() - t_opt
 
     p = {k: v.detach() for k, v in tgt.params.items()}
-    new_tgt = GaussianModel(p["means"], p["quats"], p["scales"], p["opacities"], sh0.detach(), shn.detach())
+    sh0, shn = sh0.detach().cpu(), shn.detach().cpu()
+    new_tgt = GaussianModel(p["means"], p["quats"], p["scales"], p["opacities"], sh0, shn)
     model, _ = merge(new_tgt, src)
     metrics = {
         "method": "stitch",

@@ -48,6 +48,7 @@ class Text3DConfig(TrainingConfig):
     """Score-distillation text-to-3D (SDS / VSD) of a NeRF or 3D Gaussians."""
 
     DEFAULT_STEPS: ClassVar[int] = 1000
+    PRECISIONS: ClassVar[tuple[str, ...]] = ("fp32", "bf16", "fp16")
 
     prompt: str = option("", "the text prompt (analytic priors: a target name)")
     prior: str | None = option(
@@ -164,6 +165,11 @@ class Text3DConfig(TrainingConfig):
             raise ValueError(f"densify must be None or a dict of DensifyConfig fields, got {self.densify!r}")
         if self.densify is not None and self.representation != "gs":
             raise ValueError("densify applies to representation='gs' only (NeRF has no Gaussians)")
+        if self.densify is not None and self.precision == "fp16":
+            raise ValueError(
+                "precision 'fp16' with densify: fp16's loss scaling would scale the 2-D gradient "
+                "statistics densification thresholds; use 'bf16' (no loss scaling) or 'fp32'"
+            )
         self.camera_distance = _pair("camera_distance", self.camera_distance, 1e-3)
         self.elevation_range = _pair("elevation_range", self.elevation_range, -90, 90)
         self.azimuth_range = _pair("azimuth_range", self.azimuth_range, -360, 360)

@@ -46,6 +46,13 @@ from raysplat.nerf.samplers import OccGridSampler, ProposalSampler, Rays
 from raysplat.rays import generate_rays
 from raysplat.text3d.config import Text3DConfig
 from raysplat.training.config import check_device
+from raysplat.training.precision import (
+    Autocast,
+    GradScaling,
+    autocast,
+    check_precision,
+    set_network_precision,
+)
 from raysplat.training.trainer import TestView
 from raysplat.training.trainer import Trainer as BaseTrainer
 
@@ -130,7 +137,7 @@ class _Field(RadianceField):
 
     def _geo(self, x):
         u, inside = self.box(x)
-        h = self.density_mlp(self.grid(u))
+        h = self.density_net(u)
         prior = self.blob * (1 - x.norm(dim=-1) / self.blob_radius)
         return trunc_exp(h[:, 0] + prior) * inside, h[:, 1:]
 
@@ -309,16 +316,18 @@ class GSParticle(nn.Module):
             self.model.params[name] = nn.Parameter(torch.empty_like(v, device=self.model.means.device))
 
 
-class Background(nn.Module):
+class Background(Autocast, nn.Module):
     """A learned environment colour: a small MLP of the view direction (threestudio's
-    neural environment map)."""
+    neural environment map; under :meth:`autocast`, sigmoid in fp32)."""
 
     def __init__(self, hidden: int = 16):
         super().__init__()
         self.net = nn.Sequential(nn.Linear(3, hidden), nn.ReLU(), nn.Linear(hidden, 3))
 
     def forward(self, d):
-        return torch.sigmoid(self.net(d))
+        with self.autocast(d):
+            h = self.net(d).float()
+        return torch.sigmoid(h)
 
 
 # ----------------------------------------------------------------------------------- trainer
@@ -373,6 +382,11 @@ class Trainer(BaseTrainer):
         cls = NerfParticle if cfg.representation == "nerf" else GSParticle
         self.particles = nn.ModuleList([cls(cfg, init) for _ in range(cfg.n_particles)]).to(self.device)
         self.background = Background().to(self.device)
+        #: the autocast dtype of the networks and the prior (None: fp32), and fp16 loss scaling
+        self.amp_dtype = check_precision(cfg.precision, self.device)
+        self.scaling = GradScaling(cfg.precision, self.device)
+        set_network_precision(self.particles, cfg.precision)
+        set_network_precision(self.background, cfg.precision)
         self._make_optimizers()
         self.bg_optimizer = torch.optim.Adam(
             self.background.parameters(), lr=cfg.mlp_lr, betas=(0.9, 0.99), eps=1e-15
@@ -524,7 +538,10 @@ class Trainer(BaseTrainer):
         cond, uncond = self._embed(text), self._embed(cfg.negative_prompt)
         t = self.schedule.sample(self.step, 1, g, self.device)
         noise_shape = None
-        z = self.prior.encode(x)
+        with autocast(self.amp_dtype, self.device):  # the prior's networks in `precision`
+            z = self.prior.encode(x)
+        if self.amp_dtype is not None:
+            z = z.float()
         noise_shape = z.shape
         noise = torch.randn(noise_shape, generator=g).to(self.device, z.dtype)
         kw = dict(
@@ -538,11 +555,12 @@ class Trainer(BaseTrainer):
             c2w=c2w.to(self.device),
             K=K.to(self.device),
         )
-        if cfg.method == "sds":
-            out = sds_loss(self.prior, z, cond, t, **kw)
-        else:
-            out = vsd_loss(self.prior, self.phi, z, cond, t, phi_cond=self._embed(cfg.prompt), **kw)
-        loss = out.loss
+        with autocast(self.amp_dtype, self.device):
+            if cfg.method == "sds":
+                out = sds_loss(self.prior, z, cond, t, **kw)
+            else:
+                out = vsd_loss(self.prior, self.phi, z, cond, t, phi_cond=self._embed(cfg.prompt), **kw)
+        loss = out.loss.float()
         if cfg.lambda_sparsity:
             loss = loss + cfg.lambda_sparsity * alpha.mean()
         if orient and particle.orient_loss is not None:
@@ -556,10 +574,10 @@ class Trainer(BaseTrainer):
         opt.zero_grad(set_to_none=True)
         self.bg_optimizer.zero_grad(set_to_none=True)
         if loss.requires_grad:
-            loss.backward()
-            opt.step()
+            self.scaling.backward(loss)
+            self.scaling.step(opt)
             if cfg.background == "learned":
-                self.bg_optimizer.step()
+                self.scaling.step(self.bg_optimizer)
         stats = {"loss": float(out.loss.detach()), "t": float(t[0]), "particle": float(i)}
         density = getattr(particle, "density", None)
         if density is not None:  # step + 1: DensityControl's steps are 1-based
@@ -568,19 +586,22 @@ class Trainer(BaseTrainer):
             stats.update(split=float(info["split"]), pruned=float(info["pruned"]))
         if cfg.method == "vsd":
             self.phi_optimizer.zero_grad(set_to_none=True)
-            l_phi = cfg.lambda_lora * lora_loss(
-                self.prior,
-                self.phi,
-                z.detach(),
-                self._embed(cfg.prompt),
-                c2w=c2w.to(self.device),
-                K=K.to(self.device),
-                camera_dropout=cfg.camera_dropout,
-                generator=g,
-            )
-            l_phi.backward()
-            self.phi_optimizer.step()
+            with autocast(self.amp_dtype, self.device):
+                l_phi = lora_loss(
+                    self.prior,
+                    self.phi,
+                    z.detach(),
+                    self._embed(cfg.prompt),
+                    c2w=c2w.to(self.device),
+                    K=K.to(self.device),
+                    camera_dropout=cfg.camera_dropout,
+                    generator=g,
+                )
+            l_phi = cfg.lambda_lora * l_phi.float()
+            self.scaling.backward(l_phi)
+            self.scaling.step(self.phi_optimizer)
             stats["lora_loss"] = float(l_phi.detach())
+        self.scaling.update()
         return stats
 
     # ------------------------------------------------------------------ rendering
@@ -727,9 +748,11 @@ class Trainer(BaseTrainer):
             else None,
             "densify_rng": self.densify_gen.get_state() if hasattr(self, "densify_gen") else None,
             "torch_rng": torch.get_rng_state(),
+            "grad_scaler": self.scaling.state_dict(),
         }
 
     def load_state_dict(self, state: dict) -> None:
+        self.scaling.load_state_dict(state.get("grad_scaler"))
         if self.config.representation == "gs":  # densified particles: match the saved counts first
             for i, p in enumerate(self.particles):
                 pre = f"{i}.model.params."

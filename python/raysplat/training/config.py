@@ -7,7 +7,8 @@ typo in a JSON file or a ``--set`` flag never passes silently. Nested configs (d
 deriving from :class:`Config`) round-trip as nested dicts.
 
 :class:`TrainingConfig` holds the fields every trainer shares: ``steps`` / ``seconds`` (the
-budget; with only ``seconds`` given, steps are unbounded), ``seed`` and ``device``.
+budget; with only ``seconds`` given, steps are unbounded), ``seed``, ``device`` and ``precision``
+(a method lists the precisions it supports in ``PRECISIONS``; see :mod:`raysplat.training.precision`).
 """
 
 from __future__ import annotations
@@ -109,9 +110,18 @@ class TrainingConfig(Config):
     seconds: float | None = option(None, "training time budget in seconds (None: no time limit)")
     seed: int = option(0, "random seed (everything random draws from it; CPU runs are bit-identical)")
     device: str = option("cpu", "torch device: 'cpu' (Rust kernels), 'cuda' or 'cuda:N'")
+    precision: str = option(
+        "fp32",
+        "'fp32', or 'bf16' / 'fp16': the networks under torch.autocast (fp16 with loss scaling); "
+        "rendering, losses and hash tables stay fp32 (raysplat.training.precision)",
+    )
 
     #: the method's default number of steps when neither ``steps`` nor ``seconds`` is given
     DEFAULT_STEPS: typing.ClassVar[int] = 1000
+    #: the precisions the method supports (``"fp32"`` only: it has no network to run in 16 bits)
+    PRECISIONS: typing.ClassVar[tuple[str, ...]] = ("fp32",)
+    #: why a method without mixed precision refuses it (the error message's reason)
+    PRECISION_NOTE: typing.ClassVar[str] = "this method has no network to run in reduced precision"
 
     def validate(self) -> None:
         super().validate()
@@ -131,6 +141,13 @@ class TrainingConfig(Config):
             raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {self.device!r}") from e
         if torch.device(self.device).type not in ("cpu", "cuda", "mps"):
             raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {self.device!r}")
+        if self.precision not in ("fp32", "bf16", "fp16"):
+            raise ValueError(f"precision must be 'fp32', 'bf16' or 'fp16', got {self.precision!r}")
+        if self.precision not in self.PRECISIONS:
+            raise ValueError(
+                f"precision {self.precision!r}: {type(self).__name__} supports "
+                f"{', '.join(repr(p) for p in self.PRECISIONS)} only ({self.PRECISION_NOTE})"
+            )
 
     def schedule_steps(self) -> int:
         """The length of step-based schedules: ``steps``, or the default when unbounded."""
