@@ -43,14 +43,16 @@ def _mixture_logits(z_t, t, alphas_cumprod, means, std):
     return -d2 / (2 * var[:, None])
 
 
-def _mixture_eps(z_t, t, alphas_cumprod, means, log_weights, std):
-    """ε* of a Gaussian mixture; ``means [N, C, H, W]``, ``log_weights [B, N]``."""
+def _mixture_eps(z_t, t, alphas_cumprod, means, log_weights, std, logits=None):
+    """ε* of a Gaussian mixture; ``means [N, C, H, W]``, ``log_weights [B, N]``; ``logits``:
+    :func:`_mixture_logits` of the same inputs when the caller already has them."""
     a2 = alphas_cumprod.to(z_t.device)[t.long()].to(torch.float64)
     a, s = a2.sqrt(), (1 - a2).sqrt()
     var = a2 * std**2 + (1 - a2)  # [B]
     x = z_t.to(torch.float64).flatten(1)
     m = means.to(torch.float64).flatten(1)
-    logits = _mixture_logits(z_t, t, alphas_cumprod, means, std)
+    if logits is None:
+        logits = _mixture_logits(z_t, t, alphas_cumprod, means, std)
     r = torch.softmax(log_weights.to(torch.float64) + logits, dim=1)  # [B, N]
     mean = r @ m  # [B, D]
     eps = (s / var)[:, None] * (x - a[:, None] * mean)
@@ -452,17 +454,14 @@ class TextureMixturePrior(_CameraAwarePixelPrior):
         refs = bank.refs("texture_posterior", z_t.shape[0]) if bank is not None else []
         eps, own = [], []
         for i in range(z_t.shape[0]):
+            zi, ti = z_t[i : i + 1], t[i : i + 1]
             means = 2 * self.renders(c2w[i], K[i], w, h).to(z_t.device, z_t.dtype) - 1
+            ell = _mixture_logits(zi, ti, self.alphas_cumprod, means, self.std)
             log_w = torch.zeros(1, nk, dtype=torch.float64)
             if refs and bank.weight > 0:
                 log_w = log_w + bank.weight * sum(r[i : i + 1] for r in refs)
-            eps.append(
-                _mixture_eps(z_t[i : i + 1], t[i : i + 1], self.alphas_cumprod, means, log_w, self.std)
-            )
-            if bank is not None:
-                own.append(
-                    _mixture_logits(z_t[i : i + 1], t[i : i + 1], self.alphas_cumprod, means, self.std)
-                )
+            eps.append(_mixture_eps(zi, ti, self.alphas_cumprod, means, log_w, self.std, logits=ell))
+            own.append(ell)
         if bank is not None and bank.recording:
             bank.store.setdefault("texture_posterior", []).append(torch.cat(own).cpu())
         return torch.cat(eps)
