@@ -27,12 +27,17 @@ import time
 import torch
 from raysplat import set_num_threads
 from raysplat.guidance import RenderedMeshPrior
+from raysplat.metrics import psnr
 from raysplat.text3d import Text3DConfig, Trainer
+from raysplat.text3d.score import RenderedScore
 
 RUNS = {
     "sds-nerf": {"method": "sds", "representation": "nerf"},
     "sds-gs": {"method": "sds", "representation": "gs"},
     "vsd-nerf": {"method": "vsd", "representation": "nerf"},
+    "vsd-gs": {"method": "vsd", "representation": "gs"},
+    "vsd-nerf-2p": {"method": "vsd", "representation": "nerf", "n_particles": 2},
+    "vsd-nerf-residual": {"method": "vsd", "representation": "nerf", "score": "residual"},
     "sds-nerf-proposal": {"method": "sds", "representation": "nerf", "sampler": "proposal"},
     "sds-gs-densify": {"method": "sds", "representation": "gs", "densify": {}},
 }
@@ -51,8 +56,12 @@ def run(prior, name: str, cpu_seconds: float, eval_every: int, threads: int) -> 
             f"  {name}: step {tr.step:5d}  cpu {tr.cpu_seconds / threads:7.1f} s  held-out PSNR {p:6.2f} dB",
             flush=True,
         )
+    fit = score_fit(tr) if isinstance(tr.phi, RenderedScore) else None
+    if fit is not None:
+        print(f"  {name}: ε_φ's model vs particle 0 on the held-out views: {fit:.2f} dB", flush=True)
     return {
         "run": name,
+        "score_fit_psnr": fit,
         "steps": tr.step,
         "cpu_seconds": tr.cpu_seconds / threads,
         "wall_seconds": time.perf_counter() - t0,
@@ -61,6 +70,23 @@ def run(prior, name: str, cpu_seconds: float, eval_every: int, threads: int) -> 
         "curve": curve,
         "n_gaussians": len(tr.particles[0].model) if cfg.representation == "gs" else None,
     }
+
+
+@torch.no_grad()
+def score_fit(tr: Trainer) -> float:
+    """PSNR of VSD's rendered ε_φ against particle 0 on the held-out views (the best of its
+    components): how closely ε_φ tracks the particle it models."""
+    best = []
+    for k in range(len(tr.phi.components)):
+        errs = []
+        for v in tr.test_views():
+            c2w, K, size = v.c2w[None].to(tr.device), v.K[None].to(tr.device), v.image.shape[0]
+            x, _ = tr.render_particle(0, c2w, K, size, train=False)
+            tr._score_view = (size, "albedo", None, tr._last_bg)
+            errs.append(psnr(tr._render_score_component(k, c2w, K), x.permute(0, 3, 1, 2)))
+        best.append(sum(errs) / len(errs))
+    tr._score_view = None
+    return float(max(best))
 
 
 def seconds_per_step(prior, representation: str, steps: int = 20) -> float:

@@ -79,10 +79,11 @@ def test_gs_trains_on_device(scene_dir, tmp_path, path):
     assert m["steps"] == 3 and (tmp_path / "gs" / "gaussians.ply").is_file()
 
 
-@pytest.mark.parametrize("representation", ["nerf", "gs"])
-def test_text_to_3d_on_device(tmp_path, path, representation):
-    out = tmp_path / representation
-    args = ["text-to-3d", "--prior", "mixture:disc", "--repr", representation]
+@pytest.mark.parametrize(("representation", "method"), [("nerf", "sds"), ("nerf", "vsd"), ("gs", "vsd")])
+def test_text_to_3d_on_device(tmp_path, path, representation, method):
+    """SDS, and VSD with its rendered ε_φ (3D models of the particles' kind on the device)."""
+    out = tmp_path / f"{representation}_{method}"
+    args = ["text-to-3d", "--prior", "mixture:disc", "--repr", representation, "--method", method]
     args += ["--steps", "2", "--frames", "1"]
     m = _run([*args, *_sets(TEXT3D)], out)
     assert m["steps"] == 2
@@ -173,10 +174,13 @@ def test_nerdf_mixed_precision_on_device(scene_dir, tmp_path, path):
         assert torch.isfinite(colors["bf16"]).all() and float(err) < 0.03, (encoding, float(err))
 
 
-@pytest.mark.parametrize(("representation", "precision"), [("nerf", "bf16"), ("gs", "fp16")])
-def test_text_to_3d_mixed_precision_on_device(tmp_path, path, representation, precision):
+@pytest.mark.parametrize(
+    ("representation", "precision", "method"), [("nerf", "bf16", "vsd"), ("gs", "fp16", "sds")]
+)
+def test_text_to_3d_mixed_precision_on_device(tmp_path, path, representation, precision, method):
     out = tmp_path / representation
     args = ["text-to-3d", "--prior", "mixture:disc", "--repr", representation, "--precision", precision]
+    args += ["--method", method]
     m = _run([*args, "--steps", "2", "--frames", "1", *_sets(TEXT3D)], out)
     assert m["steps"] == 2 and m["config"]["precision"] == precision
 

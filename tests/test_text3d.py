@@ -186,7 +186,7 @@ def test_restore_loads_the_prior_lazily(tmp_path):
 
 def test_vsd_on_camera_aware_prior_with_camera_dropout():
     """Camera dropout zeroes ε_φ's camera input only: the mesh prior still sees the real view."""
-    cfg = _config(steps=6, method="vsd", background="white", camera_dropout=1.0)
+    cfg = _config(steps=6, method="vsd", background="white", camera_dropout=1.0, score="residual")
     trainer = Trainer(RenderedMeshPrior("sample"), "mesh", cfg)
     trainer.train(progress=False)
     assert trainer.step == 6

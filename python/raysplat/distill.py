@@ -363,6 +363,9 @@ class ResidualScore(nn.Module):
             nn.init.zeros_(m.weight)
             nn.init.zeros_(m.bias)
 
+    #: ``_call_phi`` hands it the camera-dropout mask and the intrinsics
+    handles_camera_dropout = True
+
     def forward(self, z_t, t, cond, c2w=None, K=None, keep=None):
         """``keep [B]``: 0 drops the camera from the embedding (camera dropout); a camera-aware
         prior still sees the real view."""
@@ -395,8 +398,9 @@ class MixtureScore(nn.Module):
     start at ``N(0, init_scale²)`` (nothing about the prior or the particles is given to it);
     they live in the particles' space, so they are best trained at the particles' learning rate.
     It ignores the prompt and the camera: it models the particles of one prompt in 2D
-    (:func:`distill_images`); text-to-3D renders depend on the camera and use
-    :class:`ResidualScore` / :class:`LoRAScore`.
+    (:func:`distill_images`); text-to-3D renders depend on the camera and use its 3D counterpart
+    :class:`raysplat.text3d.score.RenderedScore` (means rendered from 3D models) or
+    :class:`LoRAScore`.
     """
 
     def __init__(
@@ -469,7 +473,7 @@ def make_variational_score(
 
 
 def _call_phi(phi, z_t, t, cond, c2w, K, keep=None):
-    if isinstance(phi, ResidualScore):
+    if getattr(phi, "handles_camera_dropout", False):
         return phi(z_t, t, cond, c2w=c2w, K=K, keep=keep)
     if c2w is not None and keep is not None:  # dropped cameras are zeros (threestudio)
         b = z_t.shape[0]
@@ -535,7 +539,13 @@ def lora_loss(
     if c2w is not None:
         keep = (torch.rand(b, generator=generator) >= camera_dropout).to(z.device)
     eps = _call_phi(phi, z_t, t, _expand(cond, b, "cond"), c2w, K, keep)
-    return F.mse_loss(eps.float(), noise)
+    err = (eps.float() - noise).pow(2).flatten(1).mean(1)
+    if getattr(phi, "loss_weighting", "eps") == "x0":
+        # the same optimum, weighted by (1 - ᾱ) / ᾱ: an error in ε_φ's denoised estimate counts
+        # alike at every t (the plain ε loss weights it by the SNR ᾱ / (1 - ᾱ), 1e-2 ... 1e3)
+        a2 = prior.alphas_cumprod.to(z.device)[t].float()
+        err = err * (1 - a2) / a2
+    return err.mean()
 
 
 # ------------------------------------------------------------------------------ 2D distillation

@@ -14,6 +14,8 @@ REPRESENTATIONS = ("nerf", "gs")
 SAMPLERS = ("occgrid", "proposal")
 BACKGROUNDS = ("learned", "random", "white", "black")
 SHADINGS = ("albedo", "random")
+#: VSD's ε_φ (:attr:`Text3DConfig.score`)
+SCORES = ("auto", "rendered", "residual", "lora")
 
 #: text-to-3D's densification defaults (``densify={}``): gsplat's logic on a short CPU schedule
 #: (DreamGaussian-like: from step 100 every 100 steps, no opacity reset) and a 2D-gradient
@@ -74,10 +76,21 @@ class Text3DConfig(TrainingConfig):
     n_particles: int = option(1, "independent 3D models (VSD particles); one drawn uniformly per step")
     lambda_lora: float = option(1.0, "weight of the variational score's loss (VSD)")
     lora_lr: float = option(
-        1e-3, "learning rate of the variational score (LoRA + camera MLP, or the residual net)"
+        1e-3,
+        "learning rate of the variational score (LoRA + camera MLP, the residual net, or the "
+        "rendered score's mixture weights and std)",
     )
     lora_rank: int = option(4, "LoRA rank (diffusers priors)")
     camera_dropout: float = option(0.1, "probability of dropping the camera condition of ε_φ")
+    score: str = option(
+        "auto",
+        "VSD's ε_φ: 'auto' (the prior's own, a LoRA for diffusers UNets, else 'rendered'), "
+        "'rendered' (a mixture of renders of ε_φ's own 3D models), 'residual' (a small conv net), 'lora'",
+    )
+    score_components: int | None = option(None, "3D models of the 'rendered' ε_φ (None: n_particles)")
+    score_lr_scale: float = option(
+        3.0, "learning rates of the 'rendered' ε_φ's models over the particles' (it must track them)"
+    )
     render_size: int = option(64, "training render width = height (pixels)")
     render_size_late: int | None = option(None, "render size from `render_size_step` on (None: unchanged)")
     render_size_step: int = option(5000, "step of the render-resolution change")
@@ -141,6 +154,12 @@ class Text3DConfig(TrainingConfig):
             )
         if self.n_particles < 1:
             raise ValueError(f"n_particles must be >= 1, got {self.n_particles}")
+        if self.score not in SCORES:
+            raise ValueError(f"score must be one of {', '.join(SCORES)}, got {self.score!r}")
+        if self.score_components is not None and self.score_components < 1:
+            raise ValueError(f"score_components must be >= 1, got {self.score_components}")
+        if not self.score_lr_scale > 0:
+            raise ValueError(f"score_lr_scale must be > 0, got {self.score_lr_scale}")
         for name in (
             "render_size",
             "eval_size",

@@ -19,6 +19,7 @@ for VSD also one step of ε_φ on the detached render. Regularisers: mean opacit
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import tempfile
@@ -45,6 +46,7 @@ from raysplat.nerf.field import RadianceField, trunc_exp
 from raysplat.nerf.samplers import OccGridSampler, ProposalSampler, Rays
 from raysplat.rays import generate_rays
 from raysplat.text3d.config import Text3DConfig
+from raysplat.text3d.score import RenderedScore
 from raysplat.training.config import check_device
 from raysplat.training.precision import (
     Autocast,
@@ -444,18 +446,55 @@ class Trainer(BaseTrainer):
                 channels = prior.encode(
                     torch.zeros(1, 3, cfg.render_size, cfg.render_size, device=self.device)
                 ).shape[1]
-            kw = {"rank": cfg.lora_rank} if hasattr(prior, "unet") else {"channels": channels}
-            with torch.random.fork_rng(devices=[]):  # ε_φ's init never shifts the global RNG
-                torch.manual_seed(cfg.seed + 1)
-                self.phi = make_variational_score(prior, **kw)
-            params = [p for p in self.phi.parameters() if p.requires_grad]
-            self.phi_optimizer = torch.optim.AdamW(params, lr=cfg.lora_lr, betas=(0.9, 0.99), eps=1e-15)
+            kind = cfg.score
+            if kind == "auto":
+                own = prior.variational_score()
+                unet = hasattr(prior, "unet") and hasattr(prior, "unet_eps")
+                kind = "own" if own is not None else ("lora" if unet else "rendered")
+            if kind == "rendered":
+                self.phi = self._rendered_score(prior)
+                scale = cfg.score_lr_scale  # ε_φ must track the particles faster than they move
+                groups = [
+                    dict(g, lr=g["lr"] * scale) for c in self.phi.components for g in c.param_groups(cfg)
+                ]
+                groups.append({"params": [self.phi.log_weights, self.phi.log_std], "lr": cfg.lora_lr})
+                self.phi_optimizer = torch.optim.Adam(groups, betas=(0.9, 0.99), eps=1e-15)
+            else:
+                kw = {"rank": cfg.lora_rank} if kind == "lora" else {"channels": channels}
+                with torch.random.fork_rng(devices=[]):  # ε_φ's init never shifts the global RNG
+                    torch.manual_seed(cfg.seed + 1)
+                    self.phi = make_variational_score(prior, kind="auto" if kind == "own" else kind, **kw)
+                params = [p for p in self.phi.parameters() if p.requires_grad]
+                self.phi_optimizer = torch.optim.AdamW(params, lr=cfg.lora_lr, betas=(0.9, 0.99), eps=1e-15)
             if self._pending_phi is not None:
                 self.phi.load_state_dict(self._pending_phi[0])
                 self.phi_optimizer.load_state_dict(self._pending_phi[1])
                 self._pending_phi = None
         self._embed(cfg.prompt)
         self._embed(cfg.negative_prompt)
+
+    def _rendered_score(self, prior: DiffusionPrior) -> RenderedScore:
+        """ε_φ as a mixture of renders of its own 3D models (the particles' kind, own seed)."""
+        cfg = self.config
+        cls = NerfParticle if cfg.representation == "nerf" else GSParticle
+        init = torch.Generator().manual_seed(cfg.seed + 1)
+        n = cfg.score_components or cfg.n_particles
+        comps = nn.ModuleList([cls(cfg, init) for _ in range(n)]).to(self.device)
+        set_network_precision(comps, cfg.precision)
+        return RenderedScore(prior, comps, self._render_score_component)
+
+    def _render_score_component(self, k: int, c2w: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
+        """ε_φ's component ``k`` rendered as the particle of this step was (size, shading, light,
+        background): ``[B, 3, H, W]`` in [0, 1]."""
+        view = getattr(self, "_score_view", None)
+        if view is None:  # outside a training step: the default view on the eval background
+            size = self.config.render_size
+            view = (size, "albedo", None, self._bg_image(c2w, K, size, self.config.background, False))
+        size, shading, light, bg = view
+        comp = self.phi.components[k]
+        comp.train()
+        rgb, alpha = comp.render(c2w, K, size, True, self.device_gen, shading, light)
+        return (rgb + (1 - alpha) * bg).permute(0, 3, 1, 2).clamp(0, 1)
 
     # ------------------------------------------------------------------ helpers
     def _embed(self, text: str) -> torch.Tensor:
@@ -503,6 +542,7 @@ class Trainer(BaseTrainer):
         bg = self._bg_image(
             c2w.to(self.device), K.to(self.device), size, background or self.config.background, train
         )
+        self._last_bg = bg
         return rgb + (1 - alpha) * bg, alpha
 
     # ------------------------------------------------------------------ training
@@ -533,6 +573,11 @@ class Trainer(BaseTrainer):
         img, alpha = self.render_particle(
             i, c2w, K, size, train=True, shading=shading, light=light, orient=orient
         )
+        rendered_phi = isinstance(self.phi, RenderedScore)
+        if rendered_phi:  # ε_φ's models see this step's view exactly as the particle does
+            self._score_view = (size, shading, light, self._last_bg.detach())
+            for comp in self.phi.components:
+                comp.update(self.step, self.device_gen)
         x = img.permute(0, 3, 1, 2).clamp(0, 1)
         text = cfg.prompt + (view_suffix(float(azim[0])) if self._view_dependent() else "")
         cond, uncond = self._embed(text), self._embed(cfg.negative_prompt)
@@ -555,6 +600,16 @@ class Trainer(BaseTrainer):
             c2w=c2w.to(self.device),
             K=K.to(self.device),
         )
+        at_camera = self.phi.at_camera(kw["c2w"], kw["K"]) if rendered_phi else contextlib.nullcontext()
+        with at_camera:
+            stats = self._distill(i, particle, z, cond, t, alpha, orient, kw)
+        self.scaling.update()
+        return stats
+
+    def _distill(self, i, particle, z, cond, t, alpha, orient, kw) -> dict:
+        """The distillation update of particle ``i`` from its encoded render ``z`` and, for VSD,
+        ε_φ's update on the same render."""
+        cfg = self.config
         with autocast(self.amp_dtype, self.device):
             if cfg.method == "sds":
                 out = sds_loss(self.prior, z, cond, t, **kw)
@@ -592,16 +647,15 @@ class Trainer(BaseTrainer):
                     self.phi,
                     z.detach(),
                     self._embed(cfg.prompt),
-                    c2w=c2w.to(self.device),
-                    K=K.to(self.device),
+                    c2w=kw["c2w"],
+                    K=kw["K"],
                     camera_dropout=cfg.camera_dropout,
-                    generator=g,
+                    generator=self.gen,
                 )
             l_phi = cfg.lambda_lora * l_phi.float()
             self.scaling.backward(l_phi)
             self.scaling.step(self.phi_optimizer)
             stats["lora_loss"] = float(l_phi.detach())
-        self.scaling.update()
         return stats
 
     # ------------------------------------------------------------------ rendering
