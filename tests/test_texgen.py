@@ -277,6 +277,44 @@ def test_end_to_end_tiny_cli_writes_loadable_glb(tiny_dir, tmp_path, capsys):
     assert not any(p.name.startswith(".out.partial") for p in tmp_path.iterdir())
 
 
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_prior_in_half_precision_gives_the_fp32_texture(tiny_dir, tmp_path, precision):
+    """``precision`` loads the prior's networks in bf16 / fp16 (diffusers' torch_dtype); sampling
+    and baking stay fp32, so the texture stays close to fp32's (the CLI's ``--precision``)."""
+    from PIL import Image
+    from raysplat.texgen.run import texture_mesh
+
+    mesh_path = tmp_path / "sphere.obj"
+    trimesh.creation.icosphere(1).export(mesh_path)
+    cfg = TexGenConfig(views=2, steps=2, texture_size=32)
+    pngs = {}
+    for prec in ("fp32", precision):
+        m = texture_mesh(
+            mesh_path,
+            "a red ball",
+            str(tiny_dir),
+            tmp_path / prec,
+            cfg,
+            frames=1,
+            progress=False,
+            precision=prec,
+        )
+        assert m["precision"] == prec
+        pngs[prec] = np.asarray(Image.open(tmp_path / prec / "textured.png"), np.float64) / 255
+    mse = float(((pngs["fp32"] - pngs[precision]) ** 2).mean())
+    assert mse == 0 or -10 * math.log10(mse) > 30, mse
+    with pytest.raises(ValueError, match="from_pretrained"):
+        texture_mesh(
+            mesh_path,
+            "x",
+            StableDiffusionPrior.from_pretrained(tiny_dir),
+            tmp_path / "no",
+            cfg,
+            precision=precision,
+        )
+    assert not (tmp_path / "no").exists()
+
+
 def test_mesh_uvs_are_kept(tmp_path):
     m = trimesh.creation.icosphere(1)
     uv = np.stack(

@@ -606,6 +606,7 @@ def _texture(args: argparse.Namespace) -> int:
         device=args.device,
         controlnet=args.controlnet,
         progress=not args.quiet,
+        precision=args.precision,
     )
     cons = "n/a" if m["consistency_psnr"] is None else f"{m['consistency_psnr']:.2f} dB"
     print(
@@ -640,6 +641,12 @@ def _add_texture(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--reference", default=None, help="a reference texture PNG: metrics get psnr / ssim")
     p.add_argument("--out", default="runs/texture", help="output directory (default: runs/texture)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
+    p.add_argument(
+        "--precision",
+        choices=("fp32", "bf16", "fp16"),
+        default="fp32",
+        help="dtype of the prior's networks (default fp32; fp16 / bf16 halve its memory on GPUs)",
+    )
     p.add_argument("--threads", type=_pos_int, default=None, help="threads of the Rust kernels and torch")
     p.add_argument("--frames", type=_nonneg_int, default=24, help="turntable frames (default: 24)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
