@@ -110,6 +110,8 @@ def test_texture_on_device(tmp_path, path):
     args = ["texture", str(mesh), "a red ball", "--prior", str(prior), "--views", "2", "--steps", "2"]
     m = _run([*args, "--texture-size", "32", "--frames", "1", "--threads", "1"], tmp_path / "tex")
     assert m["steps"] == 2 and (tmp_path / "tex" / "textured.glb").is_file()
+    m = _run([*args, "--texture-size", "32", "--frames", "1", "--precision", "fp16"], tmp_path / "tex16")
+    assert m["precision"] == "fp16" and (tmp_path / "tex16" / "textured.glb").is_file()
 
 
 # ------------------------------------------------------------------------- mixed precision
