@@ -65,7 +65,7 @@ def _run(args: list[str], out) -> dict:
     return json.loads((out / "metrics.json").read_text())
 
 
-@pytest.mark.parametrize("sampler", ["occgrid", "proposal", "hierarchical"])
+@pytest.mark.parametrize("sampler", ["occgrid", "proposal", "hierarchical", "pronerf"])
 def test_nerf_trains_and_renders_on_device(scene_dir, tmp_path, path, sampler):
     sets = _sets({**NERF, "sampler": sampler, "warmup_steps": 2})
     m = _run(["train", "nerf", str(scene_dir), "--steps", "3", "--frames", "1", *sets], tmp_path / "run")
@@ -131,6 +131,14 @@ def _nerf_psnrs(scene_dir, precision: str) -> tuple[float, float, set]:
     before = trainer.evaluate()["psnr"]
     trainer.train(progress=False)
     return before, trainer.evaluate()["psnr"], seen
+
+
+def test_pronerf_mixed_precision_on_device(scene_dir, tmp_path, path):
+    """ProNeRF at bf16: the field's MLPs autocast, its sampling networks stay fp32 (positions)."""
+    sets = _sets({**NERF, "sampler": "pronerf", "warmup_steps": 2})
+    args = ["train", "nerf", str(scene_dir), "--steps", "3", "--frames", "1", "--precision", "bf16"]
+    m = _run([*args, *sets], tmp_path / "run")
+    assert m["steps"] == 3 and m["psnr"] is not None and m["config"]["precision"] == "bf16"
 
 
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])
