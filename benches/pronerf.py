@@ -13,7 +13,11 @@ Methods: ProNeRF-8 and -12 (and -12 with the last quarter of the budget in the r
 stage, ``pronerf-12-refine``); the hierarchical sampler with the same field evaluations a ray
 (4+4, 6+6), at raysplat's default (32+48) and at NeRF's 64+128; the occupancy grid; proposal.
 
-Run: ``python benches/pronerf.py --seconds 60 --json benches/results/pronerf.json``
+ProNeRF runs with the library defaults: on the Blender scene that includes the per-ray box
+ranges and the interlevel loss (``pronerf_box``, ``pronerf_interlevel``; ablate them with e.g.
+``--set pronerf_box=false pronerf_interlevel=0``).
+
+Run: ``python benches/pronerf.py --seconds 120 --threads 1 --json benches/results/pronerf.json``
 (about 2 scenes x 8 methods x (seconds + evaluation)).
 """
 

@@ -319,3 +319,77 @@ def test_blender_scene_in_metric_space(tmp_path):
     t.train(progress=False)
     img = t.render_image(sc.c2w[sc.indices("test")[0]])
     assert img["rgb"].shape == (16, 16, 3) and bool(torch.isfinite(img["rgb"]).all())
+
+
+# ---------------------------------------------------------------- per-ray box ranges, interlevel loss
+def test_box_range_is_the_slab_intersection(gen):
+    from raysplat.nerf.pronerf import box_range
+
+    box = torch.tensor([-1.0, -1.0, -1.0, 1.0, 1.0, 1.0])
+    o = torch.tensor([[-4.0, 0.0, 0.0], [-4.0, 0.5, 0.0], [-4.0, 3.0, 0.0], [0.0, 0.0, 0.0]])
+    d = torch.tensor([[2.0, 0.0, 0.0], [1.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
+    lo, hi = box_range(o, d, box, 0.5, 10.0)
+    assert lo.shape == (4, 1)
+    torch.testing.assert_close(lo[:, 0], torch.tensor([1.5, 3.0, 0.5, 0.5]))  # t in units of |d|
+    torch.testing.assert_close(hi[:, 0], torch.tensor([2.5, 5.0, 10.0, 1.0]))  # miss: [near, far]
+    o = torch.randn(300, 3, generator=gen) * 3
+    d = torch.randn(300, 3, generator=gen)
+    lo, hi = box_range(o, d, box, 0.0, 20.0)
+    assert bool((lo >= 0).all() and (hi <= 20).all() and (lo < hi).all())
+    s = torch.linspace(0, 1, 50)
+    inside = lambda t: ((o[:, None] + t[..., None] * d[:, None]).abs() <= 1 + 1e-4).all(-1)  # noqa: E731
+    hit = inside(lo + s * (hi - lo)).all(-1)  # the whole range of a hitting ray is in the box
+    miss = (lo[:, 0] == 0) & (hi[:, 0] == 20)
+    assert bool((hit | miss).all()) and bool(hit.any() and miss.any())
+
+
+def test_weight_quantiles():
+    from raysplat.nerf.pronerf import weight_quantiles
+
+    t = torch.tensor([[1.0, 2.0, 3.0, 4.0]])
+    w = torch.tensor([[0.0, 1.0, 0.0, 0.0]])  # all the weight on [2, 3]
+    q = weight_quantiles(t, w, 0.0, 5.0, 4, 0.0)
+    torch.testing.assert_close(q, torch.tensor([[2.125, 2.375, 2.625, 2.875]]))
+    q = weight_quantiles(t, torch.zeros_like(w), 0.0, 5.0, 5, 0.0)  # no weight: uniform
+    torch.testing.assert_close(q, torch.tensor([[0.5, 1.5, 2.5, 3.5, 4.5]]))
+    q = weight_quantiles(t, w, 0.0, 5.0, 5, 1.0)  # all uniform
+    torch.testing.assert_close(q, torch.tensor([[0.5, 1.5, 2.5, 3.5, 4.5]]))
+    near, far = torch.tensor([[0.0], [1.0]]), torch.tensor([[5.0], [4.5]])
+    w = torch.rand(2, 4, generator=torch.Generator().manual_seed(0))
+    q = weight_quantiles(t.expand(2, 4), w, near, far, 12, 0.3)  # per-ray ranges; sorted, inside
+    assert bool((q[:, 1:] >= q[:, :-1]).all() and (q >= near).all() and (q <= far).all())
+
+
+def test_blender_box_ranges_and_interlevel_loss(tmp_path):
+    sc = load_scene(make_scene(tmp_path / "bl", "blender", size=16, views=8, seed=0))
+    cfg = NerfConfig(sampler="pronerf", steps=4, pronerf_interlevel=1.0, **TINY)
+    t = Trainer(sc, cfg)
+    s = t.sampler
+    assert torch.equal(s.aabb, sc.aabb.float())
+    rays = t.make_rays(s.ref_c2w[:1], t.info.K[:1], torch.arange(256))
+    rays.view_ids = torch.tensor([[1, 2, 3, 4]]).expand(256, 4)
+    lo, hi = s.ray_range(rays)
+    assert bool((lo >= t.near).all() and (hi <= t.far).all() and (hi - lo < t.far - t.near).any())
+    ta, tr = s.render(t.field, rays).edges
+    assert bool(((ta >= lo) & (ta <= hi) & (tr >= lo) & (tr <= hi)).all())  # samples inside the box
+    out = s.render(t.field, rays, train=True, generator=torch.Generator().manual_seed(0), step=0)  # explore
+    assert out.aux_loss is not None and out.aux_loss.requires_grad
+    a0 = [p.detach().clone() for p in s.stage_a.parameters()]
+    b0 = [p.detach().clone() for p in s.stage_b.parameters()]
+    t.train_step()  # exploration with the interlevel loss: stage A learns, stage B stays
+    assert all(not torch.equal(p, q) for p, q in zip(s.stage_a.parameters(), a0, strict=True))
+    assert all(torch.equal(p, q) for p, q in zip(s.stage_b.parameters(), b0, strict=True))
+    t.train(progress=False)
+    half = Trainer(sc, cfg)  # exact resume with the extra optimiser group
+    half.train(steps=1, progress=False)
+    half.save_checkpoint(tmp_path / "ck.pt")
+    resumed = Trainer.load_checkpoint(tmp_path / "ck.pt", sc)
+    resumed.train(progress=False)
+    for (n, p), (_, q) in zip(t.named_parameters(), resumed.named_parameters(), strict=True):
+        assert torch.equal(p, q), n
+    plain = Trainer(sc, NerfConfig(sampler="pronerf", steps=1, pronerf_box=False, **TINY))
+    assert plain.sampler.aabb.numel() == 0 and plain.sampler.ray_range(rays) == (t.near, t.far)
+    with pytest.raises(ValueError, match="pronerf_interlevel"):
+        NerfConfig(sampler="pronerf", pronerf_interlevel=-1.0)
+    with pytest.raises(ValueError, match="pronerf_interlevel_uniform"):
+        NerfConfig(sampler="pronerf", pronerf_interlevel_uniform=1.5)

@@ -53,6 +53,23 @@ bounded box, so no contraction is needed); the last interval ends at ``far`` ins
 ``1e10`` so the background can show through, and the offset bound is ``0.01 (far - near)`` (the
 paper's ``0.01`` of the NDC range). Unbounded captures are not supported by this sampler.
 
+Deviations for object scenes, where the object fills a small part of each ray (both off for the
+released code's behaviour; measured in the README, "ProNeRF vs the other samplers"):
+
+* **Box ranges** (``aabb``, ``NerfConfig.pronerf_box``, on by default): every depth range above
+  (stage A's ``(near, far)``, the bins, the jitter, the last interval) is the ray's part inside
+  the scene's box (:func:`box_range`, the slab test; a ray that misses it keeps ``[near, far]``),
+  so the samples cannot be wasted where the field is empty by construction.
+* **Interlevel loss** (``interlevel``, ``NerfConfig.pronerf_interlevel``): in exploration steps,
+  which already render the ray densely, stage A also learns (its own optimiser group; stage B
+  stays frozen) from ``λ Σ_k ((t_k - t*_k) / (far - near))²``, the distance of its sorted depths
+  to the quantiles ``(k + ½) / N`` of the field's compositing weights mixed with a uniform share
+  (:func:`weight_quantiles`; the weights carry no gradient), as mip-NeRF 360's proposal networks
+  learn from the NeRF's weights. Without it stage A learns where to put samples only through the
+  end-to-end photometric gradient, which on Blender left the 12 samples spread over 0.89 of each
+  ray after ~700 steps (0.46 of the box range with it). On by default for object scenes only: on
+  LLFF it measured 1.1 dB worse.
+
 Network sizes. The paper's two PAS networks are 6 x 256 ELU MLPs next to an 8 x 256 NeRF.
 raysplat's field is a hash grid with a 64-wide MLP, about 10x cheaper per sample than that NeRF:
 at paper size the two PAS networks alone (≈ 2 x 330k multiply-adds a ray) would cost as much as
@@ -127,14 +144,52 @@ def stage_b_outputs(t: torch.Tensor, r: torch.Tensor, near: float, far: float, b
     return tr, delta, torch.sigmoid(r[:, 4 * n : 4 * n + 3])
 
 
-def _gaps(t: torch.Tensor, near: float, far: float, forward: bool) -> torch.Tensor:
+def _gaps(t: torch.Tensor, near, far, forward: bool) -> torch.Tensor:
     """Distance of each sorted sample to its next one (or ``far``), or to its previous one (or
-    ``near``) when not ``forward``."""
+    ``near``) when not ``forward`` (``near``/``far``: floats or per-ray [R, 1])."""
     if forward:
-        nxt = torch.cat([t[:, 1:], torch.full_like(t[:, :1], far)], -1)
+        nxt = torch.cat([t[:, 1:], torch.zeros_like(t[:, :1]) + far], -1)
         return (nxt - t).clamp_min(0.0)
-    prv = torch.cat([torch.full_like(t[:, :1], near), t[:, :-1]], -1)
+    prv = torch.cat([torch.zeros_like(t[:, :1]) + near, t[:, :-1]], -1)
     return (t - prv).clamp_min(0.0)
+
+
+def box_range(
+    origins: torch.Tensor, directions: torch.Tensor, aabb: torch.Tensor, near: float, far: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each ray's depth range ``[lo, hi]`` [R, 1] inside the box ``aabb`` (6 floats), clipped to
+    ``[near, far]`` (the slab test); a ray that misses the box keeps ``[near, far]``."""
+    inv = 1.0 / torch.where(directions.abs() < 1e-12, torch.full_like(directions, 1e-12), directions)
+    t0 = (aabb[:3] - origins) * inv
+    t1 = (aabb[3:] - origins) * inv
+    lo = torch.minimum(t0, t1).amax(-1, keepdim=True).clamp_min(near)
+    hi = torch.maximum(t0, t1).amin(-1, keepdim=True).clamp_max(far)
+    hit = hi > lo + 1e-6 * (far - near)
+    return torch.where(hit, lo, torch.full_like(lo, near)), torch.where(hit, hi, torch.full_like(hi, far))
+
+
+def weight_quantiles(t: torch.Tensor, w: torch.Tensor, near, far, n: int, uniform: float) -> torch.Tensor:
+    """Depths [R, n] at the quantiles ``(k + ½) / n`` of the mixture ``(1 - uniform) p_w +
+    uniform · U(near, far)``, where ``p_w`` spreads each compositing weight ``w`` [R, S] of the
+    sorted samples ``t`` [R, S] evenly over its quadrature interval ``[t_k, t_{k+1}]`` (the last
+    one ends at ``far``). A ray with no weight (``Σw < 1e-4``) gets the uniform quantiles. The
+    targets of the interlevel loss (:meth:`ProNerfSampler.render`); no gradient."""
+    with torch.no_grad():
+        z = torch.zeros_like(t[:, :1])
+        edges = torch.cat([z + near, t, z + far], -1)  # [R, S + 2]: the bin before t_0 gets no weight
+        length = (edges[:, 1:] - edges[:, :-1]).clamp_min(0.0)
+        wb = torch.cat([z, w.clamp_min(0.0)], -1)
+        total = wb.sum(-1, keepdim=True)
+        p_w = torch.where(total > 1e-4, wb / total.clamp_min(1e-12), length / length.sum(-1, keepdim=True))
+        p = (1.0 - uniform) * p_w + uniform * length / length.sum(-1, keepdim=True).clamp_min(1e-12)
+        cdf = torch.cat([z, torch.cumsum(p, -1)], -1)
+        cdf = cdf / cdf[:, -1:].clamp_min(1e-12)
+        u = ((torch.arange(n, device=t.device, dtype=t.dtype) + 0.5) / n).expand(t.shape[0], n).contiguous()
+        i = torch.searchsorted(cdf.contiguous(), u, right=True).clamp(1, edges.shape[1] - 1)
+        c0, c1 = cdf.gather(1, i - 1), cdf.gather(1, i)
+        e0, e1 = edges.gather(1, i - 1), edges.gather(1, i)
+        f = ((u - c0) / (c1 - c0).clamp_min(1e-12)).clamp(0.0, 1.0)
+        return e0 + f * (e1 - e0)
 
 
 def explore_samples(
@@ -192,10 +247,14 @@ def modulated_alpha(
     return alpha if m is None else alpha * F.relu(m)
 
 
+def transmittance(alpha: torch.Tensor) -> torch.Tensor:
+    """NeRF's transmittance before each of [R, S] opacities: ``Π_{j<k} (1 - α_j + 1e-10)``."""
+    return torch.cumprod(torch.cat([torch.ones_like(alpha[:, :1]), 1.0 - alpha + 1e-10], -1), -1)[:, :-1]
+
+
 def composite(alpha: torch.Tensor, rgb: torch.Tensor, t: torch.Tensor, bkgd=None):
     """NeRF compositing of [R, S] opacities: colour [R, 3], opacity [R, 1], depth [R, 1]."""
-    trans = torch.cumprod(torch.cat([torch.ones_like(alpha[:, :1]), 1.0 - alpha + 1e-10], -1), -1)[:, :-1]
-    w = alpha * trans
+    w = alpha * transmittance(alpha)
     color = (w[..., None] * rgb).sum(1)
     acc = w.sum(1, keepdim=True)
     if bkgd is not None:
@@ -232,6 +291,11 @@ class ProNerfSampler(torch.nn.Module):
         offset_bound: ``|Δ|`` bound as a fraction of ``far - near``.
         channels: channels of the reference images (3, or 4 with alpha).
         explore_samples: the most field samples a ray gets while exploring (the paper's 64).
+        aabb: metric scenes only: the scene's box (6 floats); each ray's depth range becomes its
+            part inside the box (:func:`box_range`) instead of the whole ``[near, far]``.
+        interlevel: weight of the interlevel loss on stage A in exploration steps (0: off; a
+            deviation from the released code, see the module docstring).
+        interlevel_uniform: the uniform share of the interlevel targets' distribution.
     """
 
     name = "pronerf"
@@ -250,6 +314,9 @@ class ProNerfSampler(torch.nn.Module):
         channels: int = 3,
         explore_samples: int = MAX_EXPLORE_SAMPLES,
         generator: torch.Generator | None = None,
+        aabb=None,
+        interlevel: float = 0.0,
+        interlevel_uniform: float = 0.25,
     ):
         super().__init__()
         if n_samples < 2:
@@ -257,6 +324,11 @@ class ProNerfSampler(torch.nn.Module):
         self.n, self.n_views, self.freqs = n_samples, n_views, freqs
         self.explore_max = int(explore_samples)
         self.near, self.far, self.ndc = float(near), float(far), ndc
+        if aabb is not None and ndc is not None:
+            raise ValueError("aabb: per-ray box ranges are for metric scenes, not NDC ones")
+        self.interlevel, self.interlevel_uniform = float(interlevel), float(interlevel_uniform)
+        if self.interlevel < 0 or not 0.0 <= self.interlevel_uniform <= 1.0:
+            raise ValueError("interlevel must be >= 0 and interlevel_uniform in [0, 1]")
         self.bound = offset_bound * (self.far - self.near)
         enc = 6 + 12 * freqs
         self.stage_a = _mlp(enc, width, layers, 3 * n_samples + 3, generator)
@@ -274,6 +346,8 @@ class ProNerfSampler(torch.nn.Module):
         self.register_buffer("ref_c2w", torch.zeros(0, 3, 4))
         self.register_buffer("ref_K", torch.zeros(0, 3, 3))
         self.register_buffer("_ref", torch.zeros(0, 1, 1, channels), persistent=False)
+        box = torch.zeros(0) if aabb is None else torch.as_tensor(aabb, dtype=torch.float32).reshape(6)
+        self.register_buffer("aabb", box, persistent=False)
         #: first step of the refinement stage (None: stage 1); the trainer sets and saves it
         self.refine_from: int | None = None
         self.reset_timing()
@@ -345,24 +419,36 @@ class ProNerfSampler(torch.nn.Module):
         raw, inside, rgb = fld.raw(x.reshape(-1, 3), d.reshape(-1, 3))
         return raw.reshape(r, s), inside.reshape(r, s), rgb.reshape(r, s, 3)
 
-    def _deltas(self, rays, t: torch.Tensor) -> torch.Tensor:
-        last = 1e10 if self.ndc is not None else None
-        if last is None:
-            end = (self.far - t[:, -1:]).clamp_min(0.0)
+    def ray_range(self, rays):
+        """The depth range ``(near, far)`` of each ray: floats, or [R, 1] tensors (the part of
+        the ray inside :attr:`aabb`, :func:`box_range`) when the sampler has a box."""
+        if self.aabb.numel() == 0:
+            return self.near, self.far
+        return box_range(rays.origins, rays.directions, self.aabb, self.near, self.far)
+
+    def _deltas(self, rays, t: torch.Tensor, far) -> torch.Tensor:
+        if self.ndc is None:
+            end = (far - t[:, -1:]).clamp_min(0.0)
         else:
-            end = torch.full_like(t[:, -1:], last)
+            end = torch.full_like(t[:, -1:], 1e10)
         return torch.cat([t[:, 1:] - t[:, :-1], end], -1) * rays.directions.norm(dim=-1, keepdim=True)
 
-    def pas(self, rays, view_ids: torch.Tensor):
-        """Both PAS stages: stage-A ``(t, a, m, c_A)`` and stage-B ``(t', Δ, c_f)``."""
+    def stage_a_depths(self, enc: torch.Tensor, near, far):
+        """Stage A on encoded rays: ``(t, a, m, c_A)`` in the rays' ranges."""
+        return stage_a_outputs(self.stage_a(enc), self.n, near, far)
+
+    def pas(self, rays, view_ids: torch.Tensor, rng=None, stage_a=None):
+        """Both PAS stages: stage-A ``(t, a, m, c_A)`` and stage-B ``(t', Δ, c_f)`` (``rng``: the
+        rays' ranges from :meth:`ray_range`; ``stage_a``: its outputs, when already computed)."""
+        near, far = self.ray_range(rays) if rng is None else rng
         enc = encode_rays(rays.origins, rays.directions, self.freqs)
-        t, a, m, c_a = stage_a_outputs(self.stage_a(enc), self.n, self.near, self.far)
+        t, a, m, c_a = self.stage_a_depths(enc, near, far) if stage_a is None else stage_a
         tic = time.perf_counter()
         epi = self.projected(rays, t, view_ids)
         self._proj_s = time.perf_counter() - tic
-        s = (t - self.near) / (self.far - self.near)
+        s = (t - near) / (far - near)
         r = self.stage_b(torch.cat([enc, s, epi], -1))
-        tr, delta, c_f = stage_b_outputs(t, r, self.near, self.far, self.bound)
+        tr, delta, c_f = stage_b_outputs(t, r, near, far, self.bound)
         return (t, a, m, c_a), (tr, delta, c_f)
 
     def render(
@@ -380,24 +466,35 @@ class ProNerfSampler(torch.nn.Module):
             raise ValueError("rays.view_ids: the pronerf sampler needs reference views per ray")
         n_rays = len(rays)
         phase = self.phase(step) if train else "test"
+        near, far = self.ray_range(rays)
         if phase == "explore":
+            ta = None
+            if self.interlevel > 0:  # stage A with gradient, for the interlevel loss
+                enc = encode_rays(rays.origins, rays.directions, self.freqs)
+                ta = self.stage_a_depths(enc, near, far)
             with torch.no_grad():
-                (_, _, _, _), (tr, _, _) = self.pas(rays, view_ids)
-                te, _ = explore_samples(tr, self.near, self.far, generator, self.explore_max)
+                sa = None if ta is None else tuple(x.detach() for x in ta)
+                (_, _, _, _), (tr, _, _) = self.pas(rays, view_ids, (near, far), sa)
+                te, _ = explore_samples(tr, near, far, generator, self.explore_max)
             x = rays.origins[:, None] + te[..., None] * rays.directions[:, None]
             raw, inside, rgb = self._field(fld, rays, x)
-            alpha = modulated_alpha(raw, self._deltas(rays, te), inside=inside)
+            alpha = modulated_alpha(raw, self._deltas(rays, te, far), inside=inside)
             color, acc, depth = composite(alpha, rgb, te, bkgd)
-            return RenderOut(color, acc, depth, te.numel(), edges=[te])
+            aux = None
+            if ta is not None:
+                w = alpha * transmittance(alpha)
+                target = weight_quantiles(te, w.detach(), near, far, self.n, self.interlevel_uniform)
+                aux = self.interlevel * (((ta[0] - target) / (far - near)) ** 2).sum(-1).mean()
+            return RenderOut(color, acc, depth, te.numel(), edges=[te], aux_loss=aux)
         tic = time.perf_counter()
-        (t, a, m, c_a), (tr, delta, c_f) = self.pas(rays, view_ids)
+        (t, a, m, c_a), (tr, delta, c_f) = self.pas(rays, view_ids, (near, far))
         nets = time.perf_counter() - tic - self._proj_s
         tic = time.perf_counter()
         if phase == "refine":  # stage 2: the refined samples jittered inside their gaps
-            tr = jitter_samples(tr, self.near, self.far, generator)
+            tr = jitter_samples(tr, near, far, generator)
         x = rays.origins[:, None] + tr[..., None] * rays.directions[:, None] + delta
         raw, inside, rgb = self._field(fld, rays, x)
-        alpha = modulated_alpha(raw, self._deltas(rays, tr), a, m, inside)
+        alpha = modulated_alpha(raw, self._deltas(rays, tr, far), a, m, inside)
         color, acc, depth = composite(alpha, rgb, tr, bkgd)
         if not train:
             self.timing["field_s"] += time.perf_counter() - tic
