@@ -204,13 +204,7 @@ def test_resume_is_exact_and_checkpoint_self_contained(llff, tmp_path):
     cfg = NerfConfig(sampler="pronerf", steps=6, **TINY)
     straight = Trainer(llff, cfg)
     straight.train(progress=False)
-    half = Trainer(llff, cfg)
-    half.train(steps=3, progress=False)
-    half.save_checkpoint(tmp_path / "ck.pt")
-    resumed = Trainer.load_checkpoint(tmp_path / "ck.pt", llff)
-    resumed.train(progress=False)
-    for (n, p), (_, q) in zip(straight.named_parameters(), resumed.named_parameters(), strict=True):
-        assert torch.equal(p, q), n
+    _assert_resumes_exactly(straight, llff, cfg, 3, tmp_path)
     ck = straight.checkpoint()
     ck["cameras"]["path"] = None  # no dataset: the references must come from the checkpoint
     torch.save(ck, tmp_path / "full.pt")
@@ -380,16 +374,21 @@ def test_blender_box_ranges_and_interlevel_loss(tmp_path):
     assert all(not torch.equal(p, q) for p, q in zip(s.stage_a.parameters(), a0, strict=True))
     assert all(torch.equal(p, q) for p, q in zip(s.stage_b.parameters(), b0, strict=True))
     t.train(progress=False)
-    half = Trainer(sc, cfg)  # exact resume with the extra optimiser group
-    half.train(steps=1, progress=False)
-    half.save_checkpoint(tmp_path / "ck.pt")
-    resumed = Trainer.load_checkpoint(tmp_path / "ck.pt", sc)
-    resumed.train(progress=False)
-    for (n, p), (_, q) in zip(t.named_parameters(), resumed.named_parameters(), strict=True):
-        assert torch.equal(p, q), n
+    _assert_resumes_exactly(t, sc, cfg, 1, tmp_path)  # with the extra optimiser group
     plain = Trainer(sc, NerfConfig(sampler="pronerf", steps=1, pronerf_box=False, **TINY))
     assert plain.sampler.aabb.numel() == 0 and plain.sampler.ray_range(rays) == (t.near, t.far)
     with pytest.raises(ValueError, match="pronerf_interlevel"):
         NerfConfig(sampler="pronerf", pronerf_interlevel=-1.0)
     with pytest.raises(ValueError, match="pronerf_interlevel_uniform"):
         NerfConfig(sampler="pronerf", pronerf_interlevel_uniform=1.5)
+
+
+def _assert_resumes_exactly(straight, scene, cfg, split: int, tmp_path) -> None:
+    """A run stopped after ``split`` steps, saved and resumed, ends bit-identical to ``straight``."""
+    half = Trainer(scene, cfg)
+    half.train(steps=split, progress=False)
+    half.save_checkpoint(tmp_path / "ck.pt")
+    resumed = Trainer.load_checkpoint(tmp_path / "ck.pt", scene)
+    resumed.train(progress=False)
+    for (n, p), (_, q) in zip(straight.named_parameters(), resumed.named_parameters(), strict=True):
+        assert torch.equal(p, q), n
