@@ -85,7 +85,7 @@ def score_fit(tr: Trainer) -> float:
             tr._score_view = (size, "albedo", None, tr._last_bg)
             errs.append(psnr(tr._render_score_component(k, c2w, K), x.permute(0, 3, 1, 2)))
         best.append(sum(errs) / len(errs))
-    tr._score_view = None
+    tr._score_view = None  # back to the default view outside a step
     return float(max(best))
 
 

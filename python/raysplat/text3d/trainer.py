@@ -603,6 +603,7 @@ class Trainer(BaseTrainer):
         at_camera = self.phi.at_camera(kw["c2w"], kw["K"]) if rendered_phi else contextlib.nullcontext()
         with at_camera:
             stats = self._distill(i, particle, z, cond, t, alpha, orient, kw)
+        self._score_view = None
         self.scaling.update()
         return stats
 
