@@ -90,8 +90,11 @@ import time
 import torch
 import torch.nn.functional as F
 
+from raysplat.grid import OccupancyGrid
 from raysplat.nerf.field import RadianceField, trunc_exp
 from raysplat.projection import project_to_views
+from raysplat.training.precision import full_precision
+from raysplat.volrend import render_weight_from_density, volume_render
 
 #: the most field samples a ray gets during exploration
 MAX_EXPLORE_SAMPLES = 64
@@ -190,6 +193,18 @@ def weight_quantiles(t: torch.Tensor, w: torch.Tensor, near, far, n: int, unifor
         e0, e1 = edges.gather(1, i - 1), edges.gather(1, i)
         f = ((u - c0) / (c1 - c0).clamp_min(1e-12)).clamp(0.0, 1.0)
         return e0 + f * (e1 - e0)
+
+
+def pad_packed(ray_indices: torch.Tensor, values: torch.Tensor, n_rays: int, fill) -> torch.Tensor:
+    """Packed per-sample ``values`` [S] (sorted by ray, ``ray_indices`` [S]) as a dense [R, S_max]
+    tensor, each ray's values first and the rest ``fill`` (a float or a per-ray [R, 1] tensor)."""
+    counts = torch.bincount(ray_indices, minlength=n_rays)
+    width = max(int(counts.max()) if counts.numel() else 0, 1)
+    start = torch.cumsum(counts, 0) - counts
+    slot = torch.arange(ray_indices.numel(), device=values.device) - start[ray_indices]
+    out = torch.zeros((n_rays, width), dtype=values.dtype, device=values.device) + fill
+    out[ray_indices, slot] = values
+    return out
 
 
 def explore_samples(
@@ -296,6 +311,11 @@ class ProNerfSampler(torch.nn.Module):
         interlevel: weight of the interlevel loss on stage A in exploration steps (0: off; a
             deviation from the released code, see the module docstring).
         interlevel_uniform: the uniform share of the interlevel targets' distribution.
+        occupancy: metric scenes with a box only: the resolution of an occupancy grid over the box
+            (0: none). With one, each ray's range shrinks to its occupied part
+            (:meth:`occupied_range`), rays through empty cells only render the background with
+            no field evaluation, and exploration trains the field on the grid's marched samples
+            (a deviation from the released code, see the module docstring).
     """
 
     name = "pronerf"
@@ -317,6 +337,7 @@ class ProNerfSampler(torch.nn.Module):
         aabb=None,
         interlevel: float = 0.0,
         interlevel_uniform: float = 0.25,
+        occupancy: int = 0,
     ):
         super().__init__()
         if n_samples < 2:
@@ -348,6 +369,12 @@ class ProNerfSampler(torch.nn.Module):
         self.register_buffer("_ref", torch.zeros(0, 1, 1, channels), persistent=False)
         box = torch.zeros(0) if aabb is None else torch.as_tensor(aabb, dtype=torch.float32).reshape(6)
         self.register_buffer("aabb", box, persistent=False)
+        if occupancy and aabb is None:
+            raise ValueError("occupancy: the occupancy grid needs the scene's box (aabb)")
+        #: the occupancy grid over the box (None: off)
+        self.grid = OccupancyGrid(box, int(occupancy)) if occupancy else None
+        #: the grid's marching step: the box diagonal / 256 (the occgrid sampler's)
+        self.occ_step = float((box[3:] - box[:3]).norm()) / 256 if occupancy else 0.0
         #: first step of the refinement stage (None: stage 1); the trainer sets and saves it
         self.refine_from: int | None = None
         self.reset_timing()
@@ -372,7 +399,14 @@ class ProNerfSampler(torch.nn.Module):
 
     def reset_timing(self) -> None:
         """Zeroes the render-time breakdown (:attr:`timing`, seconds, test-time renders only)."""
-        self.timing = {"field_s": 0.0, "sampler_nets_s": 0.0, "projection_s": 0.0, "rays": 0}
+        self.timing = {
+            "field_s": 0.0,
+            "sampler_nets_s": 0.0,
+            "projection_s": 0.0,
+            "occupancy_s": 0.0,
+            "rays": 0,
+            "samples": 0,
+        }
 
     @staticmethod
     def explores(step: int) -> bool:
@@ -386,8 +420,38 @@ class ProNerfSampler(torch.nn.Module):
             return "refine"
         return "explore" if self.explores(step) else "exploit"
 
+    @torch.no_grad()
     def update(self, step, fld, generator=None) -> None:
-        pass
+        """Refreshes the occupancy grid, if any, every 16 steps as the occgrid sampler does
+        (opacity ``density * step`` above 0.01, every cell during the first 256 steps)."""
+        if self.grid is None or step % 16:
+            return
+        with full_precision(fld):
+            self.grid.update(
+                step,
+                lambda x: torch.cat([fld.density(c) for c in x.split(1 << 16)]) * self.occ_step,
+                threshold=1e-2,
+                warmup_steps=256,
+                generator=generator,
+            )
+
+    @torch.no_grad()
+    def occupied_range(self, rays, near: torch.Tensor, far: torch.Tensor):
+        """Each ray's part ``[lo, hi]`` [R, 1] of its range ``[near, far]`` [R, 1] from the entry
+        into its first occupied grid cell to the exit from its last (widened by one marching step,
+        clipped to the range), and whether it crosses any occupied cell ``hit`` [R] (the rest
+        keep ``[near, far]``). The grid is marched without the field (no field evaluation)."""
+        n = len(rays)
+        ri, t0, t1 = self.grid.sampling(
+            rays.origins, rays.directions, near.reshape(-1), far.reshape(-1), self.occ_step
+        )
+        inf = torch.full((n,), math.inf, device=near.device, dtype=near.dtype)
+        first = inf.scatter_reduce(0, ri, t0.to(inf.dtype), "amin")
+        last = (-inf).scatter_reduce(0, ri, t1.to(inf.dtype), "amax")
+        hit = torch.isfinite(first)
+        lo = torch.where(hit, first - self.occ_step, near.reshape(-1)).reshape(-1, 1)
+        hi = torch.where(hit, last + self.occ_step, far.reshape(-1)).reshape(-1, 1)
+        return torch.maximum(lo, near), torch.minimum(hi, far), hit
 
     # ------------------------------------------------------------------ geometry
     def world_points(self, rays, t: torch.Tensor) -> torch.Tensor:
@@ -458,36 +522,125 @@ class ProNerfSampler(torch.nn.Module):
         step ``step`` does. ``stratified`` is accepted for the samplers' common interface: the
         exploration and refinement jitter is part of the method and always on in training;
         exploitation and test renders are deterministic. Exploitation returns ``c_f`` and
-        ``c_A`` in ``aux_rgb`` (supervised too); refinement supervises the rendered colour only."""
-        from raysplat.nerf.samplers import RenderOut
-
-        view_ids = rays.view_ids
-        if view_ids is None:
+        ``c_A`` in ``aux_rgb`` (supervised too); refinement supervises the rendered colour only.
+        With an occupancy grid, rays that cross no occupied cell show the background."""
+        if rays.view_ids is None:
             raise ValueError("rays.view_ids: the pronerf sampler needs reference views per ray")
-        n_rays = len(rays)
         phase = self.phase(step) if train else "test"
         near, far = self.ray_range(rays)
+        hit = None
+        if self.grid is not None:
+            tic = time.perf_counter()
+            near, far, hit = self.occupied_range(rays, near, far)
+            if not train:
+                self.timing["occupancy_s"] += time.perf_counter() - tic
+        if phase == "explore" and self.grid is not None:
+            return self._explore_marched(fld, rays, near, far, hit, bkgd, generator)
         if phase == "explore":
-            ta = None
-            if self.interlevel > 0:  # stage A with gradient, for the interlevel loss
-                enc = encode_rays(rays.origins, rays.directions, self.freqs)
-                ta = self.stage_a_depths(enc, near, far)
+            return self._explore(fld, rays, near, far, bkgd, generator)
+        if hit is None or bool(hit.all()):
+            return self._render_pas(fld, rays, near, far, bkgd, phase, generator)
+        return self._render_hits(fld, rays, near, far, hit, bkgd, phase, generator)
+
+    def _explore(self, fld, rays, near, far, bkgd, generator):
+        """An exploration step (§1.2): the field on densified, jittered PAS samples."""
+        from raysplat.nerf.samplers import RenderOut
+
+        ta = None
+        if self.interlevel > 0:  # stage A with gradient, for the interlevel loss
+            enc = encode_rays(rays.origins, rays.directions, self.freqs)
+            ta = self.stage_a_depths(enc, near, far)
+        with torch.no_grad():
+            sa = None if ta is None else tuple(x.detach() for x in ta)
+            (_, _, _, _), (tr, _, _) = self.pas(rays, rays.view_ids, (near, far), sa)
+            te, _ = explore_samples(tr, near, far, generator, self.explore_max)
+        x = rays.origins[:, None] + te[..., None] * rays.directions[:, None]
+        raw, inside, rgb = self._field(fld, rays, x)
+        alpha = modulated_alpha(raw, self._deltas(rays, te, far), inside=inside)
+        color, acc, depth = composite(alpha, rgb, te, bkgd)
+        aux = None
+        if ta is not None:
+            w = alpha * transmittance(alpha)
+            target = weight_quantiles(te, w.detach(), near, far, self.n, self.interlevel_uniform)
+            aux = self.interlevel * (((ta[0] - target) / (far - near)) ** 2).sum(-1).mean()
+        return RenderOut(color, acc, depth, te.numel(), edges=[te], aux_loss=aux)
+
+    def _explore_marched(self, fld, rays, near, far, hit, bkgd, generator):
+        """An exploration step with the occupancy grid: the field on the grid's marched samples
+        (stratified, early stop, as the occgrid sampler trains), and the interlevel loss's targets
+        from their compositing weights (hit rays only)."""
+        from raysplat.nerf.samplers import RenderOut
+
+        n = len(rays)
+        ri, t0, t1 = self.grid.sampling(
+            rays.origins,
+            rays.directions,
+            near.reshape(-1),
+            far.reshape(-1),
+            self.occ_step,
+            density_fn=fld.density,
+            stratified=True,
+            generator=generator,
+        )
+        x = rays.origins[ri] + (0.5 * (t0 + t1))[:, None] * rays.directions[ri]
+        sigma, rgb = fld(x, rays.viewdirs[ri])
+        color, acc, depth, _ = volume_render(t0, t1, sigma, rgb, ri, n, render_bkgd=bkgd)
+        aux = None
+        if self.interlevel > 0:
+            enc = encode_rays(rays.origins, rays.directions, self.freqs)
+            ta = self.stage_a_depths(enc, near, far)
             with torch.no_grad():
-                sa = None if ta is None else tuple(x.detach() for x in ta)
-                (_, _, _, _), (tr, _, _) = self.pas(rays, view_ids, (near, far), sa)
-                te, _ = explore_samples(tr, near, far, generator, self.explore_max)
-            x = rays.origins[:, None] + te[..., None] * rays.directions[:, None]
-            raw, inside, rgb = self._field(fld, rays, x)
-            alpha = modulated_alpha(raw, self._deltas(rays, te, far), inside=inside)
-            color, acc, depth = composite(alpha, rgb, te, bkgd)
-            aux = None
-            if ta is not None:
-                w = alpha * transmittance(alpha)
-                target = weight_quantiles(te, w.detach(), near, far, self.n, self.interlevel_uniform)
-                aux = self.interlevel * (((ta[0] - target) / (far - near)) ** 2).sum(-1).mean()
-            return RenderOut(color, acc, depth, te.numel(), edges=[te], aux_loss=aux)
+                w, _, _ = render_weight_from_density(t0, t1, sigma.detach().float(), ri, n)
+                tp = pad_packed(ri, t0.to(near.dtype), n, far)
+                wp = pad_packed(ri, w.to(near.dtype), n, 0.0)
+                target = weight_quantiles(tp, wp, near, far, self.n, self.interlevel_uniform)
+            err = (((ta[0] - target) / (far - near)) ** 2).sum(-1)
+            hf = hit.to(err.dtype)
+            aux = self.interlevel * (err * hf).sum() / hf.sum().clamp_min(1.0)
+        return RenderOut(color, acc, depth, int(ri.numel()), packed=(ri, t0, t1), aux_loss=aux)
+
+    def _render_hits(self, fld, rays, near, far, hit, bkgd, phase, generator):
+        """:meth:`_render_pas` on the rays that ``hit`` occupied cells; the others show the
+        background (opacity and depth 0, direct colours = background) without field evaluation."""
+        from raysplat.nerf.samplers import Rays, RenderOut
+
+        n = len(rays)
+        idx = torch.nonzero(hit)[:, 0]
+        dev, dt = rays.origins.device, rays.origins.dtype
+        base = torch.zeros((n, 3), device=dev, dtype=dt) + (0.0 if bkgd is None else bkgd)
+        zeros = torch.zeros((n, 1), device=dev, dtype=dt)
+        if phase == "test":  # the background-only rays count in the per-frame timing
+            self.timing["rays"] += n - idx.numel()
+        if idx.numel() == 0:
+            edge = near.expand(-1, self.n).contiguous()
+            return RenderOut(base, zeros, zeros, 0, edges=[edge, edge])
+        sub = Rays(
+            rays.origins[idx], rays.directions[idx], rays.viewdirs[idx], rays.near, rays.far, rays.view_ids[idx]
+        )
+        b = bkgd if bkgd is None or bkgd.dim() == 1 else bkgd[idx]
+        out = self._render_pas(fld, sub, near[idx], far[idx], b, phase, generator)
+
+        def put(full, part):
+            return full.index_put((idx,), part.to(full.dtype))
+
+        edges = [put(near.expand(-1, self.n), e) for e in out.edges]
+        return RenderOut(
+            put(base, out.rgb),
+            put(zeros, out.opacity),
+            put(zeros, out.depth),
+            out.n_samples,
+            aux_rgb=[put(base, a) for a in out.aux_rgb],
+            edges=edges,
+        )
+
+    def _render_pas(self, fld, rays, near, far, bkgd, phase, generator):
+        """Exploitation, refinement and test renders: the field at the refined PAS samples with
+        density modulation."""
+        from raysplat.nerf.samplers import RenderOut
+
+        n_rays = len(rays)
         tic = time.perf_counter()
-        (t, a, m, c_a), (tr, delta, c_f) = self.pas(rays, view_ids, (near, far))
+        (t, a, m, c_a), (tr, delta, c_f) = self.pas(rays, rays.view_ids, (near, far))
         nets = time.perf_counter() - tic - self._proj_s
         tic = time.perf_counter()
         if phase == "refine":  # stage 2: the refined samples jittered inside their gaps
@@ -496,10 +649,11 @@ class ProNerfSampler(torch.nn.Module):
         raw, inside, rgb = self._field(fld, rays, x)
         alpha = modulated_alpha(raw, self._deltas(rays, tr, far), a, m, inside)
         color, acc, depth = composite(alpha, rgb, tr, bkgd)
-        if not train:
+        if phase == "test":
             self.timing["field_s"] += time.perf_counter() - tic
             self.timing["sampler_nets_s"] += nets
             self.timing["projection_s"] += self._proj_s
             self.timing["rays"] += n_rays
+            self.timing["samples"] += tr.numel()
         aux = [c_f, c_a] if phase == "exploit" else []
         return RenderOut(color, acc, depth, tr.numel(), aux_rgb=aux, edges=[t, tr])
