@@ -392,3 +392,108 @@ def _assert_resumes_exactly(straight, scene, cfg, split: int, tmp_path) -> None:
     resumed.train(progress=False)
     for (n, p), (_, q) in zip(straight.named_parameters(), resumed.named_parameters(), strict=True):
         assert torch.equal(p, q), n
+
+
+# ---------------------------------------------------------------- occupancy grid (object scenes)
+def _blender_trainer(tmp_path, **kw):
+    sc = load_scene(make_scene(tmp_path / "bl", "blender", size=16, views=8, seed=0))
+    cfg = NerfConfig(sampler="pronerf", grid_resolution=16, **{**TINY, "steps": 2, **kw})
+    return sc, cfg, Trainer(sc, cfg)
+
+
+def _block_grid(s, lo_cell: int, hi_cell: int) -> None:
+    """Occupies the grid's cells [lo_cell, hi_cell) on every axis, nothing else."""
+    b = torch.zeros_like(s.grid.binaries)
+    b[0, lo_cell:hi_cell, lo_cell:hi_cell, lo_cell:hi_cell] = True
+    s.grid.binaries.copy_(b)
+
+
+def test_occupied_range_against_brute_force(tmp_path):
+    _, _, t = _blender_trainer(tmp_path)
+    s = t.sampler
+    assert s.grid is not None and s.grid.resolution == [16, 16, 16]
+    _block_grid(s, 5, 11)
+    rays = t.make_rays(s.ref_c2w[:2], t.info.K[:2])
+    near, far = s.ray_range(rays)
+    lo, hi, hit = s.occupied_range(rays, near, far)
+    # brute force: fine points along each ray's box range, which of them lie in occupied cells
+    box = s.aabb
+    u = torch.linspace(0, 1, 4000)
+    tt = near + u * (far - near)
+    x = rays.origins[:, None] + tt[..., None] * rays.directions[:, None]
+    cell = ((x - box[:3]) / (box[3:] - box[:3]) * 16).floor()
+    occ = ((cell >= 5) & (cell < 11)).all(-1)
+    assert bool(hit.any() and (~hit).any())
+    assert torch.equal(hit, occ.any(-1))
+    big = torch.full_like(tt, math.inf)
+    first = torch.where(occ, tt, big).amin(-1)[hit]
+    last = torch.where(occ, tt, -big).amax(-1)[hit]
+    step = s.occ_step
+    assert bool((lo[hit, 0] <= first + 1e-4).all() and (lo[hit, 0] >= first - 2 * step - 1e-4).all())
+    assert bool((hi[hit, 0] >= last - 1e-4).all() and (hi[hit, 0] <= last + 2 * step + 1e-4).all())
+    assert torch.equal(lo[~hit], near[~hit]) and torch.equal(hi[~hit], far[~hit])  # misses keep the box
+
+
+def test_rays_through_empty_cells_show_the_background(tmp_path):
+    _, _, t = _blender_trainer(tmp_path)
+    s = t.sampler
+    _block_grid(s, 6, 10)
+    rays = t.make_rays(s.ref_c2w[:1], t.info.K[:1])
+    rays.view_ids = torch.tensor([[1, 2, 3, 4]]).expand(len(rays), 4)
+    _, _, hit = s.occupied_range(rays, *s.ray_range(rays))
+    white = torch.ones(3)
+    s.reset_timing()
+    out = s.render(t.field, rays, white)
+    assert out.n_samples == s.n * int(hit.sum()) and s.timing["rays"] == len(rays)
+    assert torch.equal(out.rgb[~hit], white.expand(int((~hit).sum()), 3))
+    assert bool((out.opacity[~hit] == 0).all() and (out.opacity[hit] > 0).any())
+    ex = s.render(t.field, rays, white, train=True, step=1)  # exploitation: direct colours too
+    assert len(ex.aux_rgb) == 2 and all(torch.equal(a[~hit], out.rgb[~hit]) for a in ex.aux_rgb)
+    ex.rgb.sum().backward()
+    assert any(p.grad is not None and bool(p.grad.abs().sum() > 0) for p in t.field.parameters())
+    s.grid.binaries.zero_()  # nothing occupied: every ray is background, no field evaluation
+    out = s.render(t.field, rays, white)
+    assert out.n_samples == 0 and torch.equal(out.rgb, white.expand(len(rays), 3))
+
+
+def test_exploration_on_marched_samples(tmp_path):
+    _, _, t = _blender_trainer(tmp_path, pronerf_interlevel=1.0)
+    s = t.sampler
+    _block_grid(s, 4, 12)
+    rays = t.make_rays(s.ref_c2w[:1], t.info.K[:1], torch.arange(0, 256, 3))
+    rays.view_ids = torch.tensor([[1, 2, 3, 4]]).expand(len(rays), 4)
+    out = s.render(t.field, rays, train=True, generator=torch.Generator().manual_seed(0), step=0)
+    ri, t0, t1 = out.packed  # the grid's marched samples, inside the occupied ranges
+    lo, hi, _ = s.occupied_range(rays, *s.ray_range(rays))
+    assert out.n_samples == ri.numel() > 0
+    assert bool((t0 >= lo[ri, 0] - 1e-5).all() and (t1 <= hi[ri, 0] + s.occ_step + 1e-5).all())
+    assert out.aux_loss is not None and out.aux_loss.requires_grad
+    (out.rgb.sum() + out.aux_loss).backward()
+    assert all(p.grad is not None for p in s.stage_a.parameters())
+    assert all(p.grad is None for p in s.stage_b.parameters())
+
+
+def test_occupancy_grid_training_resume_and_options(tmp_path):
+    sc, cfg, _ = _blender_trainer(tmp_path, steps=20)
+    t = Trainer(sc, cfg)
+    t.train(progress=False)  # the grid is refreshed at steps 0 and 16
+    assert bool(t.sampler.grid.binaries.any())
+    _assert_resumes_exactly(t, sc, cfg, 17, tmp_path)
+    half = Trainer(sc, cfg)
+    half.train(steps=17, progress=False)
+    saved = load_checkpoint(tmp_path / "ck.pt").sampler.grid  # the grid is in the checkpoint
+    assert torch.equal(saved.binaries, half.sampler.grid.binaries)
+    assert torch.equal(saved.occs, half.sampler.grid.occs)
+    off = Trainer(sc, NerfConfig(sampler="pronerf", pronerf_occupancy=False, **{**TINY, "steps": 2}))
+    assert off.sampler.grid is None
+    pas = Trainer(sc, NerfConfig(sampler="pronerf", pronerf_explore_grid=False, **{**TINY, "steps": 2}))
+    s = pas.sampler
+    _block_grid(s, 4, 12)
+    rays = pas.make_rays(s.ref_c2w[:1], pas.info.K[:1], torch.arange(0, 256, 3))
+    rays.view_ids = torch.tensor([[1, 2, 3, 4]]).expand(len(rays), 4)
+    out = s.render(pas.field, rays, train=True, generator=torch.Generator().manual_seed(0), step=0)
+    lo, hi, _ = s.occupied_range(rays, *s.ray_range(rays))
+    (te,) = out.edges  # densified PAS samples inside the occupied ranges, not the grid's
+    assert out.packed is None and bool(((te >= lo) & (te <= hi)).all())
+    with pytest.raises(ValueError, match="pronerf_occupancy needs pronerf_box"):
+        NerfConfig(sampler="pronerf", pronerf_occupancy=True, pronerf_box=False)

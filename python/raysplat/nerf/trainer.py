@@ -125,6 +125,11 @@ class NerfConfig(TrainingConfig):
         "part, skips rays that cross no occupied cell, and exploration trains the field on the grid's "
         "marched samples (pronerf; None: on for object scenes with pronerf_box; not in the released code)",
     )
+    pronerf_explore_grid: bool = option(
+        True,
+        "with pronerf_occupancy: exploration trains the field on the grid's marched samples (else "
+        "on the densified PAS samples, as the released code does) (pronerf)",
+    )
     pronerf_interlevel_uniform: float = option(
         0.25, "uniform share of the interlevel loss's target distribution (pronerf)"
     )
@@ -325,6 +330,7 @@ class Trainer(BaseTrainer):
                 interlevel=interlevel,
                 interlevel_uniform=cfg.pronerf_interlevel_uniform,
                 occupancy=cfg.grid_resolution if occupancy else 0,
+                explore_grid=cfg.pronerf_explore_grid,
             )
             if scene is not None:
                 idx = scene.indices("train")
