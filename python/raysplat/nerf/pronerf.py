@@ -67,8 +67,9 @@ released code's behaviour; measured in the README, "ProNeRF vs the other sampler
   (:func:`weight_quantiles`; the weights carry no gradient), as mip-NeRF 360's proposal networks
   learn from the NeRF's weights. Without it stage A learns where to put samples only through the
   end-to-end photometric gradient, which on Blender left the 12 samples spread over 0.89 of each
-  ray after ~700 steps (0.46 of the box range with it). On by default for object scenes only: on
-  LLFF it measured 1.1 dB worse.
+  ray after ~700 steps (0.46 of the box range with it). On by default only for object scenes
+  without the occupancy grid: it measured 1.1 dB worse on LLFF, and about 0.8 dB worse with the
+  grid (two paired runs).
 * **Occupancy grid** (``occupancy``, ``NerfConfig.pronerf_occupancy``, on by default with the box):
   a binary grid over the box, refreshed from the field's density as the occgrid sampler's is
   (:meth:`ProNerfSampler.update`). It does three things. (1) Each ray's range shrinks further to

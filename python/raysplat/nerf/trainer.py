@@ -117,7 +117,8 @@ class NerfConfig(TrainingConfig):
         None,
         "weight of the interlevel loss that pulls stage A's depths to the quantiles of the field's "
         "compositing weights in exploration steps (pronerf; 0: off, the released code; None: 1 on "
-        "object scenes, 0 on forward-facing ones, where it measured worse, see the README)",
+        "object scenes without pronerf_occupancy, else 0: it measured worse on forward-facing scenes "
+        "and with the occupancy grid, see the README)",
     )
     pronerf_occupancy: bool | None = option(
         None,
@@ -309,12 +310,12 @@ class Trainer(BaseTrainer):
             if inf.forward_facing:
                 k0 = inf.K.reshape(-1, 3, 3)[0]
                 ndc = (float(k0[0, 0]), float(k0[1, 1]), float(inf.width), float(inf.height), inf.ndc_near)
-            interlevel = cfg.pronerf_interlevel
-            if interlevel is None:  # on for object scenes only (measured: README)
-                interlevel = 0.0 if inf.forward_facing else 1.0
             occupancy = cfg.pronerf_occupancy
             if occupancy is None:  # on for object scenes with a box (measured: README)
                 occupancy = cfg.pronerf_box and ndc is None
+            interlevel = cfg.pronerf_interlevel
+            if interlevel is None:  # object scenes without the grid only (measured: README)
+                interlevel = 0.0 if inf.forward_facing or occupancy else 1.0
             self.sampler = ProNerfSampler(
                 cfg.pronerf_samples,
                 near,
