@@ -13,7 +13,13 @@ from hypothesis import strategies as st
 
 SPECIAL = [0.0, -0.0, 1e-30, 1e-7, 0.5, 1.0, 2.0, 1e30, -1.0, -1e30, 3.4e38]
 values = st.one_of(st.sampled_from(SPECIAL), st.floats(-10, 10, allow_nan=False, width=32))
-FUZZ = settings(max_examples=50, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(
+    max_examples=50,
+    deadline=None,
+    database=None,
+    derandomize=True,  # the same examples on every run: CI must not depend on luck
+    suppress_health_check=[HealthCheck.too_slow],
+)
 
 
 def tensor_of(draw, shape):
@@ -300,11 +306,17 @@ def assert_valid_inverse(edges, weights, u, t, tol):
         for uu, tt in zip(u[r].double().clamp(0, 1).tolist(), t[r].double().tolist(), strict=True):
             assert float(e[r, 0]) - tol <= tt <= float(e[r, -1]) + tol, (tt, e[r])
             at = (e[r] - tt).abs() <= tol
-            inside = (e[r, :-1] < tt) & (tt < e[r, 1:])
+            # every bin that [tt - tol, tt + tol] reaches: a float32 t is exact only to ~1 ulp,
+            # which in a narrow bin is a large step in u (seen: a 0.001-wide bin at t = 4)
+            inside = (e[r, :-1] < tt + tol) & (tt - tol < e[r, 1:])
             vals = list(knots[at].tolist())
             for b in torch.nonzero(inside).flatten().tolist():
-                frac = (tt - float(e[r, b])) / float(e[r, b + 1] - e[r, b])
-                vals.append(float(knots[b] + frac * (knots[b + 1] - knots[b])))
+                lo, hi = float(e[r, b]), float(e[r, b + 1])
+                if hi <= lo:
+                    continue
+                for x in (max(tt - tol, lo), min(tt + tol, hi)):
+                    frac = (x - lo) / (hi - lo)
+                    vals.append(float(knots[b] + frac * (knots[b + 1] - knots[b])))
             assert vals and min(vals) - tol <= uu <= max(vals) + tol, (uu, tt, e[r], w[r])
 
 
