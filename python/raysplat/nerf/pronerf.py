@@ -108,8 +108,8 @@ import torch.nn.functional as F
 
 from raysplat.grid import OccupancyGrid
 from raysplat.nerf.field import RadianceField, trunc_exp
+from raysplat.nerf.samplers import Rays, RenderOut, refresh_occupancy
 from raysplat.projection import project_to_views
-from raysplat.training.precision import full_precision
 from raysplat.volrend import render_weight_from_density, volume_render
 
 #: the most field samples a ray gets during exploration
@@ -440,20 +440,11 @@ class ProNerfSampler(torch.nn.Module):
             return "refine"
         return "explore" if self.explores(step) else "exploit"
 
-    @torch.no_grad()
     def update(self, step, fld, generator=None) -> None:
         """Refreshes the occupancy grid, if any, every 16 steps as the occgrid sampler does
         (opacity ``density * step`` above 0.01, every cell during the first 256 steps)."""
-        if self.grid is None or step % 16:
-            return
-        with full_precision(fld):
-            self.grid.update(
-                step,
-                lambda x: torch.cat([fld.density(c) for c in x.split(1 << 16)]) * self.occ_step,
-                threshold=1e-2,
-                warmup_steps=256,
-                generator=generator,
-            )
+        if self.grid is not None and step % 16 == 0:
+            refresh_occupancy(self.grid, fld, step, self.occ_step, generator=generator)
 
     @torch.no_grad()
     def occupied_range(self, rays, near: torch.Tensor, far: torch.Tensor):
@@ -564,8 +555,6 @@ class ProNerfSampler(torch.nn.Module):
 
     def _explore(self, fld, rays, near, far, bkgd, generator):
         """An exploration step (§1.2): the field on densified, jittered PAS samples."""
-        from raysplat.nerf.samplers import RenderOut
-
         ta = None
         if self.interlevel > 0:  # stage A with gradient, for the interlevel loss
             enc = encode_rays(rays.origins, rays.directions, self.freqs)
@@ -589,8 +578,6 @@ class ProNerfSampler(torch.nn.Module):
         """An exploration step with the occupancy grid: the field on the grid's marched samples
         (stratified, early stop, as the occgrid sampler trains), and the interlevel loss's targets
         from their compositing weights (hit rays only)."""
-        from raysplat.nerf.samplers import RenderOut
-
         n = len(rays)
         ri, t0, t1 = self.grid.sampling(
             rays.origins,
@@ -622,8 +609,6 @@ class ProNerfSampler(torch.nn.Module):
     def _render_hits(self, fld, rays, near, far, hit, bkgd, phase, generator):
         """:meth:`_render_pas` on the rays that ``hit`` occupied cells; the others show the
         background (opacity and depth 0, direct colours = background) without field evaluation."""
-        from raysplat.nerf.samplers import Rays, RenderOut
-
         n = len(rays)
         idx = torch.nonzero(hit)[:, 0]
         dev, dt = rays.origins.device, rays.origins.dtype
@@ -655,8 +640,6 @@ class ProNerfSampler(torch.nn.Module):
     def _render_pas(self, fld, rays, near, far, bkgd, phase, generator):
         """Exploitation, refinement and test renders: the field at the refined PAS samples with
         density modulation."""
-        from raysplat.nerf.samplers import RenderOut
-
         n_rays = len(rays)
         tic = time.perf_counter()
         (t, a, m, c_a), (tr, delta, c_f) = self.pas(rays, rays.view_ids, (near, far))

@@ -68,6 +68,29 @@ def _render_dense(fld: RadianceField, rays: Rays, t: torch.Tensor, bkgd):
     return volume_render(t[:, :-1], t[:, 1:], sigma, rgb, render_bkgd=bkgd)
 
 
+@torch.no_grad()
+def refresh_occupancy(
+    grid: OccupancyGrid,
+    fld: RadianceField,
+    step: int,
+    step_size: float,
+    threshold: float = 1e-2,
+    warmup_steps: int = 256,
+    generator=None,
+) -> None:
+    """One :meth:`OccupancyGrid.update` from the field: a cell's value is its opacity ``density *
+    step_size`` (in chunks; the field in fp32 whatever ``config.precision``, see
+    :func:`~raysplat.training.precision.full_precision`)."""
+    with full_precision(fld):
+        grid.update(
+            step,
+            lambda x: torch.cat([fld.density(c) for c in x.split(1 << 16)]) * step_size,
+            threshold=threshold,
+            warmup_steps=warmup_steps,
+            generator=generator,
+        )
+
+
 class OccGridSampler(torch.nn.Module):
     """Occupancy-grid marching (nerfacc ``OccGridEstimator`` defaults, CPU-sized grid)."""
 
@@ -93,20 +116,12 @@ class OccGridSampler(torch.nn.Module):
         self.cone_angle, self.alpha_thre, self.early_stop_eps = cone_angle, alpha_thre, early_stop_eps
         self.update_every, self.warmup_steps, self.occ_thre = update_every, warmup_steps, occ_thre
 
-    @torch.no_grad()
     def update(self, step: int, fld: RadianceField, generator=None) -> None:
-        """Refreshes the grid every ``update_every`` steps (opacity ``density * step size``; the
-        field in fp32 whatever ``config.precision``, see
-        :func:`~raysplat.training.precision.full_precision`)."""
+        """Refreshes the grid every ``update_every`` steps (:func:`refresh_occupancy`)."""
         if step % self.update_every == 0:
-            with full_precision(fld):
-                self.grid.update(
-                    step,
-                    lambda x: torch.cat([fld.density(c) for c in x.split(1 << 16)]) * self.render_step_size,
-                    threshold=self.occ_thre,
-                    warmup_steps=self.warmup_steps,
-                    generator=generator,
-                )
+            refresh_occupancy(
+                self.grid, fld, step, self.render_step_size, self.occ_thre, self.warmup_steps, generator
+            )
 
     def render(
         self, fld: RadianceField, rays: Rays, bkgd=None, train=False, generator=None, step=0, stratified=None
