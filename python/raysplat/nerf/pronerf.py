@@ -539,14 +539,14 @@ class ProNerfSampler(torch.nn.Module):
             raise ValueError("rays.view_ids: the pronerf sampler needs reference views per ray")
         phase = self.phase(step) if train else "test"
         near, far = self.ray_range(rays)
+        if phase == "explore" and self.grid is not None and self.explore_grid:
+            return self._explore_marched(fld, rays, near, far, bkgd, generator)
         hit = None
         if self.grid is not None:
             tic = time.perf_counter()
             near, far, hit = self.occupied_range(rays, near, far)
             if not train:
                 self.timing["occupancy_s"] += time.perf_counter() - tic
-        if phase == "explore" and self.grid is not None and self.explore_grid:
-            return self._explore_marched(fld, rays, near, far, hit, bkgd, generator)
         if phase == "explore":
             return self._explore(fld, rays, near, far, bkgd, generator)
         if hit is None or bool(hit.all()):
@@ -570,14 +570,25 @@ class ProNerfSampler(torch.nn.Module):
         aux = None
         if ta is not None:
             w = alpha * transmittance(alpha)
-            target = weight_quantiles(te, w.detach(), near, far, self.n, self.interlevel_uniform)
-            aux = self.interlevel * (((ta[0] - target) / (far - near)) ** 2).sum(-1).mean()
+            aux = self._interlevel_loss(ta[0], te, w.detach(), near, far)
         return RenderOut(color, acc, depth, te.numel(), edges=[te], aux_loss=aux)
 
-    def _explore_marched(self, fld, rays, near, far, hit, bkgd, generator):
-        """An exploration step with the occupancy grid: the field on the grid's marched samples
-        (stratified, early stop, as the occgrid sampler trains), and the interlevel loss's targets
-        from their compositing weights (hit rays only)."""
+    def _interlevel_loss(self, depths, t, w, near, far, rays_mask=None) -> torch.Tensor:
+        """``λ`` times the mean over the rays (those in ``rays_mask``, if given) of the squared
+        distance, in units of each ray's range, of stage A's ``depths`` [R, N] to the quantiles
+        of the weights ``w`` of the sorted samples ``t`` (:func:`weight_quantiles`)."""
+        target = weight_quantiles(t, w, near, far, self.n, self.interlevel_uniform)
+        err = (((depths - target) / (far - near)) ** 2).sum(-1)
+        if rays_mask is None:
+            return self.interlevel * err.mean()
+        m = rays_mask.to(err.dtype)
+        return self.interlevel * (err * m).sum() / m.sum().clamp_min(1.0)
+
+    def _explore_marched(self, fld, rays, near, far, bkgd, generator):
+        """An exploration step with the occupancy grid: the field on the grid's marched samples in
+        the box ranges ``near``, ``far`` (stratified, early stop, as the occgrid sampler trains;
+        the march visits occupied cells only), and, with the interlevel loss, its targets from
+        their compositing weights in the occupied ranges (rays that cross occupied cells only)."""
         n = len(rays)
         ri, t0, t1 = self.grid.sampling(
             rays.origins,
@@ -594,16 +605,14 @@ class ProNerfSampler(torch.nn.Module):
         color, acc, depth, _ = volume_render(t0, t1, sigma, rgb, ri, n, render_bkgd=bkgd)
         aux = None
         if self.interlevel > 0:
+            lo, hi, hit = self.occupied_range(rays, near, far)
             enc = encode_rays(rays.origins, rays.directions, self.freqs)
-            ta = self.stage_a_depths(enc, near, far)
+            ta = self.stage_a_depths(enc, lo, hi)
             with torch.no_grad():
                 w, _, _ = render_weight_from_density(t0, t1, sigma.detach().float(), ri, n)
-                tp = pad_packed(ri, t0.to(near.dtype), n, far)
-                wp = pad_packed(ri, w.to(near.dtype), n, 0.0)
-                target = weight_quantiles(tp, wp, near, far, self.n, self.interlevel_uniform)
-            err = (((ta[0] - target) / (far - near)) ** 2).sum(-1)
-            hf = hit.to(err.dtype)
-            aux = self.interlevel * (err * hf).sum() / hf.sum().clamp_min(1.0)
+                tp = pad_packed(ri, t0.to(lo.dtype), n, hi)
+                wp = pad_packed(ri, w.to(lo.dtype), n, 0.0)
+            aux = self._interlevel_loss(ta[0], tp, wp, lo, hi, hit)
         return RenderOut(color, acc, depth, int(ri.numel()), packed=(ri, t0, t1), aux_loss=aux)
 
     def _render_hits(self, fld, rays, near, far, hit, bkgd, phase, generator):
